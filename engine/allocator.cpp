@@ -1,0 +1,147 @@
+// Allocators. CPU: 64-byte aligned heap blocks (one cache line, the widest vector load).
+// CUDA: a caching allocator, so a training loop's steady state never calls cudaMalloc/cudaFree:
+// freed blocks go to a free list keyed by their rounded size and are handed out again.
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "engine/storage.hpp"
+#ifdef DDPM_HAVE_CUDA
+#include "kernels/cuda_context.hpp"
+#endif
+
+namespace ddpm {
+namespace {
+
+struct Counters {
+  AllocatorStats stats;
+  void add(size_t bytes) {
+    stats.in_use += bytes;
+    if (stats.in_use > stats.peak) stats.peak = stats.in_use;
+  }
+};
+
+Counters cpu_counters;
+std::mutex cpu_mutex;
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+void* cpu_allocate(size_t bytes) {
+  size_t n = round_up(bytes == 0 ? 1 : bytes, 64);
+  void* p = std::aligned_alloc(64, n);
+  DDPM_CHECK(p != nullptr, "allocate", "out of host memory asking for ", n, " bytes");
+  std::lock_guard<std::mutex> lock(cpu_mutex);
+  cpu_counters.add(n);
+  cpu_counters.stats.reserved = cpu_counters.stats.in_use;
+  return p;
+}
+
+void cpu_deallocate(void* p, size_t bytes) {
+  std::free(p);
+  std::lock_guard<std::mutex> lock(cpu_mutex);
+  cpu_counters.stats.in_use -= round_up(bytes == 0 ? 1 : bytes, 64);
+  cpu_counters.stats.reserved = cpu_counters.stats.in_use;
+}
+
+#ifdef DDPM_HAVE_CUDA
+// Blocks are rounded to 512 B below 1 MiB and to 2 MiB above, so a few sizes cover a whole
+// network and cached blocks are reused exactly. All work runs on the one engine stream, so a
+// block freed by the host can be reused by the next kernel without an event: stream order
+// guarantees the earlier kernels that used it have finished reading it.
+Counters cuda_counters;
+std::multimap<size_t, void*> cuda_free;
+std::mutex cuda_mutex;
+
+size_t cuda_round(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  return bytes < (1u << 20) ? round_up(bytes, 512) : round_up(bytes, 2u << 20);
+}
+
+void* cuda_allocate(size_t bytes) {
+  size_t n = cuda_round(bytes);
+  std::lock_guard<std::mutex> lock(cuda_mutex);
+  void* p = nullptr;
+  auto it = cuda_free.find(n);
+  if (it != cuda_free.end()) {
+    p = it->second;
+    cuda_free.erase(it);
+  } else {
+    cudaError_t e = cudaMalloc(&p, n);
+    if (e == cudaErrorMemoryAllocation) {
+      // Give the cache back to the driver and try once more before reporting.
+      (void)cudaGetLastError();
+      for (auto& [size, q] : cuda_free) {
+        CUDA_CHECK(cudaFree(q));
+        cuda_counters.stats.reserved -= size;
+      }
+      cuda_free.clear();
+      e = cudaMalloc(&p, n);
+    }
+    DDPM_CHECK(e == cudaSuccess, "allocate", "cudaMalloc of ", n, " bytes failed: ", cudaGetErrorString(e),
+               " (in use ", cuda_counters.stats.in_use, " bytes)");
+    cuda_counters.stats.reserved += n;
+    cuda_counters.stats.device_mallocs++;
+  }
+  cuda_counters.add(n);
+  return p;
+}
+
+void cuda_deallocate(void* p, size_t bytes) {
+  size_t n = cuda_round(bytes);
+  std::lock_guard<std::mutex> lock(cuda_mutex);
+  cuda_free.emplace(n, p);
+  cuda_counters.stats.in_use -= n;
+}
+#endif
+
+}  // namespace
+
+void* allocate(size_t bytes, Device device) {
+  if (device == Device::CPU) return cpu_allocate(bytes);
+#ifdef DDPM_HAVE_CUDA
+  return cuda_allocate(bytes);
+#else
+  detail::fail("allocate", "this build has no CUDA backend (configure with nvcc and -DDDPM_CUDA=ON)");
+#endif
+}
+
+void deallocate(void* ptr, size_t bytes, Device device) {
+  if (device == Device::CPU) return cpu_deallocate(ptr, bytes);
+#ifdef DDPM_HAVE_CUDA
+  cuda_deallocate(ptr, bytes);
+#endif
+}
+
+AllocatorStats allocator_stats(Device device) {
+#ifdef DDPM_HAVE_CUDA
+  if (device == Device::CUDA) {
+    std::lock_guard<std::mutex> lock(cuda_mutex);
+    return cuda_counters.stats;
+  }
+#endif
+  std::lock_guard<std::mutex> lock(cpu_mutex);
+  return device == Device::CPU ? cpu_counters.stats : AllocatorStats{};
+}
+
+void reset_peak(Device device) {
+#ifdef DDPM_HAVE_CUDA
+  if (device == Device::CUDA) {
+    std::lock_guard<std::mutex> lock(cuda_mutex);
+    cuda_counters.stats.peak = cuda_counters.stats.in_use;
+    return;
+  }
+#endif
+  std::lock_guard<std::mutex> lock(cpu_mutex);
+  cpu_counters.stats.peak = cpu_counters.stats.in_use;
+}
+
+bool cuda_available() {
+#ifdef DDPM_HAVE_CUDA
+  return cuda::device_present();
+#else
+  return false;
+#endif
+}
+
+}  // namespace ddpm

@@ -1,0 +1,39 @@
+// Helpers shared by the op files: device dispatch and input checks.
+#pragma once
+#include "engine/autograd.hpp"
+#include "engine/tensor.hpp"
+
+// DDPM_DISPATCH(device, fn, args...) calls kernels::cpu::fn(args...) or kernels::cuda::fn(args...).
+#ifdef DDPM_HAVE_CUDA
+#define DDPM_DISPATCH(device, fn, ...)                                                  \
+  do {                                                                                  \
+    if ((device) == ::ddpm::Device::CPU) ::ddpm::kernels::cpu::fn(__VA_ARGS__);        \
+    else ::ddpm::kernels::cuda::fn(__VA_ARGS__);                                        \
+  } while (0)
+#else
+#define DDPM_DISPATCH(device, fn, ...) ::ddpm::kernels::cpu::fn(__VA_ARGS__)
+#endif
+
+namespace ddpm {
+
+// A defined, non-empty f32 tensor.
+inline void check_f32(const char* op, const Tensor& t, const char* what) {
+  DDPM_CHECK(t.defined(), op, what, " is undefined");
+  DDPM_CHECK(t.dtype() == DType::F32, op, what, " must be f32, got ", t.desc());
+  DDPM_CHECK(t.numel() > 0, op, what, " is empty: ", t.desc());
+}
+
+// All defined tensors among `ts` on the device of the first.
+inline void check_same_device(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : ts) {
+    if (!t->defined()) continue;
+    if (!first) first = t;
+    DDPM_CHECK(t->device() == first->device(), op, "tensors on different devices: ", first->desc(), " and ",
+               t->desc());
+  }
+}
+
+inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
+
+}  // namespace ddpm

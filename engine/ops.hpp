@@ -1,0 +1,66 @@
+// The engine's differentiable ops: one public function each. Every op checks its inputs (shape,
+// dtype, device) and throws ddpm::Error naming the op and the shapes; records an autograd node
+// when an input requires grad; and dispatches to the CPU or CUDA kernel of kernels/<family>.hpp.
+// The op's forward, its backward rule and its dispatch live together in engine/ops/<family>.cpp.
+//
+// Layout: activations are NHWC [N, H, W, C]; conv weights OHWI [out, kh, kw, in]; linear weights
+// [out, in] (see engine/tensor.hpp).
+#pragma once
+#include <cstdint>
+
+#include "engine/tensor.hpp"
+#include "kernels/elementwise.hpp"
+
+namespace ddpm {
+
+using kernels::Act;
+
+// ---- elementwise (ops/elementwise.cpp) ----
+Tensor gelu(const Tensor& x);  // exact erf form
+Tensor silu(const Tensor& x);
+// a op b, where b's shape broadcasts to a's (numpy rules, b never larger than a, at most 4 dims):
+// e.g. the per-channel embedding add [N, H, W, C] + [N, 1, 1, C]. The result has a's shape.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor add_gelu(const Tensor& a, const Tensor& b);  // gelu(a + b), same shapes: the residual of a ResNet block
+
+// ---- matrix products (ops/matmul.cpp) ----
+// y = x w^T + b over the last dimension: x [..., in], w [out, in], b [out] or undefined.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// Batched product of [B, M, K] and [B, K, N] (each operand optionally transposed in its last two dims).
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+
+// ---- convolution (ops/conv.cpp) ----
+// x [N, H, W, Cin], w [Cout, k, k, Cin] with k = 1 or 3, stride 1, zero padding (k-1)/2,
+// b [Cout] or undefined. Returns [N, H, W, Cout].
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// ---- normalisation (ops/norm.cpp) ----
+// Group norm over (H, W, C/groups) per sample and group, then affine w, b [C], then act.
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps = 1e-5f,
+                  Act act = Act::None);
+// Layer norm over the last dimension C, affine w, b [C].
+Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps = 1e-5f);
+
+// ---- resampling and layout (ops/resample.cpp) ----
+Tensor concat_channels(const Tensor& a, const Tensor& b);  // [N,H,W,Ca] ++ [N,H,W,Cb] on the last dim
+Tensor max_pool2x2(const Tensor& x);                       // [N,H,W,C] -> [N,H/2,W/2,C]; H, W even
+Tensor upsample2x(const Tensor& x);                        // bilinear, align_corners=True: [N,2H,2W,C]
+Tensor embedding(const Tensor& ids, const Tensor& table);  // ids i64 [B], table [num, D] -> [B, D]
+
+// ---- attention (ops/attention.cpp) ----
+// Scaled dot-product attention over packed projections: qkv [B, L, 3C] holds q, k, v side by
+// side (head h of q is columns h*C/heads .. of the first C), result [B, L, C] with heads
+// concatenated. Scores are scaled by 1/sqrt(C/heads). No mask, no dropout.
+Tensor attention(const Tensor& qkv, int64_t heads);
+// nn.MultiheadAttention(x, x, x): in_w [3C, C], in_b [3C], out_w [C, C], out_b [C].
+Tensor multi_head_attention(const Tensor& x, const Tensor& in_w, const Tensor& in_b, const Tensor& out_w,
+                            const Tensor& out_b, int64_t heads);
+
+// ---- losses and reductions (ops/reduce.cpp) ----
+Tensor mse_loss(const Tensor& pred, const Tensor& target);  // mean((pred - target)^2), a [1] tensor
+Tensor sum(const Tensor& x);                                // [1]
+Tensor mean(const Tensor& x);                               // [1]
+
+}  // namespace ddpm

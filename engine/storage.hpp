@@ -1,0 +1,42 @@
+// Storage: one contiguous, reference-counted block of device memory. Tensors share a Storage
+// through std::shared_ptr, which is what makes views (reshape, slices along dim 0) cheap.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "engine/dtype.hpp"
+
+namespace ddpm {
+
+// Byte counts of one device's allocator. On CUDA, `reserved` is what the cache holds from the
+// driver and `device_mallocs` counts cudaMalloc calls (flat in a training loop's steady state).
+struct AllocatorStats {
+  size_t in_use = 0;
+  size_t peak = 0;
+  size_t reserved = 0;
+  size_t device_mallocs = 0;
+};
+
+void* allocate(size_t bytes, Device device);
+void deallocate(void* ptr, size_t bytes, Device device);
+AllocatorStats allocator_stats(Device device);
+void reset_peak(Device device);
+
+class Storage {
+ public:
+  Storage(size_t bytes, Device device) : bytes_(bytes), device_(device), ptr_(allocate(bytes, device)) {}
+  ~Storage() { deallocate(ptr_, bytes_, device_); }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  size_t bytes_;
+  Device device_;
+  void* ptr_;
+};
+
+}  // namespace ddpm

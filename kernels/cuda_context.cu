@@ -1,0 +1,54 @@
+#include <string>
+
+#include "kernels/cuda_context.hpp"
+
+namespace ddpm::cuda {
+
+bool device_present() {
+  static const bool present = [] {
+    int n = 0;
+    bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    (void)cudaGetLastError();  // "no device" must not poison later calls
+    return ok;
+  }();
+  return present;
+}
+
+cudaStream_t stream() {
+  static cudaStream_t s = [] {
+    if (!device_present()) fail("cudaGetDeviceCount", "no CUDA device is present", __FILE__, __LINE__);
+    cudaStream_t st;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    return st;
+  }();
+  return s;
+}
+
+cublasHandle_t cublas() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t handle;
+    CUBLAS_CHECK(cublasCreate(&handle));
+    CUBLAS_CHECK(cublasSetStream(handle, stream()));
+    return handle;
+  }();
+  return h;
+}
+
+void synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
+void fail(const char* call, const char* what, const char* file, int line) {
+  throw Error(std::string("cuda: ") + call + " failed: " + what + " at " + file + ":" + std::to_string(line));
+}
+
+void check_launch(const char* kernel, const char* file, int line) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail(kernel, cudaGetErrorString(e), file, line);
+#ifdef DDPM_SYNC_CHECK
+  e = cudaStreamSynchronize(stream());
+  if (e != cudaSuccess) fail(kernel, cudaGetErrorString(e), file, line);
+#endif
+}
+
+const char* cublas_status_name(cublasStatus_t s) { return cublasGetStatusString(s); }
+
+}  // namespace ddpm::cuda

@@ -1,0 +1,42 @@
+// The CUDA context every GPU kernel runs in: one stream for the whole engine, the cuBLAS handle,
+// and the checks. Every CUDA, cuBLAS and cuDNN call goes through CUDA_CHECK / CUBLAS_CHECK /
+// CUDNN_CHECK, which throw ddpm::Error naming the call, file and line. Kernel launches are
+// followed by CUDA_CHECK_LAUNCH: in debug builds (DDPM_SYNC_CHECK) it synchronises so a fault is
+// reported at the kernel that caused it; in release builds it only reads the launch error, and
+// faults surface at the next synchronisation point (cuda::synchronize()).
+#pragma once
+#ifdef DDPM_HAVE_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kernels/error.hpp"
+
+namespace ddpm::cuda {
+
+bool device_present();
+cudaStream_t stream();
+cublasHandle_t cublas();
+void synchronize();  // waits for the stream and reports any asynchronous fault
+
+[[noreturn]] void fail(const char* call, const char* what, const char* file, int line);
+void check_launch(const char* kernel, const char* file, int line);
+const char* cublas_status_name(cublasStatus_t s);
+
+}  // namespace ddpm::cuda
+
+#define CUDA_CHECK(call)                                                              \
+  do {                                                                                \
+    cudaError_t e_ = (call);                                                          \
+    if (e_ != cudaSuccess) ::ddpm::cuda::fail(#call, cudaGetErrorString(e_), __FILE__, __LINE__); \
+  } while (0)
+
+#define CUBLAS_CHECK(call)                                                            \
+  do {                                                                                \
+    cublasStatus_t s_ = (call);                                                       \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                  \
+      ::ddpm::cuda::fail(#call, ::ddpm::cuda::cublas_status_name(s_), __FILE__, __LINE__); \
+  } while (0)
+
+#define CUDA_CHECK_LAUNCH(name) ::ddpm::cuda::check_launch(name, __FILE__, __LINE__)
+
+#endif

@@ -1,0 +1,75 @@
+// Elementwise kernels: activations, broadcast arithmetic, fills, conversions.
+//
+// Conventions (both backends): float32 unless the name says bf16; n is the element count; all
+// pointers are contiguous and on the backend's device; outputs are fully overwritten (no
+// accumulation) unless the name says accumulate. GELU is the exact erf form,
+// 0.5 x (1 + erf(x / sqrt 2)); SiLU is x * sigmoid(x).
+#pragma once
+#include <cstdint>
+
+#include <cmath>
+
+#include "kernels/bf16.hpp"
+#include "kernels/hd.hpp"
+
+namespace ddpm::kernels {
+
+enum class Act { None, GELU, SiLU };
+enum class BinOp { Add, Sub, Mul };
+
+// b broadcast against a: out has a's shape (at most 4 dims, left-padded with 1s to 4);
+// b_stride[d] is b's element stride in dimension d, or 0 where b has size 1 there.
+struct Broadcast {
+  int64_t shape[4];
+  int64_t b_stride[4];
+  DDPM_HD int64_t numel() const { return shape[0] * shape[1] * shape[2] * shape[3]; }
+};
+
+// Scalar forms shared by both backends' kernels (and by fused kernels elsewhere).
+DDPM_HD float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+DDPM_HD float gelu_grad(float x) {  // d/dx [x Phi(x)] = Phi(x) + x phi(x)
+  return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+}
+DDPM_HD float silu(float x) { return x / (1.0f + expf(-x)); }
+DDPM_HD float silu_grad(float x) {
+  float s = 1.0f / (1.0f + expf(-x));
+  return s * (1.0f + x * (1.0f - s));
+}
+DDPM_HD float activate(Act act, float x) { return act == Act::GELU ? gelu(x) : act == Act::SiLU ? silu(x) : x; }
+DDPM_HD float activate_grad(Act act, float x) {
+  return act == Act::GELU ? gelu_grad(x) : act == Act::SiLU ? silu_grad(x) : 1.0f;
+}
+
+namespace cpu {
+void fill(float* x, int64_t n, float value);
+void accumulate(float* out, const float* src, int64_t n);  // out += src
+void scale(float* x, int64_t n, float s);                  // x *= s
+void act_fwd(Act act, const float* x, float* y, int64_t n);
+void act_bwd(Act act, const float* x, const float* dy, float* dx, int64_t n);
+// y = act(a + b) and its backward d(a + b) = dy * act'(a + b) (the ResNet block's residual).
+void add_act_fwd(Act act, const float* a, const float* b, float* y, int64_t n);
+void add_act_bwd(Act act, const float* a, const float* b, const float* dy, float* dsum, int64_t n);
+void binary(BinOp op, const float* a, const float* b, float* out, const Broadcast& bc);
+// gb = sum of g over the dimensions where b was broadcast (gb has b's element count).
+void reduce_to_b(const float* g, float* gb, const Broadcast& bc);
+void f32_to_bf16(const float* x, bf16* y, int64_t n);
+void bf16_to_f32(const bf16* x, float* y, int64_t n);
+}  // namespace cpu
+
+#ifdef DDPM_HAVE_CUDA
+namespace cuda {
+void fill(float* x, int64_t n, float value);
+void accumulate(float* out, const float* src, int64_t n);
+void scale(float* x, int64_t n, float s);
+void act_fwd(Act act, const float* x, float* y, int64_t n);
+void act_bwd(Act act, const float* x, const float* dy, float* dx, int64_t n);
+void add_act_fwd(Act act, const float* a, const float* b, float* y, int64_t n);
+void add_act_bwd(Act act, const float* a, const float* b, const float* dy, float* dsum, int64_t n);
+void binary(BinOp op, const float* a, const float* b, float* out, const Broadcast& bc);
+void reduce_to_b(const float* g, float* gb, const Broadcast& bc);
+void f32_to_bf16(const float* x, bf16* y, int64_t n);
+void bf16_to_f32(const bf16* x, float* y, int64_t n);
+}  // namespace cuda
+#endif
+
+}  // namespace ddpm::kernels
