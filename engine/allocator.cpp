@@ -50,6 +50,7 @@ void cpu_deallocate(void* p, size_t bytes) {
 // block freed by the host can be reused by the next kernel without an event: stream order
 // guarantees the earlier kernels that used it have finished reading it.
 Counters cuda_counters;
+bool cuda_poison = false;
 std::multimap<size_t, void*> cuda_free;
 std::mutex cuda_mutex;
 
@@ -84,6 +85,7 @@ void* cuda_allocate(size_t bytes) {
     cuda_counters.stats.device_mallocs++;
   }
   cuda_counters.add(n);
+  if (cuda_poison) CUDA_CHECK(cudaMemsetAsync(p, 0xFF, n, cuda::stream()));
   return p;
 }
 
@@ -134,6 +136,13 @@ void reset_peak(Device device) {
 #endif
   std::lock_guard<std::mutex> lock(cpu_mutex);
   cpu_counters.stats.peak = cpu_counters.stats.in_use;
+}
+
+void set_poison_allocations([[maybe_unused]] bool on) {
+#ifdef DDPM_HAVE_CUDA
+  std::lock_guard<std::mutex> lock(cuda_mutex);
+  cuda_poison = on;
+#endif
 }
 
 bool cuda_available() {

@@ -21,6 +21,9 @@ void* allocate(size_t bytes, Device device);
 void deallocate(void* ptr, size_t bytes, Device device);
 AllocatorStats allocator_stats(Device device);
 void reset_peak(Device device);
+// Test aid: when on, every new CUDA allocation is filled with 0xFF bytes (NaN in f32 and bf16),
+// so a kernel that leaves an output element unwritten fails its comparison.
+void set_poison_allocations(bool on);
 
 class Storage {
  public:

@@ -240,6 +240,13 @@ Tensor Tensor::detach() const {
   return Tensor(impl);
 }
 
+void Tensor::set_data(const Tensor& src) {
+  DDPM_CHECK(shape() == src.shape() && dtype() == src.dtype(), "set_data", "cannot replace ", desc(), " by ",
+             src.desc());
+  impl_->storage = src.impl_->storage;
+  impl_->offset = src.impl_->offset;
+}
+
 Tensor Tensor::reshape(const Shape& new_shape) const {
   Shape s = new_shape;
   int64_t known = 1, infer = -1;

@@ -71,6 +71,9 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;       // differentiable
   Tensor slice0(int64_t begin, int64_t end) const;  // rows [begin, end) of dim 0; not differentiable
   Tensor detach() const;                          // same data, no autograd history
+  // Points this tensor (and every handle to it) at src's data: same shape and dtype, any device.
+  // Used to move parameters between devices in place.
+  void set_data(const Tensor& src);
 
   // Autograd.
   bool requires_grad() const;

@@ -34,6 +34,12 @@ cublasHandle_t cublas() {
   return h;
 }
 
+namespace {
+bool g_allow_tf32 = false;
+}
+void set_allow_tf32(bool on) { g_allow_tf32 = on; }
+bool allow_tf32() { return g_allow_tf32; }
+
 void synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
 void fail(const char* call, const char* what, const char* file, int line) {

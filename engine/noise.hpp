@@ -1,0 +1,37 @@
+// The two fused diffusion updates, as engine functions (no autograd: they act on data, not on
+// the network). Kernels: kernels/noise.hpp. Images are NHWC f32 on any device.
+//
+// q_sample (DDPM eq. 4, training's noising): draws eps ~ N(0, I) from `gen` and writes
+//   x_t = sqrt_abar[t_i] * x0 + sqrt_1m_abar[t_i] * eps   per sample i,
+// in one pass. `sqrt_abar`, `sqrt_1m_abar` are per-timestep tables [T] on x0's device; t is i64 [N].
+//
+// reverse_step (one step of the reverse process, in one pass): with eps = eps_u + s (eps_c - eps_u)
+// when guidance is on (eps_u defined) and eps_c otherwise,
+//   x_prev = c_x * x - c_eps * eps + sigma * z,   z ~ N(0, I) from gen (skipped when sigma == 0),
+// optionally clamped to [-1, 1]. The caller's sampler picks (c_x, c_eps, sigma) for DDPM,
+// respaced DDPM or DDIM (see diffusion/). x is updated in place.
+#pragma once
+#include "engine/rng.hpp"
+#include "engine/tensor.hpp"
+
+namespace ddpm {
+
+struct NoisedBatch {
+  Tensor x_t;
+  Tensor eps;
+};
+
+NoisedBatch q_sample(const Tensor& x0, const Tensor& t, const Tensor& sqrt_abar, const Tensor& sqrt_1m_abar,
+                     Generator& gen);
+
+struct ReverseCoefficients {
+  float c_x;
+  float c_eps;
+  float sigma;
+  float guidance = 0.0f;  // s; used when eps_u is defined
+  bool clamp = false;
+};
+
+void reverse_step(Tensor& x, const Tensor& eps_c, const Tensor& eps_u, const ReverseCoefficients& c, Generator& gen);
+
+}  // namespace ddpm

@@ -1,0 +1,43 @@
+// The seed's class-conditional U-Net (../shared/docs/seed-model.md is the contract; docs/model.md
+// walks it). Parameter names are the PyTorch reference's state_dict keys. Activations are NHWC.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/module.hpp"
+#include "engine/rng.hpp"
+
+namespace ddpm {
+
+struct UNetConfig {
+  int64_t in_channels = 3;
+  int64_t out_channels = 3;
+  int64_t base_channels = 64;  // b: widths are b, 2b, 4b, 8b
+  int64_t time_dim = 256;
+  int64_t num_classes = 10;    // 0 = unconditional (no label_emb)
+  int64_t heads = 4;
+};
+
+class UNet : public Module {
+ public:
+  // Parameters are initialised like PyTorch's defaults for each layer type, drawn from `gen`.
+  UNet(const UNetConfig& config, Generator& gen);
+
+  // x [N, H, W, in_channels] (H, W multiples of 8), t i64 [N] timesteps, y i64 [N] class labels
+  // or undefined for the unconditional branch. Returns the predicted noise [N, H, W, out_channels].
+  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& y = Tensor()) const;
+
+  const UNetConfig& config() const { return config_; }
+
+ private:
+  UNetConfig config_;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// The sinusoidal embedding of integer timesteps t [N]: [N, dim], sines then cosines,
+// f_i = 10000^(-2i/dim). Exposed for tests and for docs/diffusion.md.
+Tensor timestep_embedding(const Tensor& t, int64_t dim);
+
+}  // namespace ddpm
