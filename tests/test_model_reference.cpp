@@ -1,0 +1,115 @@
+// One training step of our U-Net against float64 PyTorch runs (tests/data/ref_*.safetensors,
+// written by tools/make_reference.py, plus the project's shared reference file), and the check's
+// own ability to fail: a tampered weight or input must be caught.
+#include <filesystem>
+
+#include "helpers.hpp"
+#include "model/reference.hpp"
+
+using namespace ddpm;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::vector<std::string> reference_files() {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(DDPM_TEST_DATA)) {
+    std::string name = e.path().filename().string();
+    if (name.starts_with("ref_") && name.ends_with(".safetensors")) out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const std::string kShared = std::string(DDPM_TEST_DATA) + "/ref_c1_16px_b4_cond.safetensors";
+
+// Adds `delta` to element `i` of a tensor of the in-memory file.
+void nudge(SafeTensors& f, const std::string& name, int64_t i, float delta) {
+  for (auto& [n, t] : f.tensors)
+    if (n == name) {
+      Tensor c = t.clone();  // the file's tensor is shared with nothing, but keep the edit explicit
+      c.data<float>()[i] += delta;
+      t = c;
+      return;
+    }
+  FAIL("no tensor " << name);
+}
+
+}  // namespace
+
+TEST_CASE("one training step matches PyTorch on every reference file", "[model][reference]") {
+  std::vector<std::string> files = reference_files();
+  REQUIRE(files.size() >= 4);
+  for (const std::string& path : files) {
+    CAPTURE(path);
+    ReferenceReport r = check_reference(path, Device::CPU);
+    Generator gen(0);
+    size_t params = UNet(r.config, gen).named_parameters().size();
+    CHECK(r.rows.size() == 2 + 2 * params);  // eps_pred, loss, then a grad. and an adamw. row each
+    for (const ReferenceRow& row : r.rows) {
+      INFO(row.name << ": relative error " << row.rel_err << ", tolerance " << row.tolerance);
+      CHECK(row.ok());
+      CHECK_FALSE(row.floored);
+    }
+  }
+}
+
+TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model][reference]") {
+  SafeTensors clean = load_safetensors(kShared);
+  auto failed = [](const ReferenceReport& r, const std::string& name) {
+    for (const ReferenceRow& row : r.rows)
+      if (row.name == name) return !row.ok();
+    FAIL("no row " << name);
+    return false;
+  };
+  SECTION("one attention weight nudged by 1%") {
+    SafeTensors f = clean;
+    float w = f.at("sa3.mha.in_proj_weight").data<float>()[5];
+    nudge(f, "sa3.mha.in_proj_weight", 5, 0.01f * std::max(std::fabs(w), 0.1f));
+    ReferenceReport r = check_reference(f, Device::CPU);
+    CHECK_FALSE(r.ok());
+    CHECK(failed(r, "grad.sa3.mha.in_proj_weight"));
+  }
+  SECTION("one bias of the output conv") {
+    SafeTensors f = clean;
+    nudge(f, "outc.bias", 0, 0.01f);
+    ReferenceReport r = check_reference(f, Device::CPU);
+    CHECK(failed(r, "eps_pred"));
+    CHECK(failed(r, "loss"));
+  }
+  SECTION("the class embedding row of one label") {
+    SafeTensors f = clean;
+    int64_t label = f.at("y").to_ints()[0];
+    nudge(f, "label_emb.weight", label * 32 + 3, 0.05f);
+    CHECK_FALSE(check_reference(f, Device::CPU).ok());
+  }
+  SECTION("one timestep") {
+    SafeTensors f = clean;
+    for (auto& [n, t] : f.tensors)
+      if (n == "t") {
+        Tensor c = t.clone();
+        c.data<int64_t>()[0] += 1;
+        t = c;
+      }
+    CHECK(failed(check_reference(f, Device::CPU), "eps_pred"));
+  }
+}
+
+TEST_CASE("the reference check rejects files that are not ddpm-reference v1", "[model][reference]") {
+  SafeTensors clean = load_safetensors(kShared);
+  SafeTensors f = clean;
+  f.metadata["version"] = "2";
+  CHECK_THROWS_WITH(check_reference(f, Device::CPU), Contains("not a ddpm-reference v1 file"));
+  f = clean;
+  f.metadata.erase("format");
+  CHECK_THROWS_WITH(check_reference(f, Device::CPU), Contains("format '(none)'"));
+  f = clean;
+  f.metadata["adamw_lr"] = "fast";
+  CHECK_THROWS_WITH(check_reference(f, Device::CPU), Contains("'adamw_lr' = 'fast' is not a number"));
+  f = clean;
+  std::erase_if(f.tensors, [](const auto& p) { return p.first == "grad.sa2.ln.bias"; });
+  CHECK_THROWS_WITH(check_reference(f, Device::CPU), Contains("grad.sa2.ln.bias"));
+  f = clean;
+  std::erase_if(f.tensors, [](const auto& p) { return p.first == "y"; });
+  CHECK_THROWS_WITH(check_reference(f, Device::CPU), Contains("no tensor named 'y'"));
+}
