@@ -98,7 +98,7 @@ TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model]
 TEST_CASE("the reference check rejects files that are not ddpm-reference v1", "[model][reference]") {
   SafeTensors clean = load_safetensors(kShared);
   SafeTensors f = clean;
-  f.metadata["version"] = "2";
+  f.metadata["version"] = "2.0";
   CHECK_THROWS_WITH(check_reference(f, Device::CPU), Contains("not a ddpm-reference v1 file"));
   f = clean;
   f.metadata.erase("format");
