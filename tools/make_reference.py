@@ -111,7 +111,10 @@ class UNet(nn.Module):
         return self.outc(h)
 
 
-ADAMW = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
+# The seed's AdamW. The lr also scales the one ill-conditioned AdamW result: the key bias of the
+# attention has a gradient of exactly 0 in exact arithmetic (softmax ignores a constant per query),
+# so its float32 rounding noise, normalised by Adam, moves it by up to lr.
+ADAMW = dict(lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
 
 
 def train_step(model, x_t, t, y, eps, adamw):
@@ -170,28 +173,46 @@ def generate(args):
     meta.update({"adamw_" + k: repr(v) for k, v in ADAMW.items()})
     save_file(tensors, args.output, metadata=meta)
     print(f"{args.output}: {len(tensors)} tensors, loss {results['loss'].item():.6f}")
+    if not float32_headroom(args.output):
+        raise SystemExit(f"{args.output}: too ill-conditioned for a float32 check (try a larger --base)")
 
 
-def verify(path):
-    """Loads a reference file's weights and inputs into this twin and compares every result."""
+def rerun(path, dtype):
+    """Loads a reference file's weights and inputs into this twin, runs the step in `dtype` and
+    returns the relative error ||ours - ref|| / ||ref|| of every result."""
     with safe_open(path, "pt") as f:
         meta = f.metadata()
         ten = {k: f.get_tensor(k) for k in f.keys()}
     ints = {k: int(meta[k]) for k in ("in_channels", "out_channels", "base_channels", "time_dim", "num_classes", "heads")}
     model = UNet(ints["in_channels"], ints["out_channels"], ints["base_channels"], ints["time_dim"],
-                 ints["num_classes"], ints["heads"]).double()
-    model.load_state_dict({k: ten[k].double() for k, _ in model.named_parameters()})
+                 ints["num_classes"], ints["heads"]).to(dtype)
+    model.load_state_dict({k: ten[k].to(dtype) for k, _ in model.named_parameters()})
     adamw = {k: float(meta["adamw_" + k]) for k in ADAMW}
-    out = train_step(model, ten["x_t"].double(), ten["t"], ten.get("y"), ten["eps"].double(), adamw)
-    worst = 0.0
-    for k, v in out.items():
-        ref = ten[k].double()
-        err = ((v - ref).norm() / ref.norm().clamp_min(1e-12)).item()
-        worst = max(worst, err)
-        if err > 1e-6:
-            print(f"{k}: relative error {err:.3e}")
-    print(f"{path}: {len(out)} results compared, worst relative error {worst:.3e}")
+    out = train_step(model, ten["x_t"].to(dtype), ten["t"], ten.get("y"), ten["eps"].to(dtype), adamw)
+    return {k: ((v.double() - ten[k].double()).norm() / ten[k].double().norm().clamp_min(1e-12)).item()
+            for k, v in out.items()}
+
+
+def verify(path):
+    """float64 re-run: validates this twin against a file written by someone else (~1e-6 expected)."""
+    errs = rerun(path, torch.float64)
+    for k, e in errs.items():
+        if e > 1e-6:
+            print(f"{k}: relative error {e:.3e}")
+    worst = max(errs.values())
+    print(f"{path}: {len(errs)} results compared, worst relative error {worst:.3e}")
     return worst
+
+
+def float32_headroom(path):
+    """float32 re-run: a file is only a fair test if float32 PyTorch passes it with 2x to spare
+    (the engine's tolerances: eps_pred and loss 1e-4, gradients and AdamW 1e-3). Tiny widths fail
+    this: LayerNorm over 2 channels is ill-conditioned."""
+    errs = rerun(path, torch.float32)
+    tol = {k: 1e-4 if k in ("eps_pred", "loss") else 1e-3 for k in errs}
+    worst = max(errs, key=lambda k: errs[k] / tol[k])
+    print(f"{path}: float32 PyTorch worst {worst} {errs[worst]:.2e} (tolerance {tol[worst]:.0e})")
+    return errs[worst] <= tol[worst] / 2
 
 
 def dump_keys(path):
@@ -220,7 +241,9 @@ def main():
     ap.add_argument("--dump-keys", metavar="FILE")
     args = ap.parse_args()
     if args.verify:
-        raise SystemExit(0 if verify(args.verify) < 1e-5 else 1)
+        ok = verify(args.verify) < 1e-5
+        float32_headroom(args.verify)
+        raise SystemExit(0 if ok else 1)
     if args.dump_keys:
         dump_keys(args.dump_keys)
     if args.output:
