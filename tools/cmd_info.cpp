@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/checkpoint.hpp"
 #include "model/info.hpp"
@@ -35,13 +36,14 @@ void add_info(CLI::App& app) {
       model = std::make_unique<UNet>(o->config, gen);
     }
     const UNetConfig& c = model->config();
+    std::vector<ModuleCost> costs = model_costs(*model, o->image_size);  // checks the size first
     std::printf("U-Net: in %lld, out %lld, base %lld, time_dim %lld, classes %lld, heads %lld; %lldx%lld images\n",
                 (long long)c.in_channels, (long long)c.out_channels, (long long)c.base_channels,
                 (long long)c.time_dim, (long long)c.num_classes, (long long)c.heads, (long long)o->image_size,
                 (long long)o->image_size);
     std::printf("%-10s %12s %12s %12s %12s %12s\n", "module", "params", "conv GF", "linear GF", "attn GF", "total GF");
     ModuleCost total{"total"};
-    for (const ModuleCost& m : model_costs(*model, o->image_size)) {
+    for (const ModuleCost& m : costs) {
       std::printf("%-10s %12lld %12.4f %12.4f %12.4f %12.4f\n", m.name.c_str(), (long long)m.params,
                   m.conv_flops / 1e9, m.linear_flops / 1e9, m.attention_flops / 1e9, m.flops() / 1e9);
       total.params += m.params;
