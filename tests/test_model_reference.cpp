@@ -23,16 +23,12 @@ std::vector<std::string> reference_files() {
 
 const std::string kShared = std::string(DDPM_TEST_DATA) + "/ref_c1_16px_b4_cond.safetensors";
 
-// Adds `delta` to element `i` of a tensor of the in-memory file.
-void nudge(SafeTensors& f, const std::string& name, int64_t i, float delta) {
-  for (auto& [n, t] : f.tensors)
-    if (n == name) {
-      Tensor c = t.clone();  // copies of the SafeTensors share tensors: edit a fresh one
-      c.data<float>()[i] += delta;
-      t = c;
-      return;
-    }
-  FAIL("no tensor " << name);
+// A private copy of one tensor of the in-memory file, to edit (copies of a SafeTensors share
+// their tensors).
+Tensor& editable(SafeTensors& f, const std::string& name) {
+  auto it = std::find_if(f.tensors.begin(), f.tensors.end(), [&](const auto& p) { return p.first == name; });
+  REQUIRE(it != f.tensors.end());
+  return it->second = it->second.clone();
 }
 
 }  // namespace
@@ -64,7 +60,7 @@ TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model]
   };
   SECTION("one of 768 attention weights moved by 0.05") {
     SafeTensors f = clean;
-    nudge(f, "sa3.mha.in_proj_weight", 5, 0.05f);
+    editable(f, "sa3.mha.in_proj_weight").data<float>()[5] += 0.05f;
     ReferenceReport r = check_reference(f, Device::CPU);
     CHECK_FALSE(r.ok());
     CHECK(failed(r, "eps_pred"));
@@ -72,7 +68,7 @@ TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model]
   }
   SECTION("one bias of the output conv") {
     SafeTensors f = clean;
-    nudge(f, "outc.bias", 0, 0.01f);
+    editable(f, "outc.bias").data<float>()[0] += 0.01f;
     ReferenceReport r = check_reference(f, Device::CPU);
     CHECK(failed(r, "eps_pred"));
     CHECK(failed(r, "loss"));
@@ -80,18 +76,27 @@ TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model]
   SECTION("the class embedding row of one label") {
     SafeTensors f = clean;
     int64_t label = f.at("y").to_ints()[0];
-    nudge(f, "label_emb.weight", label * 32 + 3, 0.05f);
+    editable(f, "label_emb.weight").data<float>()[label * 32 + 3] += 0.05f;
     CHECK_FALSE(check_reference(f, Device::CPU).ok());
   }
   SECTION("one timestep") {
     SafeTensors f = clean;
-    for (auto& [n, t] : f.tensors)
-      if (n == "t") {
-        Tensor c = t.clone();
-        c.data<int64_t>()[0] += 1;
-        t = c;
-      }
+    editable(f, "t").data<int64_t>()[0] += 1;
     CHECK(failed(check_reference(f, Device::CPU), "eps_pred"));
+  }
+  SECTION("a reference gradient of zero: the floor, no division by zero") {
+    SafeTensors f = clean;
+    Tensor& g = editable(f, "grad.outc.bias");
+    g.copy_from(Tensor::zeros(g.shape()));
+    ReferenceReport r = check_reference(f, Device::CPU);
+    for (const ReferenceRow& row : r.rows) {
+      CHECK(row.floored == (row.name == "grad.outc.bias"));
+      if (row.name == "grad.outc.bias") {
+        CHECK(std::isfinite(row.rel_err));
+        CHECK(row.rel_err > 1.0);  // ||ours|| / 1e-6
+      }
+    }
+    CHECK(r.failures() == 1);
   }
 }
 
