@@ -77,13 +77,13 @@ void AdamW::step() {
   if (slots.empty()) return;
   ++step_;
   const double lr = config_.lr, b1 = config_.beta1, b2 = config_.beta2, t = double(step_);
-  kernels::AdamWStep s{float(1.0 - lr * double(config_.weight_decay)),
-                       config_.beta2,
-                       float(1.0 - b1),
-                       float(1.0 - b2),
-                       float(lr / (1.0 - std::pow(b1, t))),
-                       float(std::sqrt(1.0 - std::pow(b2, t))),
-                       config_.eps};
+  const kernels::AdamWStep s{.decay = float(1.0 - lr * double(config_.weight_decay)),
+                             .beta2 = config_.beta2,
+                             .one_minus_beta1 = float(1.0 - b1),
+                             .one_minus_beta2 = float(1.0 - b2),
+                             .step_size = float(lr / (1.0 - std::pow(b1, t))),
+                             .bc2_sqrt = float(std::sqrt(1.0 - std::pow(b2, t))),
+                             .eps = config_.eps};
   if (device_ == Device::CPU) kernels::cpu::adamw(slots.data(), int64_t(slots.size()), s);
 #ifdef DDPM_HAVE_CUDA
   else kernels::cuda::adamw(device_slots(cache_, slots), int64_t(slots.size()), total, s);
@@ -119,7 +119,7 @@ void EMA::update(const std::vector<Tensor>& params, int64_t step) {
     slots.push_back({shadow_[i].data<float>(), params[i].data<float>(), params[i].numel(), total});
     total += params[i].numel();
   }
-  kernels::EmaStep s{decay_, float(1.0 - double(decay_)), step < start_step_};
+  const kernels::EmaStep s{.decay = decay_, .one_minus_decay = float(1.0 - double(decay_)), .copy = step < start_step_};
   if (device_ == Device::CPU) kernels::cpu::ema(slots.data(), int64_t(slots.size()), s);
 #ifdef DDPM_HAVE_CUDA
   else kernels::cuda::ema(device_slots(cache_, slots), int64_t(slots.size()), total, s);
