@@ -25,6 +25,17 @@ std::pair<Tensor, Tensor> seed_tables() {
 // Odd shapes, batch 1 and 1x1, and the seed's real ones: (64x64 RGB, batch 64), (32x32 gray, batch 128).
 const std::vector<Shape> kShapes{{3, 5, 7, 3}, {1, 1, 1, 1}, {2, 9, 9, 5}, {64, 64, 64, 3}, {128, 32, 32, 1}};
 
+// Element by element within f32 rounding of the terms (values here are O(1) to O(10)): a single
+// element that cancels to near zero is not held to a relative bound, a wrong formula is off by far more.
+void check_close(const Tensor& gpu, const Tensor& cpu) {
+  REQUIRE(gpu.device() == Device::CUDA);
+  std::vector<float> g = gpu.to_floats(), c = cpu.to_floats();
+  float worst = 0.0f;
+  for (size_t i = 0; i < c.size(); ++i) worst = std::max(worst, std::isfinite(g[i]) ? std::abs(g[i] - c[i]) : INFINITY);
+  CHECK(worst < 1e-5f);
+  if (c.size() >= 100) CHECK(rel_err(g, c) < 1e-6);  // over many elements the norm does not cancel
+}
+
 }  // namespace
 
 TEST_CASE("gpu: q_sample draws the same eps as the CPU and the same x_t", "[gpu][noise]") {
@@ -44,7 +55,7 @@ TEST_CASE("gpu: q_sample draws the same eps as the CPU and the same x_t", "[gpu]
     REQUIRE(on_gpu.x_t.device() == Device::CUDA);
     CHECK(g.offset() == c.offset());
     CHECK(rel_err(on_gpu.eps, on_cpu.eps) < 1e-6);  // libm log/cos may differ in the last ulp
-    CHECK(rel_err(on_gpu.x_t, on_cpu.x_t) < 1e-6);
+    check_close(on_gpu.x_t, on_cpu.x_t);
     // On the GPU, eps is bit for bit what randn draws there at the same position.
     CHECK(on_gpu.eps.to_floats() == Tensor::randn(s, replay, Device::CUDA).to_floats());
   }
@@ -66,7 +77,7 @@ TEST_CASE("gpu: reverse_step matches the CPU with and without guidance, noise an
           reverse_step(xc, ec, guided ? eu : Tensor(), coef, c);
           reverse_step(xg, ec.to(Device::CUDA), guided ? eu.to(Device::CUDA) : Tensor(), coef, g);
           CHECK(g.offset() == c.offset());
-          CHECK(rel_err(xg, xc) < 1e-6);
+          check_close(xg, xc);
         }
   }
 }
