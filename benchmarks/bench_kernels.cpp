@@ -167,10 +167,12 @@ class SeedWalk {
   static constexpr int64_t kTimeDim = 256, kClasses = 10, kHeads = 4;
   std::map<std::string, size_t> index_;
 
-  void use(Spec s) {
+  // `counted` false: timed for comparison, but not on the forward's path (count stays 0, so
+  // per-step totals do not count it twice).
+  void use(Spec s, bool counted = true) {
     auto [it, fresh] = index_.emplace(s.op + "|" + s.shape, specs.size());
     if (fresh) specs.push_back(std::move(s));
-    specs[it->second].count++;
+    specs[it->second].count += counted;
   }
   void extra(Spec s) { specs.push_back(std::move(s)); }
 
@@ -264,8 +266,9 @@ class SeedWalk {
                 [](auto& in) { return layer_norm(in[0], in[1], in[2]); }));
   }
 
-  // SelfAttention(C) at side H: ln, mha (+ x), ff_self (+ a). The mha is timed whole (forward) and
-  // by its parts: in_proj linear, attention, out_proj linear; bmm at the per-head product shapes.
+  // SelfAttention(C) at side H: ln, mha (+ x), ff_self (+ a). The mha is counted by its parts
+  // (in_proj linear, attention, out_proj linear) and also timed whole, forward only; bmm is timed
+  // at the per-head product shapes for comparison with the fused attention (neither counted).
   void self_attention(int64_t H, int64_t C) {
     const int64_t L = H * H, d = C / kHeads;
     Shape x{N, L, C}, qkv{N, L, 3 * C};
@@ -274,7 +277,8 @@ class SeedWalk {
     double mha_flops = 2.0 * double(N * L) * double(C) * double(4 * C) + attn_flops;
     use(op_spec("multi_head_attention", dims(x), mha_flops, randn_inputs({x, {3 * C, C}, {3 * C}, {C, C}, {C}}),
                 [](auto& in) { return multi_head_attention(in[0], in[1], in[2], in[3], in[4], kHeads); },
-                /*backward=*/false));
+                /*backward=*/false),
+        /*counted=*/false);
     linear_layer(x, 3 * C);  // in_proj: its parameters are the mha's in_proj_weight/bias
     use(op_spec("attention", dims(qkv) + " h4", attn_flops, randn_inputs({qkv}),
                 [](auto& in) { return attention(in[0], kHeads); }));
@@ -283,9 +287,11 @@ class SeedWalk {
     Shape q{N * kHeads, L, d}, p{N * kHeads, L, L};
     if (double(shape_numel(p)) * 4 <= double(size_t(2) << 30)) {
       double f = 2.0 * double(N * kHeads) * double(L) * double(L) * double(d);
-      use(op_spec("bmm q k^T", dims(q), f, randn_inputs({q, q}), [](auto& in) { return bmm(in[0], in[1], false, true); }));
+      use(op_spec("bmm q k^T", dims(q), f, randn_inputs({q, q}), [](auto& in) { return bmm(in[0], in[1], false, true); }),
+          false);
       use(op_spec("bmm p v", dims(p) + " @ " + std::to_string(d), f, randn_inputs({p, q}),
-                  [](auto& in) { return bmm(in[0], in[1]); }));
+                  [](auto& in) { return bmm(in[0], in[1]); }),
+          false);
     }
     use(op_spec("add", dims(x), 0, randn_inputs({x, x}), [](auto& in) { return add(in[0], in[1]); }));
     layer_norm_layer(x);
@@ -468,9 +474,18 @@ int run(const Options& opt) {
     int64_t image, channels, batch;
   };
   std::vector<Shape> seed_params;
+  nlohmann::json setups = nlohmann::json::array();
   for (const Setup& s : {Setup{"64px-rgb-b64", 64, 3, 64}, Setup{"32px-gray-b128", 32, 1, 128}}) {
     SeedWalk walk(s.batch, s.image, s.channels);
     if (seed_params.empty()) seed_params = walk.params;
+    // A check of the walk against the seed's published costs (18.7 and 3.7 GFLOP per image).
+    double gflop = 0, nparams = 0;
+    for (const Spec& spec : walk.specs) gflop += spec.count * spec.flops / 1e9 / double(s.batch);
+    for (const Shape& p : walk.params) nparams += double(shape_numel(p));
+    std::printf("-- %s: forward %.1f GFLOP per image, %zu parameter tensors, %.0f parameters\n", s.name.c_str(),
+                gflop, walk.params.size(), nparams);
+    setups.push_back({{"name", s.name}, {"image", s.image}, {"channels", s.channels}, {"batch", s.batch},
+                      {"forward_gflop_per_image", gflop}, {"parameters", nparams}});
     bench(s.name, walk.specs);
     bench(s.name, diffusion_specs({s.batch, s.image, s.image, s.channels}));
   }
@@ -479,7 +494,7 @@ int run(const Options& opt) {
   if (!opt.json_path.empty()) {
     nlohmann::json doc = {{"device", prop.name},    {"date", utc_now()},          {"commit", opt.commit},
                           {"runs", opt.runs},       {"l2_flush_bytes", kFlushBytes}, {"copy_gbps", copy},
-                          {"records", records}};
+                          {"setups", setups},       {"records", records}};
     std::ofstream(opt.json_path) << doc.dump(1) << "\n";
     std::printf("\nwrote %s\n", opt.json_path.c_str());
   }
