@@ -433,13 +433,22 @@ int run(const Options& opt) {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   Timer timer(opt.runs);
   const double copy = copy_gbps(timer);
-  std::printf("bench_kernels on %s, %s, commit %s\n", prop.name, utc_now().c_str(), opt.commit.c_str());
+  const std::string date = utc_now();
+  std::printf("bench_kernels on %s, %s, commit %s\n", prop.name, date.c_str(), opt.commit.c_str());
   std::printf("method: median of %d runs after 3 warm-ups, L2 flushed by a 256 MB memset before each run\n", opt.runs);
   std::printf("copy bandwidth (device-to-device, read + write): %.0f GB/s\n\n", copy);
   std::printf("%-14s %-26s %-44s %-4s %5s %10s %8s %6s %8s\n", "setup", "op", "shape", "pass", "count", "median us",
               "GB/s", "%copy", "TFLOP/s");
 
-  nlohmann::json records = nlohmann::json::array();
+  nlohmann::json records = nlohmann::json::array(), setups = nlohmann::json::array();
+  // Rewritten after every op, so a run stopped by a timeout still leaves what it measured.
+  auto save = [&] {
+    if (opt.json_path.empty()) return;
+    nlohmann::json doc = {{"device", prop.name}, {"date", date},       {"commit", opt.commit},
+                          {"runs", opt.runs},    {"l2_flush_bytes", kFlushBytes}, {"copy_gbps", copy},
+                          {"setups", setups},    {"records", records}};
+    std::ofstream(opt.json_path) << doc.dump(1) << "\n";
+  };
   Generator gen(1234);
   auto report = [&](const std::string& setup, const Spec& spec, const char* pass, const Fn& fn, double bytes,
                     double flops, const std::string& node) {
@@ -466,6 +475,7 @@ int run(const Options& opt) {
         std::printf("%-14s %-26s %-44s FAILED: %s\n", setup.c_str(), spec.op.c_str(), spec.shape.c_str(), e.what());
         records.push_back({{"setup", setup}, {"op", spec.op}, {"shape", spec.shape}, {"error", e.what()}});
       }
+      save();
     }
   };
 
@@ -474,7 +484,6 @@ int run(const Options& opt) {
     int64_t image, channels, batch;
   };
   std::vector<Shape> seed_params;
-  nlohmann::json setups = nlohmann::json::array();
   for (const Setup& s : {Setup{"64px-rgb-b64", 64, 3, 64}, Setup{"32px-gray-b128", 32, 1, 128}}) {
     SeedWalk walk(s.batch, s.image, s.channels);
     if (seed_params.empty()) seed_params = walk.params;
@@ -490,14 +499,7 @@ int run(const Options& opt) {
     bench(s.name, diffusion_specs({s.batch, s.image, s.image, s.channels}));
   }
   bench("params", optimizer_specs(seed_params));  // 23,335,299 parameters: the seed's count
-
-  if (!opt.json_path.empty()) {
-    nlohmann::json doc = {{"device", prop.name},    {"date", utc_now()},          {"commit", opt.commit},
-                          {"runs", opt.runs},       {"l2_flush_bytes", kFlushBytes}, {"copy_gbps", copy},
-                          {"setups", setups},       {"records", records}};
-    std::ofstream(opt.json_path) << doc.dump(1) << "\n";
-    std::printf("\nwrote %s\n", opt.json_path.c_str());
-  }
+  if (!opt.json_path.empty()) std::printf("\nwrote %s\n", opt.json_path.c_str());
   return 0;
 }
 

@@ -11,7 +11,8 @@
 #   6. with SANITIZE=1: compute-sanitizer memcheck and racecheck on test_gpu, filtered by
 #      SANITIZE_FILTER (a Catch2 test spec, default "[gpu]"; slow: narrow it)
 # Then a short summary, printed last (also OUT_DIR/summary.txt). Exit status 1 if any test,
-# reference check or sanitizer run failed (or test_gpu found no GPU), else 0.
+# reference check or sanitizer run failed (or test_gpu found no GPU), else 0; a benchmark that
+# stops early is reported in the summary but does not change the status.
 # Environment: BUILD, SANITIZE, SANITIZE_FILTER, COMMIT (default: git rev-parse --short HEAD).
 set -uo pipefail
 
@@ -145,7 +146,7 @@ if [ -x "$BUILD/benchmarks/bench_kernels" ]; then
     if [ -s "$OUT/bench_kernels.json" ]; then note bench_kernels "ok: table in bench_kernels.txt, records in bench_kernels.json"
     else note bench_kernels "no timings: $(head -n 1 "$OUT/bench_kernels.txt")"; fi
   else
-    fail bench_kernels "exit $? (see bench_kernels.txt; a timeout leaves the table so far and no JSON)"
+    note bench_kernels "PROBLEM: exit $? (see bench_kernels.txt; after a timeout the table and JSON hold what was measured)"
   fi
 else
   note bench_kernels "skipped: no $BUILD/benchmarks/bench_kernels"
