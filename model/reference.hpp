@@ -3,10 +3,13 @@
 // every result with it.
 //
 // Steps: weights from the file (PyTorch layout -> ours); x_t NCHW -> NHWC; forward; MSE against
-// eps; backward; one AdamW step with the file's adamw_* settings. Compared, all in PyTorch layout:
+// eps; backward; one AdamW step with the file's adamw_* settings, applied to the reference's
+// gradients (Adam would turn float32 noise on an exactly-zero gradient into a step of size lr;
+// our own gradients are compared separately). Compared, all in PyTorch layout:
 // eps_pred and loss (tolerance 1e-4), every grad.<name> and adamw.<name> (1e-3), each by the
-// relative error ||ours - ref|| / max(||ref||, floor). The floor (1e-6) keeps a reference whose
-// norm is ~0 from dividing by zero; rows where it applied are marked `floored`.
+// relative error ||ours - ref|| / max(||ref||, floor); for adamw.<name> of the step (new weight
+// minus the file's weight), which a weight-relative error would hide. The floor (1e-6) keeps a
+// reference whose norm is ~0 from dividing by zero; rows where it applied are marked `floored`.
 #pragma once
 #include <string>
 #include <vector>

@@ -64,7 +64,15 @@ TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model]
     ReferenceReport r = check_reference(f, Device::CPU);
     CHECK_FALSE(r.ok());
     CHECK(failed(r, "eps_pred"));
-    CHECK(failed(r, "adamw.sa3.mha.in_proj_weight"));
+    CHECK(failed(r, "grad.sa3.mha.in_proj_weight"));
+  }
+  SECTION("an AdamW step without its weight decay") {
+    SafeTensors f = clean;
+    f.metadata["adamw_weight_decay"] = "0.0";  // the step then lacks lr * 0.01 * w
+    ReferenceReport r = check_reference(f, Device::CPU);
+    CHECK(failed(r, "adamw.inc.double_conv.1.weight"));  // a norm weight: |w| ~ 1
+    for (const ReferenceRow& row : r.rows)
+      if (!row.name.starts_with("adamw.")) CHECK(row.ok());
   }
   SECTION("one bias of the output conv") {
     SafeTensors f = clean;
