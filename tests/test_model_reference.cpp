@@ -104,7 +104,8 @@ TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model]
         CHECK(row.rel_err > 1.0);  // ||ours|| / 1e-6
       }
     }
-    CHECK(r.failures() == 1);
+    for (const ReferenceRow& row : r.rows)  // the AdamW step is taken from the reference gradients
+      CHECK(row.ok() == (row.name != "grad.outc.bias" && row.name != "adamw.outc.bias"));
   }
 }
 
