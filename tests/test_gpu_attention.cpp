@@ -78,5 +78,6 @@ TEST_CASE("gpu: attention rejects head dims without a CUDA kernel", "[gpu][atten
   Generator gen = fresh_generator();
   Tensor qkv = randn({1, 4, 3 * 2 * 5}, gen);
   CHECK_NOTHROW(attention(qkv, 2));  // the CPU path takes any head dim
-  CHECK_THROWS_WITH(attention(qkv.to(Device::CUDA), 2), Catch::Contains("attention") && Catch::Contains("16, 32 or 64"));
+  CHECK_THROWS_WITH(attention(qkv.to(Device::CUDA), 2),
+                    Catch::Contains("attention") && Catch::Contains("16, 32 or 64"));
 }

@@ -38,8 +38,8 @@ std::vector<float> naive_attention(const std::vector<float>& qkv, int64_t B, int
 }
 
 // y = x w^T + bias over the last dimension, in double.
-std::vector<float> naive_linear(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& bias,
-                                int64_t rows, int64_t in, int64_t out) {
+std::vector<float> naive_linear(const std::vector<float>& x, const std::vector<float>& w,
+                                const std::vector<float>& bias, int64_t rows, int64_t in, int64_t out) {
   std::vector<float> y(size_t(rows * out));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o = 0; o < out; ++o) {

@@ -36,8 +36,9 @@ Tensor multi_head_attention(const Tensor& x, const Tensor& in_w, const Tensor& i
   for (const Tensor* w : {&in_w, &in_b, &out_w, &out_b}) check_f32(op, *w, "a weight");
   const bool shapes_ok = in_w.shape() == Shape{3 * C, C} && in_b.shape() == Shape{3 * C} &&
                          out_w.shape() == Shape{C, C} && out_b.shape() == Shape{C};
-  DDPM_CHECK(shapes_ok, op, "for x ", x.desc(), " the weights must be in_w [3C, C], in_b [3C], out_w [C, C], out_b [C], got ",
-             in_w.desc(), ", ", in_b.desc(), ", ", out_w.desc(), ", ", out_b.desc());
+  DDPM_CHECK(shapes_ok, op, "for x ", x.desc(),
+             " the weights must be in_w [3C, C], in_b [3C], out_w [C, C], out_b [C], got ", in_w.desc(), ", ",
+             in_b.desc(), ", ", out_w.desc(), ", ", out_b.desc());
   DDPM_CHECK(heads > 0 && C % heads == 0, op, "C of ", x.desc(), " is not divisible by ", heads, " heads");
   check_same_device(op, {&x, &in_w, &in_b, &out_w, &out_b});
   return linear(attention(linear(x, in_w, in_b), heads), out_w, out_b);
