@@ -13,6 +13,8 @@
 //   dv = P^T dout. dqkv ([B, L, 3C], packed like qkv) is fully overwritten.
 // - The CPU path takes any D >= 1. The CUDA path takes D in {16, 32, 64} (a template parameter
 //   there); the op checks cuda_head_dim_supported before dispatching.
+// - CUDA version 1: flash-attention in plain f32 FMA, one thread (two at D = 64) per row
+//   (kernels/attention_cuda.cu); tensor cores come later.
 //
 // Napkin math per call (B, heads, L, D): forward 4*B*heads*L^2*D FLOPs (q k^T and P v); backward
 // recomputes q k^T and adds dout v^T, dS k, dS^T q, P^T dout: 10*B*heads*L^2*D FLOPs (the CUDA
