@@ -12,8 +12,8 @@ namespace {
 // that each GEMM has hundreds of rows (910 at Cin = 512), small enough to stay off the memory
 // budget of a training run.
 constexpr int64_t kChunkFloats = int64_t(1) << 22;
-// Loops touching fewer floats than this stay on one thread (thread start-up would cost more).
-constexpr int64_t kParallelFloats = int64_t(1) << 15;
+// im2col and col2im loops touching fewer floats than this stay on one thread.
+constexpr int64_t kParallelFloats = int64_t(1) << 16;
 
 int64_t patch_len(const ConvShape& s) { return s.k * s.k * s.cin; }
 
@@ -32,19 +32,26 @@ float* scratch(int64_t floats) {
 }
 
 // Row p - p0 of col is the k*k*Cin patch around output pixel p, for p in [p0, p1), taps in
-// (ky, kx, ci) order, zeros where the patch leaves the image.
+// (ky, kx, ci) order, zeros where the patch leaves the image. The taps of one patch row that lie
+// inside the image are adjacent pixels of x, so each patch row is one copy between zero fills.
 void im2col(const ConvShape& s, const float* x, int64_t p0, int64_t p1, float* col) {
-  const int64_t pad = (s.k - 1) / 2, len = patch_len(s);
+  const int64_t pad = (s.k - 1) / 2, len = patch_len(s), row = s.k * s.cin;
 #pragma omp parallel for schedule(static) if ((p1 - p0) * len > kParallelFloats)
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t n = p / (s.h * s.w), h = p / s.w % s.h, w = p % s.w;
+    // Taps kx in [lo, hi) read columns w + kx - pad inside [0, W).
+    const int64_t lo = std::max<int64_t>(0, pad - w), hi = std::min(s.k, s.w - w + pad);
     float* dst = col + (p - p0) * len;
-    for (int64_t ky = 0; ky < s.k; ++ky)
-      for (int64_t kx = 0; kx < s.k; ++kx, dst += s.cin) {
-        const int64_t hy = h + ky - pad, wx = w + kx - pad;
-        if (hy < 0 || hy >= s.h || wx < 0 || wx >= s.w) std::fill_n(dst, s.cin, 0.0f);
-        else std::copy_n(x + ((n * s.h + hy) * s.w + wx) * s.cin, s.cin, dst);
+    for (int64_t ky = 0; ky < s.k; ++ky, dst += row) {
+      const int64_t hy = h + ky - pad;
+      if (hy < 0 || hy >= s.h) {
+        std::fill_n(dst, row, 0.0f);
+        continue;
       }
+      std::fill_n(dst, lo * s.cin, 0.0f);
+      std::copy_n(x + ((n * s.h + hy) * s.w + w + lo - pad) * s.cin, (hi - lo) * s.cin, dst + lo * s.cin);
+      std::fill_n(dst + hi * s.cin, (s.k - hi) * s.cin, 0.0f);
+    }
   }
 }
 

@@ -13,7 +13,8 @@
 // - bias_grad: db[c] = sum over rows r of dy[r, c] (overwritten): the gradient of a bias added to
 //   every row. Memory-bound: rows*cols*4 bytes read.
 //
-// CPU: OpenBLAS cblas_sgemm (threaded by OpenBLAS itself). CUDA: cuBLAS on ddpm::cuda::cublas()
+// CPU: OpenBLAS cblas_sgemm, single-threaded, with the work split over OpenMP threads (see
+// matmul_cpu.cpp for why). CUDA: cuBLAS on ddpm::cuda::cublas()
 // (the engine stream), in plain FP32, or with TF32 tensor cores when ddpm::cuda::allow_tf32().
 #pragma once
 #include <cstdint>

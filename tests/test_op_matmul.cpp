@@ -62,6 +62,16 @@ TEST_CASE("bmm matches a naive product for all four transpose combinations", "[o
       CHECK(c.shape() == Shape{B, M, N});
       CHECK(rel_err(c, naive_bmm(a.to_floats(), b.to_floats(), B, M, N, K, ta, tb)) < 1e-6);
     }
+  // Products above the CPU kernel's threading threshold (1 MFLOP), one matrix (split along the
+  // longer output side, rows then columns) and several (one per thread).
+  for (Shape bmnk : {Shape{1, 70, 40, 200}, Shape{1, 40, 70, 200}, Shape{3, 33, 35, 170}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const int64_t Bb = bmnk[0], m = bmnk[1], n = bmnk[2], k = bmnk[3];
+        CAPTURE(shape_str(bmnk), ta, tb);
+        Tensor a = randn(ta ? Shape{Bb, k, m} : Shape{Bb, m, k}, gen), b = randn(tb ? Shape{Bb, n, k} : Shape{Bb, k, n}, gen);
+        CHECK(rel_err(bmm(a, b, ta, tb), naive_bmm(a.to_floats(), b.to_floats(), Bb, m, n, k, ta, tb)) < 1e-6);
+      }
   // Batch 1 and 1x1 matrices.
   Tensor a = randn({1, 1, 1}, gen), b = randn({1, 1, 1}, gen);
   CHECK(rel_err(bmm(a, b), naive_bmm(a.to_floats(), b.to_floats(), 1, 1, 1, 1, false, false)) < 1e-6);
