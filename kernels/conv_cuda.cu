@@ -4,7 +4,9 @@
 // KRSC), so no layout conversion happens. Per shape (and TF32 setting) we keep a plan: the
 // descriptors, and for each direction the algorithm measured by cudnnFind* on first use. The
 // plans, the handle and the workspace live until the process ends (they are few and small; the
-// workspace is one buffer shared by all calls, grown when an algorithm needs more).
+// workspace is one buffer shared by all calls, grown when an algorithm needs more). The first call
+// of a shape measures algorithms and may grow the workspace (cudaMalloc, a stream sync), so a CUDA
+// graph capture must come after every shape has run once.
 #include <cudnn.h>
 
 #include <algorithm>
