@@ -43,8 +43,8 @@ void column_sums(const ColumnSums& a, double* part) {
         const int64_t stat = n * a.G + (a.per_row ? p : 0);
         for (int64_t g = 0; g < a.G; ++g)
           for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-            NormGradAt t = norm_grad_at(a.act, x[c], dy[c], a.mean[stat + g], a.rstd[stat + g], a.w[c],
-                                        a.b ? a.b[c] : 0.0f);
+            NormGradAt t =
+                norm_grad_at(a.act, x[c], dy[c], a.mean[stat + g], a.rstd[stat + g], a.w[c], a.b ? a.b[c] : 0.0f);
             acc[2 * c] += t.du;
             acc[2 * c + 1] += double(t.du) * t.z;
           }
@@ -164,7 +164,8 @@ void layer_norm_bwd(const float* x, const float* w, const float* mean, const flo
     }
     const float c1 = float(s1 / double(C)), c2 = float(s2 / double(C));
     for (int64_t c = 0; c < C; ++c)
-      dx[r * C + c] = norm_dx(rstd[r], w[c], norm_grad_at(Act::None, xr[c], dyr[c], mean[r], rstd[r], w[c], 0.0f), c1, c2);
+      dx[r * C + c] =
+          norm_dx(rstd[r], w[c], norm_grad_at(Act::None, xr[c], dyr[c], mean[r], rstd[r], w[c], 0.0f), c1, c2);
   }
   column_sums({true, Act::None, x, dy, mean, rstd, w, nullptr, 1, R, C, 1, true}, work);
   channel_totals(work, norm_splits(1, R, C), C, dw, db);

@@ -49,8 +49,8 @@ struct NormArgs {
 };
 
 // Block (n, s, tile) of an [N, S, tiles] grid (launched with at least 4 blocks per SM, so the
-// ~512 blocks of norm_splits run in one wave on 132 SMs) covers the positions of split s of sample n and up
-// to 32 vectors of V channels: 256 threads = `lanes` positions side by side x `tile_cols`
+// ~512 blocks of norm_splits run in one wave on 132 SMs) covers the positions of split s of
+// sample n and up to 32 vectors of V channels: 256 threads = `lanes` positions side by side x `tile_cols`
 // vectors, so a warp reads consecutive vectors of a row (coalesced). A thread keeps the same
 // channels c0 .. c0 + V - 1 throughout, so their parameters and statistics stay in registers,
 // and visits every lanes-th position: no index division in the loop.

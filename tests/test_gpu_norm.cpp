@@ -11,8 +11,9 @@ namespace {
 void compare_group_norm(const Shape& s, int64_t groups, Act act, Generator& gen) {
   CAPTURE(shape_str(s), groups, int(act));
   const int64_t C = s.back();
-  compare_backends([groups, act](const std::vector<Tensor>& in) { return group_norm(in[0], groups, in[1], in[2], 1e-5f, act); },
-                   {randn(s, gen, 2.0f), randn({C}, gen), randn({C}, gen)}, gen);
+  compare_backends(
+      [groups, act](const std::vector<Tensor>& in) { return group_norm(in[0], groups, in[1], in[2], 1e-5f, act); },
+      {randn(s, gen, 2.0f), randn({C}, gen), randn({C}, gen)}, gen);
 }
 
 }  // namespace
@@ -20,11 +21,11 @@ void compare_group_norm(const Shape& s, int64_t groups, Act act, Generator& gen)
 TEST_CASE("gpu: group_norm matches the CPU at odd sizes", "[gpu][norm]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  compare_group_norm({1, 1, 1, 5}, 1, Act::GELU, gen);    // 1x1 spatial, batch 1
-  compare_group_norm({2, 3, 3, 13}, 13, Act::SiLU, gen);  // one channel per group, scalar path
-  compare_group_norm({3, 5, 7, 12}, 3, Act::GELU, gen);   // Cg = 4: float4 path with groups
-  compare_group_norm({3, 5, 7, 12}, 4, Act::None, gen);   // Cg = 3: float4 column sums straddle groups
-  compare_group_norm({2, 9, 11, 3}, 1, Act::GELU, gen);   // C = 3
+  compare_group_norm({1, 1, 1, 5}, 1, Act::GELU, gen);      // 1x1 spatial, batch 1
+  compare_group_norm({2, 3, 3, 13}, 13, Act::SiLU, gen);    // one channel per group, scalar path
+  compare_group_norm({3, 5, 7, 12}, 3, Act::GELU, gen);     // Cg = 4: float4 path with groups
+  compare_group_norm({3, 5, 7, 12}, 4, Act::None, gen);     // Cg = 3: float4 column sums straddle groups
+  compare_group_norm({2, 9, 11, 3}, 1, Act::GELU, gen);     // C = 3
   compare_group_norm({1, 17, 19, 136}, 2, Act::SiLU, gen);  // two channel tiles, several splits
   compare_group_norm({5, 16, 16, 32}, 32, Act::GELU, gen);  // many small groups
 }
@@ -40,7 +41,8 @@ TEST_CASE("gpu: group_norm matches the CPU at the model's shapes", "[gpu][norm]"
 TEST_CASE("gpu: layer_norm matches the CPU", "[gpu][norm]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  for (Shape s : {Shape{3, 7, 13}, Shape{5, 3}, Shape{300, 36}, Shape{2, 1024, 128}, Shape{2, 4096, 64}, Shape{4, 3, 1000}}) {
+  for (Shape s :
+       {Shape{3, 7, 13}, Shape{5, 3}, Shape{300, 36}, Shape{2, 1024, 128}, Shape{2, 4096, 64}, Shape{4, 3, 1000}}) {
     CAPTURE(shape_str(s));
     const int64_t C = s.back();
     compare_backends([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); },

@@ -20,7 +20,8 @@ TEST_CASE("gpu: max_pool2x2 matches the CPU", "[gpu][resample]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   auto f = [](const std::vector<Tensor>& in) { return max_pool2x2(in[0]); };
-  for (Shape s : {Shape{3, 6, 10, 7}, Shape{1, 2, 2, 1}, Shape{2, 4, 2, 12}, Shape{2, 32, 32, 128}, Shape{2, 64, 64, 64}})
+  for (Shape s :
+       {Shape{3, 6, 10, 7}, Shape{1, 2, 2, 1}, Shape{2, 4, 2, 12}, Shape{2, 32, 32, 128}, Shape{2, 64, 64, 64}})
     compare_backends(f, {randn(s, gen)}, gen);
 }
 

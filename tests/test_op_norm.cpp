@@ -16,8 +16,7 @@ double naive_act(Act act, double u) {
 }
 
 // x [N, ..., C] viewed as [N, P, C]; statistics per (sample, group) in double, two passes.
-std::vector<float> naive_group_norm(const Tensor& x, int64_t G, const Tensor& w, const Tensor& b, double eps,
-                                    Act act) {
+std::vector<float> naive_group_norm(const Tensor& x, int64_t G, const Tensor& w, const Tensor& b, double eps, Act act) {
   const std::vector<float> xv = x.to_floats(), wv = w.to_floats(), bv = b.to_floats();
   const int64_t N = x.size(0), C = x.size(-1), P = x.numel() / (N * C), Cg = C / G;
   std::vector<float> y(xv.size());
@@ -57,8 +56,8 @@ TEST_CASE("group_norm matches a naive loop", "[op][norm]") {
   };
   // 1x1 spatial, batch 1, C = 3, 5, 13, groups 1 / several / C, C > 128 (two channel tiles),
   // enough positions for several splits (16x16), and a group of 3 channels inside float4s.
-  const Case cases[] = {{{1, 1, 1, 5}, 1},   {{1, 1, 1, 6}, 2},   {{2, 3, 4, 3}, 1},    {{2, 3, 4, 3}, 3},
-                        {{3, 2, 5, 13}, 1},  {{3, 2, 5, 13}, 13}, {{2, 4, 3, 12}, 4},   {{2, 4, 3, 12}, 3},
+  const Case cases[] = {{{1, 1, 1, 5}, 1},   {{1, 1, 1, 6}, 2},   {{2, 3, 4, 3}, 1},   {{2, 3, 4, 3}, 3},
+                        {{3, 2, 5, 13}, 1},  {{3, 2, 5, 13}, 13}, {{2, 4, 3, 12}, 4},  {{2, 4, 3, 12}, 3},
                         {{2, 16, 16, 8}, 2}, {{1, 8, 8, 136}, 1}, {{2, 16, 16, 64}, 1}};
   for (const Case& k : cases)
     for (Act act : {Act::None, Act::GELU, Act::SiLU}) {
@@ -75,7 +74,8 @@ TEST_CASE("group_norm keeps precision when the mean dwarfs the spread", "[op][no
   CAPTURE(gen.seed());
   Tensor x = randn({2, 8, 8, 16}, gen);
   float* p = x.data<float>();
-  for (int64_t i = 0; i < x.numel(); ++i) p[i] = 1000.0f + 0.1f * p[i];  // E[x^2] - mean^2 would cancel completely in float
+  for (int64_t i = 0; i < x.numel(); ++i)
+    p[i] = 1000.0f + 0.1f * p[i];  // E[x^2] - mean^2 would cancel completely in float
   Tensor w = randn({16}, gen), b = randn({16}, gen);
   CHECK(rel_err(group_norm(x, 4, w, b), naive_group_norm(x, 4, w, b, 1e-5, Act::None)) < 1e-3);
 }
@@ -88,20 +88,25 @@ TEST_CASE("group_norm gradients match finite differences", "[op][norm][grad]") {
     int64_t groups;
     Act act;
   };
-  const Case cases[] = {{{2, 2, 3, 6}, 2, Act::GELU},  {{2, 2, 3, 6}, 1, Act::None}, {{1, 1, 1, 13}, 1, Act::SiLU},
-                        {{2, 3, 3, 12}, 3, Act::GELU}, {{1, 2, 2, 5}, 5, Act::None}};
+  const Case cases[] = {{{2, 2, 3, 6}, 2, Act::GELU},
+                        {{2, 2, 3, 6}, 1, Act::None},
+                        {{1, 1, 1, 13}, 1, Act::SiLU},
+                        {{2, 3, 3, 12}, 3, Act::GELU},
+                        {{1, 2, 2, 5}, 5, Act::None}};
   for (const Case& k : cases) {
     CAPTURE(shape_str(k.shape), k.groups, int(k.act));
     const int64_t C = k.shape.back();
-    check_gradients([&](const std::vector<Tensor>& in) { return group_norm(in[0], k.groups, in[1], in[2], 1e-5f, k.act); },
-                    {randn(k.shape, gen), randn({C}, gen), randn({C}, gen)}, gen);
+    check_gradients(
+        [&](const std::vector<Tensor>& in) { return group_norm(in[0], k.groups, in[1], in[2], 1e-5f, k.act); },
+        {randn(k.shape, gen), randn({C}, gen), randn({C}, gen)}, gen);
   }
 }
 
 TEST_CASE("layer_norm matches a naive loop", "[op][norm]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  for (Shape s : {Shape{3, 7}, Shape{2, 3, 16}, Shape{1, 1}, Shape{5, 13}, Shape{4, 136}, Shape{2, 256, 12}, Shape{9}}) {
+  for (Shape s :
+       {Shape{3, 7}, Shape{2, 3, 16}, Shape{1, 1}, Shape{5, 13}, Shape{4, 136}, Shape{2, 256, 12}, Shape{9}}) {
     CAPTURE(shape_str(s));
     const int64_t C = s.back();
     Tensor x = shifted(s, gen, -2.0f), w = randn({C}, gen), b = randn({C}, gen);

@@ -74,7 +74,8 @@ TEST_CASE("max_pool2x2 matches a naive loop and routes gradients to the first ma
           for (int64_t c = 0; c < C; ++c) {
             float m = -INFINITY;
             for (int64_t dy = 0; dy < 2; ++dy)
-              for (int64_t dx = 0; dx < 2; ++dx) m = std::max(m, xv[size_t(((n * H + 2 * i + dy) * W + 2 * j + dx) * C + c)]);
+              for (int64_t dx = 0; dx < 2; ++dx)
+                m = std::max(m, xv[size_t(((n * H + 2 * i + dy) * W + 2 * j + dx) * C + c)]);
             want.push_back(m);
           }
     Tensor y = max_pool2x2(x);
