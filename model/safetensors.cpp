@@ -200,13 +200,16 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
 SafeTensors load_safetensors(const std::string& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) bad(path, std::string("cannot open: ") + std::strerror(errno));
-  uint64_t size = uint64_t(f.tellg());
+  std::streamoff end = f.tellg();
+  if (end < 0) bad(path, "cannot read (not a regular file?)");
+  uint64_t size = uint64_t(end);
   uint8_t first8[8] = {};
   f.seekg(0);
   f.read(reinterpret_cast<char*>(first8), size < 8 ? std::streamsize(size) : 8);
   uint64_t n = header_length(first8, size, path);
   std::string text(size_t(n), '\0');
   f.read(text.data(), std::streamsize(n));
+  if (!f) bad(path, "read failed in the header");
   Header h = parse_header(text, size - 8 - n, path);
   SafeTensors out;
   out.path = path;

@@ -178,6 +178,7 @@ TEST_CASE("safetensors rejects every malformed file with the file name and the p
                       Contains("mem") && Contains(c.message));
   }
   CHECK_THROWS_WITH(load_safetensors(tmp.file("does_not_exist")), Contains("cannot open"));
+  CHECK_THROWS_WITH(load_safetensors(tmp.dir.string()), Contains(tmp.dir.string()));  // a directory
 }
 
 TEST_CASE("a truncated safetensors file is rejected at every length", "[model][safetensors]") {
