@@ -50,7 +50,8 @@
 //     always run Ours.
 //     Napkin math (3x3 64->64 at 64x64, batch 64, 19.3 GFLOP per pass): 47 us at the H200's
 //     415 TFLOP/s TF32, 24 us at 796 bf16; ~67 MB in and out per f32 pass (~32 us at 4.2 TB/s),
-//     so compute-bound in TF32. Expect 50-70% of peak from mma.sync. Status: NOT YET MEASURED
+//     so compute-bound in TF32. The fragment loads' shared-memory bandwidth caps this version
+//     near 2/3 of the mma.sync rate (docs/kernels.md, "Convolution"). Status: NOT YET MEASURED
 //     on hardware (benchmarks/bench_conv compares it with cuDNN per shape).
 #pragma once
 #include <cstdint>
