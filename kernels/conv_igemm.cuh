@@ -64,7 +64,7 @@ template <class T> DDPM_HD T from_float(float v) {
   else return __float2bfloat16(v);  // round to nearest even
 }
 
-// n / d and n % d for 0 <= n < 2^31 with one 32x32->64 multiply: q = (n * mul) >> shift with
+// n / d for 0 <= n < 2^31 with one 32x32->64 multiply: q = (n * mul) >> shift with
 // mul = ceil(2^(31+l) / d), 2^l >= d (Granlund-Montgomery; mul < 2^32 for every d < 2^31).
 struct FastDiv {
   uint32_t d = 1, mul = 1u << 31, shift = 31;
@@ -123,14 +123,13 @@ struct Pixel {
   int p, y, x;
 };
 
-// The patch matrix of an NHWC tensor `src` [P, H, W, c] for a k x k kernel: entry (p, tap*c + ci).
+// The patch matrix of an NHWC tensor `src` [N, H, W, c] for a k x k kernel: entry (p, tap*c + ci).
 template <class T> struct Patches {
   const T* src;
   int c, taps, k, h, w, pixels, pad;
   FastDiv div_c, div_k, div_w, div_h;
   bool vec;  // c is a multiple of kVec and src is 16-byte aligned: whole chunks
 
-  Patches() = default;
   Patches(const T* s, int channels, const ConvShape& sh)
       : src(s), c(channels), taps(int(sh.k * sh.k)), k(int(sh.k)), h(int(sh.h)), w(int(sh.w)), pixels(int(sh.pixels())),
         pad(int(sh.k - 1) / 2), div_c(channels), div_k(int(sh.k)), div_w(int(sh.w)), div_h(int(sh.h)),
