@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: installs missing packages, then
+#   1. the Release build (with the CUDA backend where nvcc exists) and all its tests
+#      (GPU tests report "skipped" without a GPU),
+#   2. a CPU-only build with AddressSanitizer + UndefinedBehaviorSanitizer and all its tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh
+start=$SECONDS
+
+BUILD_DIR=build bash tools/build.sh
+(cd build && ctest --output-on-failure)
+
+BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo bash tools/build.sh -DDDPM_CUDA=OFF -DDDPM_SANITIZE=ON
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure)
+
+echo "test-all: all passed in $((SECONDS - start)) s"
