@@ -53,13 +53,9 @@ IdxArray read_idx(const std::string& path) {
 
 Dataset load_fashion_mnist(const std::string& dir) {
   const std::string images_path = dir + "/train-images-idx3-ubyte.gz", labels_path = dir + "/train-labels-idx1-ubyte.gz";
-  for (const std::string& p : {images_path, labels_path}) {
-    if (std::filesystem::is_regular_file(p)) continue;
-    if (dir == "/usr/share/datasets/fashion-mnist")
-      detail::fail("fashion-mnist", p, " not found: install the Debian package dataset-fashion-mnist ",
-                   "(sudo apt install dataset-fashion-mnist)");
-    detail::fail("fashion-mnist", p, " not found");
-  }
+  for (const std::string& p : {images_path, labels_path})
+    DDPM_CHECK(std::filesystem::is_regular_file(p), "fashion-mnist", p, " not found (the default location is ",
+               "filled by the Debian package dataset-fashion-mnist: sudo apt install dataset-fashion-mnist)");
   IdxArray images = read_idx(images_path), labels = read_idx(labels_path);
   DDPM_CHECK(images.dims.size() == 3, "fashion-mnist", images_path, ": expected images [N, rows, cols], got ",
              images.dims.size(), " dimensions");

@@ -69,6 +69,13 @@ std::string metadata_value(const std::map<std::string, std::string>& metadata, c
   return it->second;
 }
 
+int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
+                     const std::string& path) {
+  const double v = number(metadata, key, path);
+  DDPM_CHECK(v == std::floor(v), "checkpoint", path, ": metadata '", key, "' is not an integer");
+  return int64_t(v);
+}
+
 std::string join_names(const std::vector<std::string>& names) { return nlohmann::json(names).dump(); }
 
 std::vector<std::string> split_names(const std::string& json, const std::string& path) {
@@ -83,18 +90,18 @@ TrainConfig train_config_from_state(const std::map<std::string, std::string>& m,
   DDPM_CHECK(m.count("format") && m.at("format") == "ddpm-train-state", "checkpoint", path,
              ": not a ddpm training state file");
   TrainConfig c;
-  c.batch = int64_t(number(m, "batch", path));
+  c.batch = metadata_int(m, "batch", path);
   c.adamw.lr = float(number(m, "adamw_lr", path));
   c.adamw.beta1 = float(number(m, "adamw_beta1", path));
   c.adamw.beta2 = float(number(m, "adamw_beta2", path));
   c.adamw.eps = float(number(m, "adamw_eps", path));
   c.adamw.weight_decay = float(number(m, "adamw_weight_decay", path));
   c.ema_decay = float(number(m, "ema_decay", path));
-  c.ema_start = int64_t(number(m, "ema_start", path));
+  c.ema_start = metadata_int(m, "ema_start", path);
   c.p_uncond = float(number(m, "p_uncond", path));
   c.seed = unsigned_number(m, "seed", path);
   c.schedule = parse_schedule(metadata_value(m, "schedule", path));
-  c.T = int64_t(number(m, "T", path));
+  c.T = metadata_int(m, "T", path);
   return c;
 }
 
@@ -230,10 +237,11 @@ void Trainer::load_state(const std::string& model_path) {
   DDPM_CHECK(model_step == metadata_value(m, "step", path), "checkpoint", model_path, " (step ", model_step,
              ") and ", path, " (step ", metadata_value(m, "step", path), ") are from different steps");
 
-  std::vector<Tensor> shadow = ema_.shadow();
+  std::vector<Tensor> shadow;
+  for (const Tensor& p : params_) shadow.push_back(Tensor::empty(p.shape(), DType::F32, device_));
   from_pytorch_layout(model_, file, shadow, "ema.");
   ema_.load_state(shadow);
-  const int64_t adam_steps = int64_t(number(m, "adamw_steps", path));
+  const int64_t adam_steps = metadata_int(m, "adamw_steps", path);
   if (adam_steps > 0) {
     std::vector<Tensor> mom, var;
     for (const Tensor& p : params_) {
@@ -244,9 +252,9 @@ void Trainer::load_state(const std::string& model_path) {
     from_pytorch_layout(model_, file, var, "adamw.exp_avg_sq.");
     optimizer_.load_state(mom, var, adam_steps);
   }
-  step_ = int64_t(number(m, "step", path));
-  epoch_ = int64_t(number(m, "epoch", path));
-  position_ = int64_t(number(m, "position", path));
+  step_ = metadata_int(m, "step", path);
+  epoch_ = metadata_int(m, "epoch", path);
+  position_ = metadata_int(m, "position", path);
   order_.clear();
   gen_.set_offset(unsigned_number(m, "generator_offset", path));
 }

@@ -89,6 +89,8 @@ bool load_ema_weights(UNet& model, const std::string& model_path);
 // Metadata helpers: a required value (the error names the file and key), and class-name lists.
 std::string metadata_value(const std::map<std::string, std::string>& metadata, const std::string& key,
                            const std::string& path);
+int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
+                     const std::string& path);
 std::string join_names(const std::vector<std::string>& names);  // a JSON array of strings
 std::vector<std::string> split_names(const std::string& json, const std::string& path);
 
