@@ -92,7 +92,7 @@ void draw_line(Image& image, double x0, double y0, double x1, double y1, Rgb col
 
 int64_t draw_text(Image& image, int64_t x, int64_t y, const std::string& text, Rgb color, int64_t scale) {
   // stb_easy_font emits axis-aligned quads (4 vertices of 16 bytes: x, y, z floats, rgba).
-  std::vector<char> buffer(text.size() * 270 + 64);
+  std::vector<char> buffer(text.size() * 64 * 16 + 64);  // at most 11 quads a glyph
   std::string copy = text;
   int quads = stb_easy_font_print(0, 0, copy.data(), nullptr, buffer.data(), int(buffer.size()));
   for (int q = 0; q < quads; ++q) {
@@ -102,6 +102,11 @@ int64_t draw_text(Image& image, int64_t x, int64_t y, const std::string& text, R
     fill_rect(image, x + int64_t(v0[0]) * scale, y + int64_t(v0[1]) * scale, int64_t(v2[0] - v0[0]) * scale,
               int64_t(v2[1] - v0[1]) * scale, color);
   }
+  return text_width(text, scale);
+}
+
+int64_t text_width(const std::string& text, int64_t scale) {
+  std::string copy = text;
   return int64_t(stb_easy_font_width(copy.data())) * scale;
 }
 

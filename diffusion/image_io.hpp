@@ -41,5 +41,6 @@ void fill_rect(Image& image, int64_t x, int64_t y, int64_t w, int64_t h, Rgb col
 void draw_line(Image& image, double x0, double y0, double x1, double y1, Rgb color, int64_t thickness = 1);
 // Text in stb_easy_font's small bitmap font, `scale` pixels per font unit; returns the width drawn.
 int64_t draw_text(Image& image, int64_t x, int64_t y, const std::string& text, Rgb color, int64_t scale = 1);
+int64_t text_width(const std::string& text, int64_t scale = 1);
 
 }  // namespace ddpm

@@ -31,26 +31,27 @@ void write_csv(const Schedule& s, const std::string& path) {
 
 // A line plot on [0, T-1] x [0, 1]: axes, grid lines every 0.25 in y and T/4 in x, a legend.
 Image plot(const Schedule& s) {
-  const int64_t w = 640, h = 400, left = 50, right = 20, top = 30, bottom = 40;
+  const int64_t w = 680, h = 420, left = 70, right = 30, top = 40, bottom = 50, scale = 2;
   const int64_t pw = w - left - right, ph = h - top - bottom;
   Image img(w, h, 3, 255);
   auto px = [&](double t) { return double(left) + t / double(s.T - 1) * double(pw); };
   auto py = [&](double v) { return double(top) + (1.0 - std::clamp(v, 0.0, 1.0)) * double(ph); };
   const Rgb grid{225, 225, 225}, axis{0, 0, 0};
-  char label[32];
+  char label[48];
   for (int k = 0; k <= 4; ++k) {
-    draw_line(img, px(0), py(k / 4.0), px(double(s.T - 1)), py(k / 4.0), grid);
-    draw_line(img, px(k * double(s.T - 1) / 4), py(0), px(k * double(s.T - 1) / 4), py(1), grid);
-    std::snprintf(label, sizeof label, "%.2f", k / 4.0);
-    draw_text(img, 8, int64_t(py(k / 4.0)) - 6, label, axis, 2);
-    std::snprintf(label, sizeof label, "%ld", long(std::lround(k * double(s.T - 1) / 4)));
-    draw_text(img, int64_t(px(k * double(s.T - 1) / 4)) - 10, top + ph + 8, label, axis, 2);
+    const double t = k * double(s.T - 1) / 4, v = k / 4.0;
+    draw_line(img, px(0), py(v), px(double(s.T - 1)), py(v), grid);
+    draw_line(img, px(t), py(0), px(t), py(1), grid);
+    std::snprintf(label, sizeof label, "%.2f", v);
+    draw_text(img, left - 10 - text_width(label, scale), int64_t(py(v)) - 6, label, axis, scale);
+    std::snprintf(label, sizeof label, "%ld", long(std::lround(t)));
+    draw_text(img, int64_t(px(t)) - text_width(label, scale) / 2, top + ph + 10, label, axis, scale);
   }
   draw_line(img, px(0), py(0), px(double(s.T - 1)), py(0), axis, 2);
   draw_line(img, px(0), py(0), px(0), py(1), axis, 2);
   std::snprintf(label, sizeof label, "%s schedule, T = %ld", schedule_name(s.kind), long(s.T));
-  draw_text(img, left, 8, label, axis, 2);
-  draw_text(img, left + pw - 12, top + ph + 24, "t", axis, 2);
+  draw_text(img, left, 10, label, axis, scale);
+  draw_text(img, left + pw / 2 - 4, top + ph + 30, "t", axis, scale);
 
   struct Curve {
     const char* name;
@@ -67,8 +68,8 @@ Image plot(const Schedule& s) {
   for (const Curve& c : curves) {
     for (size_t t = 1; t < size_t(s.T); ++t)
       draw_line(img, px(double(t - 1)), py(c.value(t - 1)), px(double(t)), py(c.value(t)), c.color, 2);
-    fill_rect(img, left + pw - 190, legend_y + 4, 20, 4, c.color);
-    draw_text(img, left + pw - 164, legend_y, c.name, axis, 2);
+    fill_rect(img, left + pw - 210, legend_y + 5, 20, 4, c.color);
+    draw_text(img, left + pw - 184, legend_y, c.name, axis, scale);
     legend_y += 20;
   }
   return img;
