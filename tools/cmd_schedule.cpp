@@ -64,13 +64,15 @@ Image plot(const Schedule& s) {
       {"sqrt(1-alpha_bar)", {255, 127, 14}, [&](size_t t) { return s.sqrt_1m_abar[t]; }},
       {"50 beta", {214, 39, 40}, [&](size_t t) { return 50.0 * s.beta[t]; }},
   };
-  int64_t legend_y = top + 10;
-  for (const Curve& c : curves) {
+  for (const Curve& c : curves)
     for (size_t t = 1; t < size_t(s.T); ++t)
       draw_line(img, px(double(t - 1)), py(c.value(t - 1)), px(double(t)), py(c.value(t)), c.color, 2);
-    fill_rect(img, left + pw - 210, legend_y + 5, 20, 4, c.color);
-    draw_text(img, left + pw - 184, legend_y, c.name, axis, scale);
-    legend_y += 20;
+  const int64_t legend_x = left + pw - 220, legend_y = top + 8;
+  fill_rect(img, legend_x, legend_y, 216, 20 * int64_t(curves.size()) + 8, {255, 255, 255});
+  for (size_t i = 0; i < curves.size(); ++i) {
+    const int64_t y = legend_y + 6 + 20 * int64_t(i);
+    fill_rect(img, legend_x + 6, y + 5, 20, 4, curves[i].color);
+    draw_text(img, legend_x + 32, y, curves[i].name, axis, scale);
   }
   return img;
 }
