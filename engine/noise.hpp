@@ -3,12 +3,15 @@
 //
 // q_sample (DDPM eq. 4, training's noising): draws eps ~ N(0, I) from `gen` and writes
 //   x_t = sqrt_abar[t_i] * x0 + sqrt_1m_abar[t_i] * eps   per sample i,
-// in one pass. `sqrt_abar`, `sqrt_1m_abar` are per-timestep tables [T] on x0's device; t is i64 [N].
+// in one pass. `sqrt_abar`, `sqrt_1m_abar` are per-timestep tables [T] on x0's device; t is i64 [N]
+// with values in [0, T), checked on the host (a t on the GPU is copied back for that). eps is
+// what Tensor::randn(x0.shape(), gen) would draw on the same device.
 //
 // reverse_step (one step of the reverse process, in one pass): with eps = eps_u + s (eps_c - eps_u)
 // when guidance is on (eps_u defined) and eps_c otherwise,
 //   x_prev = c_x * x - c_eps * eps + sigma * z,   z ~ N(0, I) from gen (skipped when sigma == 0),
-// optionally clamped to [-1, 1]. The caller's sampler picks (c_x, c_eps, sigma) for DDPM,
+// optionally clamped to [-1, 1]. z is what Tensor::randn(x.shape(), gen) would draw there; with sigma == 0
+// nothing is drawn and gen is unchanged. The caller's sampler picks (c_x, c_eps, sigma) for DDPM,
 // respaced DDPM or DDIM (see diffusion/). x is updated in place.
 #pragma once
 #include "engine/rng.hpp"

@@ -4,15 +4,32 @@
 //   p <- p - lr * wd * p                          (decoupled weight decay, first)
 //   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
 //   p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+// evaluated as PyTorch does (kernels/optim.hpp): the scalars 1 - lr * wd, lr / (1 - b1^t) and
+// sqrt(1 - b2^t) in double on the host, the rest in f32 per element. Moments start at zero.
 // EMA keeps a shadow copy e <- decay * e + (1 - decay) * p, and before `start_step` simply copies
 // p (the seed's warm-up: the first 2000 steps overwrite the EMA).
+//
+// All parameters must live on one device (else ddpm::Error); build the optimizer after moving
+// the model. On CUDA each update is one kernel launch over all tensors.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "engine/tensor.hpp"
+#include "kernels/optim.hpp"
 
 namespace ddpm {
+
+// The CUDA kernels read the list of tensors (kernels/optim.hpp slots) from device memory. That
+// array is uploaded again only when the list changes: the first step, a parameter gaining or
+// losing its grad, a grad reallocated at another address. (A training loop that frees and
+// allocates in the same order every step gets the same blocks back from the caching allocator,
+// so the grads keep their addresses and uploads stop after the first steps.)
+template <class Slot>
+struct SlotCache {
+  std::vector<Slot> host;
+  Tensor device;  // the same bytes, on the GPU
+};
 
 struct AdamWConfig {
   float lr = 3e-4f;
@@ -25,7 +42,7 @@ struct AdamWConfig {
 class AdamW {
  public:
   AdamW(std::vector<Tensor> params, AdamWConfig config = {});
-  void step();  // parameters without a grad are skipped (as in PyTorch)
+  void step();  // parameters without a grad are skipped (as in PyTorch); a step where none has one does nothing
   void zero_grad();
   int64_t steps() const { return step_; }
   AdamWConfig& config() { return config_; }
@@ -38,11 +55,14 @@ class AdamW {
   std::vector<Tensor> params_, m_, v_;
   AdamWConfig config_;
   int64_t step_ = 0;
+  Device device_;
+  SlotCache<kernels::AdamWSlot> cache_;
 };
 
 class EMA {
  public:
   EMA(const std::vector<Tensor>& params, float decay = 0.995f, int64_t start_step = 2000);
+  // `params` as given to the constructor (same order, shapes and device); `step` counts from 0.
   void update(const std::vector<Tensor>& params, int64_t step);
   const std::vector<Tensor>& shadow() const { return shadow_; }
   void load_state(const std::vector<Tensor>& shadow);
@@ -51,6 +71,8 @@ class EMA {
   std::vector<Tensor> shadow_;
   float decay_;
   int64_t start_step_;
+  Device device_;
+  SlotCache<kernels::EmaSlot> cache_;
 };
 
 }  // namespace ddpm

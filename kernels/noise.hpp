@@ -1,0 +1,54 @@
+// The fused diffusion updates (engine/noise.hpp): noising a batch for training and one reverse
+// step of sampling, each one pass over the images.
+//
+// Conventions (both backends): f32 images, contiguous, sample i covering elements
+// [i * per_sample, (i + 1) * per_sample) (NHWC: per_sample = H * W * C); t is i64 [batch] and
+// already checked to index the tables. Random numbers are drawn in-kernel with the Philox formula
+// of kernels/rng.hpp: element j uses stream index offset + j, exactly what Tensor::randn would
+// draw at the same (seed, offset), so both backends and a separate randn agree.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/hd.hpp"
+#include "kernels/rng.hpp"
+
+namespace ddpm::kernels {
+
+// x_prev = c_x * x - c_eps * eps + sigma * z (z drawn only when sigma != 0), then optionally
+// clamped to [-1, 1]; with guidance, eps = eps_u + guidance * (eps_c - eps_u).
+struct ReverseStep {
+  float c_x, c_eps, sigma, guidance;
+  bool clamp;
+};
+
+DDPM_HD float guided_eps(float eps_c, const float* eps_u, int64_t j, float s) {
+  return eps_u ? eps_u[j] + s * (eps_c - eps_u[j]) : eps_c;
+}
+
+DDPM_HD float reverse_value(float x, float eps, const ReverseStep& c, uint64_t seed, uint64_t index) {
+  float y = c.c_x * x - c.c_eps * eps;
+  if (c.sigma != 0.0f) y += c.sigma * philox_normal(seed, index);
+  return c.clamp ? fminf(fmaxf(y, -1.0f), 1.0f) : y;
+}
+
+namespace cpu {
+// eps[j] = normal at (seed, offset + j); x_t[j] = sqrt_abar[t[i]] * x0[j] + sqrt_1m_abar[t[i]] * eps[j]
+// for j in sample i. Reads x0 and t, writes x_t and eps.
+void q_sample(const float* x0, const int64_t* t, const float* sqrt_abar, const float* sqrt_1m_abar, float* x_t,
+              float* eps, int64_t batch, int64_t per_sample, uint64_t seed, uint64_t offset);
+// x updated in place over n elements; eps_u null without guidance; z[j] at (seed, offset + j).
+void reverse_step(float* x, const float* eps_c, const float* eps_u, const ReverseStep& c, int64_t n, uint64_t seed,
+                  uint64_t offset);
+}  // namespace cpu
+
+#ifdef DDPM_HAVE_CUDA
+namespace cuda {
+void q_sample(const float* x0, const int64_t* t, const float* sqrt_abar, const float* sqrt_1m_abar, float* x_t,
+              float* eps, int64_t batch, int64_t per_sample, uint64_t seed, uint64_t offset);
+void reverse_step(float* x, const float* eps_c, const float* eps_u, const ReverseStep& c, int64_t n, uint64_t seed,
+                  uint64_t offset);
+}  // namespace cuda
+#endif
+
+}  // namespace ddpm::kernels

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# gpu-check.sh OUT_DIR: everything to run on the GPU machine, in one go (docs/gpu.md).
+#
+# Run from the repository root, with a build folder made on the development machine
+# (default ./build; BUILD=path to change). Steps, each under `timeout`, all within a 290 s budget:
+#   1. nvidia-smi -L
+#   2. build/tests/test_gpu            (Catch2 JUnit -> OUT_DIR/test_gpu.xml)
+#   3. ddpm check-reference --device cuda for each tests/data/*.safetensors (if build/tools/ddpm exists)
+#   4. bench_kernels --json OUT_DIR/bench_kernels.json   (table in OUT_DIR/bench_kernels.txt)
+#   5. the CPU test binaries (test_engine, test_model), if time is left
+#   6. with SANITIZE=1: compute-sanitizer memcheck and racecheck on test_gpu, filtered by
+#      SANITIZE_FILTER (a Catch2 test spec, default "[gpu]"; slow: narrow it)
+# Then a short summary, printed last (also OUT_DIR/summary.txt). Exit status 1 if any test,
+# reference check or sanitizer run failed (or test_gpu found no GPU), else 0; a benchmark that
+# stops early is reported in the summary but does not change the status.
+# Environment: BUILD, SANITIZE, SANITIZE_FILTER, COMMIT (default: git rev-parse --short HEAD).
+set -uo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: [BUILD=build] [SANITIZE=1] tools/gpu-check.sh OUT_DIR" >&2
+  exit 2
+fi
+OUT=$1
+BUILD=${BUILD:-build}
+SANITIZE=${SANITIZE:-0}
+SANITIZE_FILTER=${SANITIZE_FILTER:-[gpu]}
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+mkdir -p "$OUT"
+if [ ! -x "$BUILD/tests/test_gpu" ]; then
+  echo "gpu-check: $BUILD/tests/test_gpu not found; build first (docs/gpu.md) or set BUILD=" >&2
+  exit 2
+fi
+
+DEADLINE=$((SECONDS + 290))
+FAILED=0
+SUMMARY=()  # one "step|result" line per step
+
+# limit STEP_MAX: seconds this step may use, capped by what is left of the budget.
+limit() {
+  local left=$((DEADLINE - SECONDS - 5))
+  echo $((left < $1 ? left : $1))
+}
+note() { SUMMARY+=("$1|$2"); }
+fail() {
+  note "$1" "FAIL: $2"
+  FAILED=1
+}
+
+# junit_result FILE: "P passed, F failed of N test cases" (+ the failures' first lines) from Catch2 JUnit.
+junit_result() {
+  python3 - "$1" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+try:
+    cases = ET.parse(sys.argv[1]).getroot().iter("testcase")
+except Exception as e:
+    print(f"unreadable JUnit file ({e})"); sys.exit(1)
+names, failed = {}, []
+for c in cases:
+    name = c.get("name")
+    problems = c.findall("failure") + c.findall("error")
+    names[name] = names.get(name, False) or bool(problems)
+    for p in problems:
+        # Catch2's text: FAILED: / the check / [with expansion: / value] / messages (CAPTURE) / at file:line
+        lines = [l.strip() for l in (p.text or "").splitlines() if l.strip()]
+        where = next((l[3:] for l in lines if l.startswith("at ")), "")
+        got = lines[lines.index("with expansion:") + 1] if "with expansion:" in lines else ""
+        start = lines.index(got) + 1 if got else 2
+        info = "; ".join(l for l in lines[start:] if not l.startswith("at "))
+        line = f"    {name}: {p.get('type', '')}({(p.get('message') or '')[:80]})"
+        line += f" got {got[:50]}" if got else ""
+        line += f" [{info[:80]}]" if info else ""
+        line += f" at {where}"
+        if line not in failed:
+            failed.append(line)
+n, f = len(names), sum(names.values())
+print(f"{n - f} passed, {f} failed of {n} test cases (sections count separately)")
+for line in failed[:12]:
+    print(line)
+sys.exit(1 if f else 0)
+EOF
+}
+
+# run_catch NAME BINARY MAX_SECONDS [SPEC]: a Catch2 binary with the JUnit reporter.
+run_catch() {
+  local name=$1 bin=$2 max=$3 spec=${4:-}
+  local t rc
+  t=$(limit "$max")
+  if [ "$t" -le 5 ]; then note "$name" "skipped: no time left"; return; fi
+  echo "== $name (limit ${t}s)"
+  timeout -k 5 "$t" "$bin" ${spec:+"$spec"} -r junit -o "$OUT/$name.xml" >"$OUT/$name.log" 2>&1
+  rc=$?
+  if [ $rc -eq 4 ]; then fail "$name" "no GPU seen (exit 4): $(tail -n 3 "$OUT/$name.log" | head -n 1)"; return; fi
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then fail "$name" "timed out after ${t}s"; return; fi
+  local res jr
+  res=$(junit_result "$OUT/$name.xml")
+  jr=$?
+  if [ $rc -ne 0 ] || [ $jr -ne 0 ]; then
+    fail "$name" "exit $rc; $res"
+    # A crash leaves no JUnit file: rerun with the console reporter to see where it stopped.
+    if [ ! -s "$OUT/$name.xml" ]; then
+      t=$(limit 60)
+      [ "$t" -gt 5 ] && timeout -k 5 "$t" "$bin" ${spec:+"$spec"} >"$OUT/$name.console.log" 2>&1
+      note "" "  console rerun: $OUT/$name.console.log"
+    fi
+  else
+    note "$name" "PASS: $res"
+  fi
+}
+
+echo "gpu-check: build $BUILD, commit $COMMIT, output $OUT"
+timeout 20 nvidia-smi -L | tee "$OUT/nvidia-smi.txt"
+DEVICE=$(head -n 1 "$OUT/nvidia-smi.txt" 2>/dev/null | sed 's/ (UUID.*//')
+[ -n "$DEVICE" ] || DEVICE="(nvidia-smi gave nothing)"
+
+run_catch test_gpu "$BUILD/tests/test_gpu" 150
+
+# Reference checks: the model's float64 PyTorch runs replayed on the GPU.
+if [ -x "$BUILD/tools/ddpm" ]; then
+  shopt -s nullglob
+  refs=(tests/data/*.safetensors)
+  passed=0
+  bad=()
+  for f in "${refs[@]}"; do
+    t=$(limit 30)
+    if [ "$t" -le 5 ]; then bad+=("$(basename "$f") (no time left)"); continue; fi
+    echo "== check-reference $f"
+    if timeout -k 5 "$t" "$BUILD/tools/ddpm" check-reference "$f" --device cuda >>"$OUT/check-reference.log" 2>&1; then
+      passed=$((passed + 1))
+    else
+      bad+=("$(basename "$f")")
+    fi
+  done
+  if [ ${#refs[@]} -eq 0 ]; then note check-reference "skipped: no tests/data/*.safetensors"
+  elif [ ${#bad[@]} -eq 0 ]; then note check-reference "PASS: $passed/${#refs[@]} files"
+  else fail check-reference "$passed/${#refs[@]} passed; failed: ${bad[*]} (see check-reference.log)"; fi
+else
+  note check-reference "skipped: no $BUILD/tools/ddpm"
+fi
+
+if [ -x "$BUILD/benchmarks/bench_kernels" ]; then
+  t=$(limit 120)
+  echo "== bench_kernels (limit ${t}s)"
+  if timeout -k 5 "$t" "$BUILD/benchmarks/bench_kernels" --json "$OUT/bench_kernels.json" --commit "$COMMIT" \
+    >"$OUT/bench_kernels.txt" 2>&1; then
+    if [ -s "$OUT/bench_kernels.json" ]; then note bench_kernels "ok: table in bench_kernels.txt, records in bench_kernels.json"
+    else note bench_kernels "no timings: $(head -n 1 "$OUT/bench_kernels.txt")"; fi
+  else
+    note bench_kernels "PROBLEM: exit $? (see bench_kernels.txt; after a timeout the table and JSON hold what was measured)"
+  fi
+else
+  note bench_kernels "skipped: no $BUILD/benchmarks/bench_kernels"
+fi
+
+for name in test_engine test_model; do
+  if [ -x "$BUILD/tests/$name" ]; then run_catch "$name" "$BUILD/tests/$name" 60
+  else note "$name" "skipped: not built"; fi
+done
+
+if [ "$SANITIZE" = 1 ]; then
+  if command -v compute-sanitizer >/dev/null; then
+    for tool in memcheck racecheck; do
+      t=$(limit 90)
+      if [ "$t" -le 5 ]; then note "$tool" "skipped: no time left"; continue; fi
+      echo "== compute-sanitizer $tool on test_gpu \"$SANITIZE_FILTER\" (limit ${t}s)"
+      timeout -k 5 "$t" compute-sanitizer --tool "$tool" --error-exitcode 99 "$BUILD/tests/test_gpu" "$SANITIZE_FILTER" \
+        >"$OUT/sanitize-$tool.log" 2>&1
+      rc=$?
+      errors=$(grep -m1 'ERROR SUMMARY' "$OUT/sanitize-$tool.log" | sed 's/=* *//')
+      if [ $rc -eq 0 ]; then note "$tool" "PASS: ${errors:-no errors}"
+      elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        if grep -v 'ERROR SUMMARY' "$OUT/sanitize-$tool.log" |
+          grep -Eq '^========= +(Invalid|Program hit|Error|ERROR|Warning|WARN|Race|Uninitialized|Leaked)'; then fail "$tool" "errors before the ${t}s limit (sanitize-$tool.log)"
+        else note "$tool" "timed out after ${t}s with no error reported so far: narrow SANITIZE_FILTER"; fi
+      else fail "$tool" "exit $rc: ${errors:-see sanitize-$tool.log}"; fi
+    done
+  else
+    note sanitize "skipped: compute-sanitizer not on PATH"
+  fi
+fi
+
+# Top kernels: time per forward, count x median, from the JSON.
+TOP=""
+if [ -s "$OUT/bench_kernels.json" ]; then
+  TOP=$(python3 - "$OUT/bench_kernels.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+recs = [r for r in doc["records"] if "median_us" in r]
+failed = [r for r in doc["records"] if "error" in r]
+print(f"bench: {doc['device']}, copy {doc['copy_gbps']:.0f} GB/s, {len(recs)} timings, {len(failed)} ops failed")
+for setup in sorted({r["setup"] for r in recs if r["count"] > 0}):
+    rs = [r for r in recs if r["setup"] == setup and r["count"] > 0]
+    total = sum(r["count"] * r["median_us"] for r in rs)
+    print(f"  {setup}: fwd+bwd of the listed ops {total / 1e3:.2f} ms per step; top 6:")
+    for r in sorted(rs, key=lambda r: -r["count"] * r["median_us"])[:6]:
+        rate = f"{r['tflops']:.1f} TFLOP/s" if r["flops"] else f"{100 * r['copy_fraction']:.0f}% of copy"
+        print(f"    {r['count']:2d} x {r['median_us']:9.1f} us  {r['op']} {r['pass']} {r['shape']}  ({rate})")
+for r in failed[:5]:
+    print(f"  failed: {r['setup']} {r['op']} {r['shape']}: {r['error'][:80]}")
+EOF
+)
+fi
+
+{
+  echo
+  echo "================ gpu-check summary ================"
+  echo "device: $DEVICE"
+  echo "commit: $COMMIT   elapsed: ${SECONDS}s   output: $OUT"
+  for line in "${SUMMARY[@]}"; do
+    printf '%-16s %s\n' "${line%%|*}" "${line#*|}"
+  done
+  [ -n "$TOP" ] && echo "$TOP"
+  echo "result: $([ $FAILED -eq 0 ] && echo PASS || echo FAIL)"
+} | tee "$OUT/summary.txt"
+exit $FAILED
