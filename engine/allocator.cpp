@@ -127,13 +127,13 @@ AllocatorStats allocator_stats(Device device) {
 }
 
 void reset_peak(Device device) {
-#ifdef DDPM_HAVE_CUDA
   if (device == Device::CUDA) {
+#ifdef DDPM_HAVE_CUDA
     std::lock_guard<std::mutex> lock(cuda_mutex);
     cuda_counters.stats.peak = cuda_counters.stats.in_use;
+#endif
     return;
   }
-#endif
   std::lock_guard<std::mutex> lock(cpu_mutex);
   cpu_counters.stats.peak = cpu_counters.stats.in_use;
 }

@@ -26,9 +26,11 @@ struct Broadcast {
 };
 
 // Scalar forms shared by both backends' kernels (and by fused kernels elsewhere).
-DDPM_HD float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+// Phi(x) = erfc(-x / sqrt 2) / 2 rather than (1 + erf(x / sqrt 2)) / 2: the latter cancels for
+// negative x and loses most of float's digits there.
+DDPM_HD float gelu(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
 DDPM_HD float gelu_grad(float x) {  // d/dx [x Phi(x)] = Phi(x) + x phi(x)
-  return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+  return 0.5f * erfcf(-x * 0.70710678118654752f) + x * 0.39894228040143268f * expf(-0.5f * x * x);
 }
 DDPM_HD float silu(float x) { return x / (1.0f + expf(-x)); }
 DDPM_HD float silu_grad(float x) {

@@ -4,7 +4,8 @@
 //
 // Convention (both backends): element j of a draw at stream offset `offset` uses the counter
 // (offset + j) as the 64-bit pair (c0, c1) = (low, high) with c2 = c3 = 0 and key = seed.
-// uniform: (word0 >> 8 + 0.5) * 2^-24, in (0, 1), exact in float32, identical bits on CPU and GPU.
+// uniform: ((word0 >> 9) + 0.5) * 2^-23, in (0, 1): 23 random bits plus a half step is exact in
+// float32 (24 bits would round the top value up to 1.0), identical bits on CPU and GPU.
 // normal: Box-Muller on (word0, word1); libm's log/cos may differ in the last ulp between devices.
 #pragma once
 #include <cmath>
@@ -35,15 +36,16 @@ DDPM_HD Philox4 philox_at(uint64_t seed, uint64_t index) {
   return philox4x32_10(Philox4{{uint32_t(index), uint32_t(index >> 32), 0u, 0u}}, uint32_t(seed), uint32_t(seed >> 32));
 }
 
+// 32 random bits -> a float in (0, 1), never 0 (log-safe) and never 1.
+DDPM_HD float philox_unit(uint32_t bits) { return (float(bits >> 9) + 0.5f) * (1.0f / 8388608.0f); }
+
 DDPM_HD float philox_uniform(uint64_t seed, uint64_t index) {
-  Philox4 r = philox_at(seed, index);
-  return (float(r.v[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  return philox_unit(philox_at(seed, index).v[0]);
 }
 
 DDPM_HD float philox_normal(uint64_t seed, uint64_t index) {
   Philox4 r = philox_at(seed, index);
-  float u1 = (float(r.v[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
-  float u2 = (float(r.v[1] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  float u1 = philox_unit(r.v[0]), u2 = philox_unit(r.v[1]);
   return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
 }
 

@@ -38,10 +38,13 @@ TEST_CASE("the generator's numbers depend only on (seed, offset)", "[rng]") {
   std::vector<float> uv = Tensor::rand({3}, u).to_floats();
   for (int i = 0; i < 3; ++i) {
     Philox4 r = philox_at(42, uint64_t(i));
-    CHECK(uv[size_t(i)] == (float(r.v[0] >> 8) + 0.5f) / 16777216.0f);
+    CHECK(uv[size_t(i)] == (float(r.v[0] >> 9) + 0.5f) / 8388608.0f);
   }
   Generator other(1235);
   CHECK(Tensor::randn({10}, other).to_floats() != xv);
+  // The extremes of the 32-bit word map strictly inside (0, 1).
+  CHECK(philox_unit(0u) > 0.0f);
+  CHECK(philox_unit(0xffffffffu) < 1.0f);
 }
 
 TEST_CASE("normal samples have mean 0 and variance 1, uniform ones mean 1/2", "[rng]") {

@@ -1,0 +1,58 @@
+// 2-D convolution kernels: stride 1, zero padding (k-1)/2 (same spatial size out), odd square
+// kernel k (the engine uses k = 1 and 3).
+//
+// Conventions (both backends): float32, contiguous, on the backend's device.
+// - x, dx [N, H, W, Cin] and y, dy [N, H, W, Cout] are NHWC; w, dw [Cout, k, k, Cin] are OHWI; b is
+//   [Cout] or null. In OHWI each output channel's weights are one row of k*k*Cin values in
+//   (ky, kx, ci) order, which is exactly the order of an NHWC patch: w is a [Cout, k*k*Cin] matrix.
+// - Every output (y, dx, dw) is overwritten, never accumulated. The bias gradient is a column sum
+//   of dy viewed as [N*H*W, Cout]: kernels/matmul.hpp's bias_grad.
+// - Cost of each pass (forward, data gradient, filter gradient): 2*N*H*W*Cout*Cin*k*k FLOPs.
+//   E.g. 3x3, 64->64 channels at 64x64, batch 64: 2*262144*64*64*9 = 19.3 GFLOP per pass.
+//
+// Versions (append one block per new backend version; keep the function signatures):
+// v1 (current)
+//   CPU: im2col + one OpenBLAS GEMM per chunk of output pixels. Row p of the patch matrix holds
+//     the k*k*Cin patch around output pixel p (NHWC makes each tap a contiguous run of Cin), so
+//     forward is y = patches [P, k*k*Cin] x w^T, filter gradient dw = dy^T [Cout, P] x patches,
+//     data gradient = col2im(dy x w), col2im gathering for each input pixel the taps that read it.
+//     1x1 convolutions skip im2col: x itself is the patch matrix. Chunks of pixels bound the patch
+//     buffer (16 MiB, reused across calls). im2col, col2im and the GEMMs (kernels/matmul.hpp) all
+//     split their work over the one OpenMP thread pool. im2col costs a few percent of the GEMM
+//     (one core: ~100 GFLOP/s for the GEMM, im2col within 5% of it at 32->32 channels, 32x32).
+//   CUDA: cuDNN's legacy convolution API on NHWC tensors and the OHWI filter (cuDNN's NHWC
+//     filter format). The algorithm of each shape and direction is measured once with
+//     cudnnFind* (preferring deterministic algorithms) and cached; FP32 math (CUDNN_FMA_MATH) or,
+//     when ddpm::cuda::allow_tf32(), TF32 tensor cores (CUDNN_DEFAULT_MATH). A later version
+//     replaces cuDNN by our own implicit-GEMM kernel behind these same functions.
+//     Measured on an H200, batch 64 (forward / forward + both gradients, FP32 then TF32):
+//       3x3 64->64 at 64x64:    0.56 / 2.9 ms (34 / 20 TFLOP/s), TF32 0.10 / 0.47 ms (196 / 123)
+//       3x3 128->128 at 32x32:  0.51 / 2.6 ms,                     TF32 0.10 / 0.31 ms (200 / 188)
+//       3x3 3->64 at 64x64:     0.08 / 1.15 ms (the filter gradient with Cin = 3 dominates)
+//       1x1 64->3 at 64x64:     0.11 / 0.81 ms, TF32 0.11 / 0.25 ms: memory-bound (67 MB in), so
+//                               ~7x off the copy bandwidth: a target for our own kernel.
+#pragma once
+#include <cstdint>
+
+namespace ddpm::kernels {
+
+struct ConvShape {
+  int64_t n = 0, h = 0, w = 0, cin = 0, cout = 0, k = 0;
+  int64_t pixels() const { return n * h * w; }
+};
+
+namespace cpu {
+void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
+void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
+void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
+}  // namespace cpu
+
+#ifdef DDPM_HAVE_CUDA
+namespace cuda {
+void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
+void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
+void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
+}  // namespace cuda
+#endif
+
+}  // namespace ddpm::kernels

@@ -1,0 +1,164 @@
+// CUDA convolution for kernels/conv.hpp, version 1: cuDNN (legacy convolution API).
+//
+// Tensors are described to cuDNN as NHWC and the OHWI weight as an NHWC-format filter (cuDNN's
+// KRSC), so no layout conversion happens. Per shape (and TF32 setting) we keep a plan: the
+// descriptors, and for each direction the algorithm measured by cudnnFind* on first use. The
+// plans, the handle and the workspace live until the process ends (they are few and small; the
+// workspace is one buffer shared by all calls, grown when an algorithm needs more). The first call
+// of a shape measures algorithms and may grow the workspace (cudaMalloc, a stream sync), so a CUDA
+// graph capture must come after every shape has run once.
+#include <cudnn.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <map>
+
+#include "kernels/conv.hpp"
+#include "kernels/cuda_context.hpp"
+#include "kernels/matmul.hpp"
+
+#define CUDNN_CHECK(call)                                                                              \
+  do {                                                                                                 \
+    cudnnStatus_t s_ = (call);                                                                         \
+    if (s_ != CUDNN_STATUS_SUCCESS) ::ddpm::cuda::fail(#call, cudnnGetErrorString(s_), __FILE__, __LINE__); \
+  } while (0)
+
+namespace ddpm::kernels::cuda {
+namespace {
+
+// Algorithms whose workspace exceeds this are skipped: the activations need the memory more.
+constexpr size_t kMaxWorkspace = size_t(1) << 30;
+
+cudnnHandle_t handle() {
+  static cudnnHandle_t h = [] {
+    cudnnHandle_t created;
+    CUDNN_CHECK(cudnnCreate(&created));
+    CUDNN_CHECK(cudnnSetStream(created, ddpm::cuda::stream()));
+    return created;
+  }();
+  return h;
+}
+
+// The shared workspace, at least `bytes` large. Growing first waits for the stream, so no queued
+// convolution still uses the old buffer when it is freed.
+void* workspace(size_t bytes) {
+  static void* ptr = nullptr;
+  static size_t size = 0;
+  if (bytes > size) {
+    if (ptr) {
+      ddpm::cuda::synchronize();
+      CUDA_CHECK(cudaFree(ptr));
+      ptr = nullptr;
+      size = 0;
+    }
+    CUDA_CHECK(cudaMalloc(&ptr, bytes));
+    size = bytes;
+  }
+  return ptr;
+}
+
+// One direction's algorithm: cuDNN's enum value (the three directions have different enum types),
+// its workspace and the math type it was measured with.
+struct Algo {
+  int algo = -1;  // -1: not measured yet
+  size_t bytes = 0;
+  cudnnMathType_t math = CUDNN_FMA_MATH;
+};
+
+struct Plan {
+  cudnnTensorDescriptor_t x, y;
+  cudnnFilterDescriptor_t w;
+  cudnnConvolutionDescriptor_t conv;
+  Algo fwd, data, filter;
+};
+
+// The fastest algorithm that succeeded within kMaxWorkspace (cudnnFind* sorts by time), preferring
+// deterministic ones so that training runs are reproducible.
+template <class Perf>
+Algo pick(const Perf* perf, int count, const char* direction) {
+  for (bool need_deterministic : {true, false})
+    for (int i = 0; i < count; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kMaxWorkspace &&
+          (!need_deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
+        return {int(perf[i].algo), perf[i].memory, perf[i].mathType};
+  ddpm::cuda::fail("cudnnFind", direction, __FILE__, __LINE__);
+}
+
+Plan& plan_for(const ConvShape& s) {
+  static std::map<std::array<int64_t, 7>, Plan> plans;
+  const bool tf32 = ddpm::cuda::allow_tf32();
+  const std::array<int64_t, 7> key{s.n, s.h, s.w, s.cin, s.cout, s.k, tf32};
+  if (auto it = plans.find(key); it != plans.end()) return it->second;
+  DDPM_CHECK(s.pixels() * std::max(s.cin, s.cout) <= INT_MAX && s.cout * s.k * s.k * s.cin <= INT_MAX, "conv2d",
+             "tensors of 2^31 elements or more exceed cuDNN's 32-bit descriptors");
+  const int n = int(s.n), h = int(s.h), w = int(s.w), cin = int(s.cin), cout = int(s.cout), k = int(s.k);
+  const int pad = (k - 1) / 2;
+  Plan p;
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x));
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
+  CUDNN_CHECK(cudnnCreateFilterDescriptor(&p.w));
+  CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, cin, h, w));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, cout, h, w));
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, cout, cin, k, k));
+  CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad, pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION,
+                                              CUDNN_DATA_FLOAT));
+  // FMA_MATH keeps f32 exact to ~1e-6 of the CPU; DEFAULT_MATH lets f32 convolutions use TF32
+  // tensor cores (ALLOW_CONVERSION would also permit down-conversion to FP16, which we do not want).
+  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  return plans.emplace(key, p).first->second;
+}
+
+}  // namespace
+
+// y = conv(x, w) (+ b): the bias is written first and the convolution blended onto it (beta = 1).
+void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y) {
+  Plan& p = plan_for(s);
+  if (p.fwd.algo < 0) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int count = 0;
+    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y,
+                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
+    p.fwd = pick(perf, count, "no usable forward convolution algorithm");
+  }
+  if (b) bias_fill(y, b, s.pixels(), s.cout);
+  const float alpha = 1.0f, beta = b ? 1.0f : 0.0f;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd.math));
+  CUDNN_CHECK(cudnnConvolutionForward(handle(), &alpha, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(p.fwd.algo),
+                                      workspace(p.fwd.bytes), p.fwd.bytes, &beta, p.y, y));
+}
+
+void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  Plan& p = plan_for(s);
+  if (p.data.algo < 0) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int count = 0;
+    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x,
+                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
+    p.data = pick(perf, count, "no usable backward-data convolution algorithm");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.data.math));
+  CUDNN_CHECK(cudnnConvolutionBackwardData(handle(), &alpha, p.w, w, p.y, dy, p.conv,
+                                           cudnnConvolutionBwdDataAlgo_t(p.data.algo), workspace(p.data.bytes),
+                                           p.data.bytes, &beta, p.x, dx));
+}
+
+void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  Plan& p = plan_for(s);
+  if (p.filter.algo < 0) {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int count = 0;
+    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w,
+                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
+    p.filter = pick(perf, count, "no usable backward-filter convolution algorithm");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.filter.math));
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle(), &alpha, p.x, x, p.y, dy, p.conv,
+                                             cudnnConvolutionBwdFilterAlgo_t(p.filter.algo),
+                                             workspace(p.filter.bytes), p.filter.bytes, &beta, p.w, dw));
+}
+
+}  // namespace ddpm::kernels::cuda

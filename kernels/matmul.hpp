@@ -1,0 +1,44 @@
+// Matrix-product kernels: (batched) GEMM, and the bias broadcast and bias gradient that linear and
+// conv2d share.
+//
+// Conventions (both backends): float32, row-major, contiguous, on the backend's device.
+// - gemm: c[i] = op(a[i]) op(b[i]) for i in [0, batch), where op(a) is [m, k] and op(b) is [k, n];
+//   a is stored [m, k], or [k, m] when trans_a (then op(a) is its transpose); b is stored [k, n],
+//   or [n, k] when trans_b; c is [m, n]. The matrices of a batch are packed back to back
+//   (strides m*k, k*n, m*n). c is overwritten, or added to when `accumulate`.
+//   Cost: 2*batch*m*n*k FLOPs over (m*k + k*n + m*n)*batch*4 bytes, so it is compute-bound as soon
+//   as m, n, k reach a few dozen.
+// - bias_fill: y[r, :] = b for every row r of y [rows, cols] (overwritten); followed by an
+//   accumulating gemm it gives x w^T + b in one pass over y.
+// - bias_grad: db[c] = sum over rows r of dy[r, c] (overwritten): the gradient of a bias added to
+//   every row. Memory-bound: rows*cols*4 bytes read.
+//
+// CPU: OpenBLAS cblas_sgemm, single-threaded, with the work split over OpenMP threads (see
+// matmul_cpu.cpp for why). CUDA: cuBLAS on ddpm::cuda::cublas()
+// (the engine stream), in plain FP32, or with TF32 tensor cores when ddpm::cuda::allow_tf32().
+#pragma once
+#include <cstdint>
+
+namespace ddpm::kernels {
+
+struct Gemm {
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool trans_a = false, trans_b = false;
+  bool accumulate = false;  // c += product instead of c = product
+};
+
+namespace cpu {
+void gemm(const Gemm& g, const float* a, const float* b, float* c);
+void bias_fill(float* y, const float* b, int64_t rows, int64_t cols);
+void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols);
+}  // namespace cpu
+
+#ifdef DDPM_HAVE_CUDA
+namespace cuda {
+void gemm(const Gemm& g, const float* a, const float* b, float* c);
+void bias_fill(float* y, const float* b, int64_t rows, int64_t cols);
+void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols);
+}  // namespace cuda
+#endif
+
+}  // namespace ddpm::kernels

@@ -1,0 +1,91 @@
+// linear and bmm on the GPU (cuBLAS + the bias kernels) against the CPU (OpenBLAS): outputs and
+// gradients, at odd sizes that fill no tile and at the seed model's real shapes; TF32 mode with
+// its looser tolerance; device mismatches.
+#include "gpu_helpers.hpp"
+#ifdef DDPM_HAVE_CUDA
+#include "kernels/cuda_context.hpp"
+#endif
+
+using namespace ddpm;
+using namespace ddpm::test;
+
+namespace {
+
+auto linear_fn(bool bias) {
+  return [bias](const std::vector<Tensor>& in) { return bias ? linear(in[0], in[1], in[2]) : linear(in[0], in[1]); };
+}
+
+void compare_linear(const Shape& x_shape, int64_t out, bool bias, Generator& gen, double tol = kTolF32) {
+  CAPTURE(shape_str(x_shape), out, bias);
+  std::vector<Tensor> in{randn(x_shape, gen), randn({out, x_shape.back()}, gen, 0.1f)};
+  if (bias) in.push_back(randn({out}, gen));
+  compare_backends(linear_fn(bias), in, gen, true, tol);
+}
+
+void compare_bmm(int64_t B, int64_t M, int64_t N, int64_t K, bool ta, bool tb, Generator& gen, double tol = kTolF32) {
+  CAPTURE(B, M, N, K, ta, tb);
+  compare_backends([ta, tb](const std::vector<Tensor>& in) { return bmm(in[0], in[1], ta, tb); },
+                   {randn(ta ? Shape{B, K, M} : Shape{B, M, K}, gen), randn(tb ? Shape{B, N, K} : Shape{B, K, N}, gen)},
+                   gen, true, tol);
+}
+
+}  // namespace
+
+TEST_CASE("gpu: linear matches the CPU at odd sizes", "[gpu][matmul]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  for (bool bias : {false, true}) {
+    compare_linear({1, 1}, 1, bias, gen);
+    compare_linear({7, 13}, 5, bias, gen);
+    compare_linear({2, 3, 5, 17}, 9, bias, gen);
+    compare_linear({3001, 3}, 3, bias, gen);  // the bias gradient sums 3001 rows over a partial column tile
+    compare_linear({5, 1000}, 33, bias, gen);
+  }
+}
+
+TEST_CASE("gpu: bmm matches the CPU for all transpose combinations", "[gpu][matmul]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      compare_bmm(1, 1, 1, 1, ta, tb, gen);
+      compare_bmm(3, 17, 33, 7, ta, tb, gen);
+      compare_bmm(2, 65, 5, 129, ta, tb, gen);
+    }
+}
+
+TEST_CASE("gpu: linear and bmm match the CPU at the seed model's shapes", "[gpu][matmul]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  compare_linear({64, 256}, 128, true, gen);       // emb_layer: time_dim 256 -> 2b, batch 64
+  compare_linear({2, 256, 256}, 768, true, gen);   // mha in_proj at 16x16 tokens, C = 4b = 256
+  compare_linear({2, 1024, 128}, 128, true, gen);  // ff_self at 32x32 tokens, C = 2b
+  // Attention at 32x32 tokens, batch 2, 4 heads of 32: scores q k^T, then probabilities times v.
+  compare_bmm(8, 1024, 1024, 32, false, true, gen);
+  compare_bmm(8, 1024, 32, 1024, false, false, gen);
+}
+
+#ifdef DDPM_HAVE_CUDA
+TEST_CASE("gpu: linear and bmm in TF32 mode stay within TF32 rounding of the CPU", "[gpu][matmul][tf32]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  struct Tf32On {  // restores FP32 even when a check throws
+    Tf32On() { cuda::set_allow_tf32(true); }
+    ~Tf32On() { cuda::set_allow_tf32(false); }
+  } on;
+  // TF32 keeps 10 mantissa bits: each product is off by up to 2^-11 relative, about 1e-3 overall.
+  const double tol = 5e-3;
+  compare_linear({64, 256}, 128, true, gen, tol);
+  compare_bmm(8, 1024, 1024, 32, false, true, gen, tol);
+  compare_bmm(3, 17, 33, 7, true, true, gen, tol);
+}
+#endif
+
+TEST_CASE("gpu: linear and bmm reject tensors on different devices", "[gpu][matmul][errors]") {
+  Generator gen = fresh_generator();
+  Tensor x = randn({4, 5}, gen), w = randn({3, 5}, gen), b = randn({3}, gen);
+  CHECK_THROWS_WITH(linear(x, w.to(Device::CUDA)), Catch::Contains("linear") && Catch::Contains("device"));
+  CHECK_THROWS_AS(linear(x.to(Device::CUDA), w.to(Device::CUDA), b), Error);
+  Tensor a = randn({2, 3, 4}, gen), c = randn({2, 4, 5}, gen);
+  CHECK_THROWS_AS(bmm(a.to(Device::CUDA), c), Error);
+}
