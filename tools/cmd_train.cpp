@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -46,9 +47,8 @@ void truncate_loss_log(const std::string& path, int64_t step) {
   std::ifstream in(path);
   std::string line, kept;
   while (std::getline(in, line)) {
-    const size_t comma = line.find(',');
-    bool header = !line.empty() && !std::isdigit(static_cast<unsigned char>(line[0]));
-    if (header || (comma != std::string::npos && std::stoll(line.substr(0, comma)) <= step)) kept += line + "\n";
+    const bool header = !line.empty() && !std::isdigit(static_cast<unsigned char>(line[0]));
+    if (header || (!line.empty() && std::strtoll(line.c_str(), nullptr, 10) <= step)) kept += line + "\n";
   }
   in.close();
   std::ofstream(path) << (kept.empty() ? "step,loss\n" : kept);
