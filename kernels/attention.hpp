@@ -11,8 +11,9 @@
 // - Backward (the flash-attention rule): delta_i = sum_d dout_id out_id (a [B, heads, L] scratch the
 //   caller provides), dP = dout V^T, dS = P * (dP - delta_i), dq = scale dS K, dk = scale dS^T Q,
 //   dv = P^T dout. dqkv ([B, L, 3C], packed like qkv) is fully overwritten.
-// - The CPU path takes any D >= 1. The CUDA path takes D in {16, 32, 64} (a template parameter
-//   there); the op checks cuda_head_dim_supported before dispatching.
+// - The CPU path takes any D >= 1. The CUDA path takes D up to 64: the kernels are compiled for
+//   widths 16, 32 and 64, and a smaller D runs zero-padded to the next width (so the tiny models of
+//   the reference files run too); the op checks cuda_head_dim_supported before dispatching.
 // - CUDA version 1: flash-attention in plain f32 FMA, one thread (two at D = 64) per row
 //   (kernels/attention_cuda.cu); tensor cores come later.
 //
@@ -30,7 +31,7 @@ struct AttnDims {
   int64_t channels() const { return heads * head_dim; }  // C
 };
 
-inline bool cuda_head_dim_supported(int64_t d) { return d == 16 || d == 32 || d == 64; }
+inline bool cuda_head_dim_supported(int64_t d) { return d >= 1 && d <= 64; }
 
 namespace cpu {
 void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a);

@@ -14,7 +14,7 @@ Tensor attention(const Tensor& qkv, int64_t heads) {
              heads, " heads");
   const kernels::AttnDims dims{qkv.size(0), qkv.size(1), heads, C / heads};
   DDPM_CHECK(qkv.device() == Device::CPU || kernels::cuda_head_dim_supported(dims.head_dim), "attention",
-             "the CUDA kernel takes head dims 16, 32 or 64, got ", dims.head_dim, " (", qkv.desc(), ", ", heads,
+             "the CUDA kernels take head dims 1 to 64, got ", dims.head_dim, " (", qkv.desc(), ", ", heads,
              " heads)");
   Tensor out = Tensor::empty({dims.batch, dims.tokens, C}, DType::F32, qkv.device());
   Tensor lse = Tensor::empty({dims.batch, heads, dims.tokens}, DType::F32, qkv.device());
