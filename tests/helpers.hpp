@@ -46,6 +46,21 @@ inline double rel_err(const std::vector<float>& a, const std::vector<float>& b) 
   }
   return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
+inline double norm(const std::vector<float>& a) {
+  double s = 0;
+  for (float v : a) s += double(v) * double(v);
+  return std::sqrt(s);
+}
+// ||a - b||, infinite when a holds a NaN or infinity.
+inline double diff_norm(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    s += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  }
+  return std::sqrt(s);
+}
 inline double rel_err(const Tensor& a, const std::vector<float>& b) { return rel_err(a.to_floats(), b); }
 inline double rel_err(const Tensor& a, const Tensor& b) { return rel_err(a.to_floats(), b.to_floats()); }
 
