@@ -36,4 +36,10 @@ inline void check_same_device(const char* op, std::initializer_list<const Tensor
 
 inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
 
+// Scratch for a kernel's split reductions: `n` doubles on `device` (held as 8-byte I64 elements,
+// the engine has no f64 tensors). Dropping it right after the launch is safe: the CUDA allocator
+// hands a freed block only to later work on the same stream.
+inline Tensor scratch_doubles(int64_t n, Device device) { return Tensor::empty({n}, DType::I64, device); }
+inline double* as_doubles(const Tensor& t) { return static_cast<double*>(t.raw()); }
+
 }  // namespace ddpm
