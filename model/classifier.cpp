@@ -97,11 +97,15 @@ LoadedClassifier load_classifier(const std::string& path, Device device) {
   check_config(c, path + ": ");
   Generator gen(0);  // the initial values are overwritten below
   LoadedClassifier out{std::make_unique<Classifier>(c, gen), meta};
-  for (auto& [name, t] : out.model->named_parameters()) {
+  const auto params = out.model->named_parameters();
+  DDPM_CHECK(file.tensors.size() == params.size(), "classifier", path, ": ", file.tensors.size(),
+             " tensors, the architecture in its metadata has ", params.size());
+  for (const auto& [name, t] : params) {
     const Tensor& v = file.at(name);
     DDPM_CHECK(v.shape() == t.shape() && v.dtype() == DType::F32, "classifier", path, ": ", name, " is ", v.desc(),
                ", expected ", t.desc());
-    t.copy_from(v);
+    Tensor dst = t;
+    dst.copy_from(v);
   }
   out.model->to(device);
   return out;
