@@ -11,6 +11,11 @@
 
 namespace ddpm {
 
+// The layout boundary: NCHW <-> NHWC (equally OIHW <-> OHWI), host copies of any 4-d tensor.
+Tensor nchw_to_nhwc(const Tensor& x);
+Tensor nhwc_to_nchw(const Tensor& x);
+
+// {format = ddpm-checkpoint, in_channels, out_channels, base_channels, time_dim, num_classes, heads}.
 std::map<std::string, std::string> config_metadata(const UNetConfig& config);
 UNetConfig config_from_metadata(const std::map<std::string, std::string>& metadata, const std::string& path);
 
@@ -24,6 +29,10 @@ void from_pytorch_layout(const UNet& model, const SafeTensors& file, std::vector
                          const std::string& prefix = "");
 
 void save_model(const std::string& path, const UNet& model, std::map<std::string, std::string> extra_metadata = {});
+// Reads a ddpm-checkpoint file, or a bare PyTorch state_dict (no "format" metadata: the widths
+// are read off the weights' shapes, heads = 4). Every parameter must be present with its shape;
+// any other tensor must be a prefixed copy of a parameter ("ema.inc.double_conv.0.weight"), so a
+// file for another architecture fails with a message naming the tensor.
 std::unique_ptr<UNet> load_model(const std::string& path, Device device);
 
 }  // namespace ddpm

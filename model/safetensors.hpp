@@ -1,9 +1,12 @@
 // safetensors files (the format of Hugging Face's safetensors library): an 8-byte little-endian
 // header length, a JSON header mapping names to {dtype, shape, data_offsets} plus an optional
 // "__metadata__" string map, then the raw little-endian tensor bytes. Everything in the header is
-// validated (offsets in bounds, sizes matching dtype x shape, no overlaps); a bad file throws
-// ddpm::Error naming the file and the problem. Writes are atomic (temporary file, then rename).
+// validated (offsets in bounds, sizes matching dtype x shape, tensors tiling the data section with
+// no overlap or gap, no duplicate keys); a bad file throws
+// ddpm::Error naming the file and the problem. Dtypes F32, BF16, I32, I64; F64 is also read
+// (converted to f32). Writes are atomic (PATH.tmp, fsync, then rename).
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -22,6 +25,8 @@ struct SafeTensors {
 };
 
 SafeTensors load_safetensors(const std::string& path);
+// The same from a whole file held in memory; `name` labels the errors (the fuzz target's entry).
+SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& name);
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

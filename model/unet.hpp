@@ -25,7 +25,8 @@ class UNet : public Module {
   UNet(const UNetConfig& config, Generator& gen);
 
   // x [N, H, W, in_channels] (H, W multiples of 8), t i64 [N] timesteps, y i64 [N] class labels
-  // or undefined for the unconditional branch. Returns the predicted noise [N, H, W, out_channels].
+  // or undefined for the unconditional branch (an unconditional model ignores y). Returns the
+  // predicted noise [N, H, W, out_channels].
   Tensor forward(const Tensor& x, const Tensor& t, const Tensor& y = Tensor()) const;
 
   const UNetConfig& config() const { return config_; }

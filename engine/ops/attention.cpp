@@ -1,0 +1,47 @@
+// Attention ops: scaled dot-product attention over packed q, k, v, and nn.MultiheadAttention
+// composed from it and `linear`. Kernels: kernels/attention.hpp.
+#include "engine/dispatch.hpp"
+#include "engine/ops.hpp"
+#include "kernels/attention.hpp"
+
+namespace ddpm {
+
+Tensor attention(const Tensor& qkv, int64_t heads) {
+  check_f32("attention", qkv, "qkv");
+  DDPM_CHECK(qkv.dim() == 3 && qkv.size(2) % 3 == 0, "attention", "qkv must be [B, L, 3C], got ", qkv.desc());
+  const int64_t C = qkv.size(2) / 3;
+  DDPM_CHECK(heads > 0 && C % heads == 0, "attention", "C = ", C, " of ", qkv.desc(), " is not divisible by ",
+             heads, " heads");
+  const kernels::AttnDims dims{qkv.size(0), qkv.size(1), heads, C / heads};
+  DDPM_CHECK(qkv.device() == Device::CPU || kernels::cuda_head_dim_supported(dims.head_dim), "attention",
+             "the CUDA kernel takes head dims 16, 32 or 64, got ", dims.head_dim, " (", qkv.desc(), ", ", heads,
+             " heads)");
+  Tensor out = Tensor::empty({dims.batch, dims.tokens, C}, DType::F32, qkv.device());
+  Tensor lse = Tensor::empty({dims.batch, heads, dims.tokens}, DType::F32, qkv.device());
+  DDPM_DISPATCH(qkv.device(), attention_fwd, qkv.data<float>(), out.data<float>(), lse.data<float>(), dims);
+  return record(out, "attention", {qkv}, [qs = qkv.detach(), os = out.detach(), lse, dims](const Tensor& g) {
+    Tensor delta = empty_like(lse), dqkv = empty_like(qs);
+    DDPM_DISPATCH(qs.device(), attention_bwd, qs.data<float>(), os.data<float>(), lse.data<float>(), g.data<float>(),
+                  delta.data<float>(), dqkv.data<float>(), dims);
+    return std::vector<Tensor>{dqkv};
+  });
+}
+
+Tensor multi_head_attention(const Tensor& x, const Tensor& in_w, const Tensor& in_b, const Tensor& out_w,
+                            const Tensor& out_b, int64_t heads) {
+  const char* op = "multi_head_attention";
+  check_f32(op, x, "x");
+  DDPM_CHECK(x.dim() == 3, op, "x must be [B, L, C], got ", x.desc());
+  const int64_t C = x.size(2);
+  for (const Tensor* w : {&in_w, &in_b, &out_w, &out_b}) check_f32(op, *w, "a weight");
+  const bool shapes_ok = in_w.shape() == Shape{3 * C, C} && in_b.shape() == Shape{3 * C} &&
+                         out_w.shape() == Shape{C, C} && out_b.shape() == Shape{C};
+  DDPM_CHECK(shapes_ok, op, "for x ", x.desc(),
+             " the weights must be in_w [3C, C], in_b [3C], out_w [C, C], out_b [C], got ", in_w.desc(), ", ",
+             in_b.desc(), ", ", out_w.desc(), ", ", out_b.desc());
+  DDPM_CHECK(heads > 0 && C % heads == 0, op, "C of ", x.desc(), " is not divisible by ", heads, " heads");
+  check_same_device(op, {&x, &in_w, &in_b, &out_w, &out_b});
+  return linear(attention(linear(x, in_w, in_b), heads), out_w, out_b);
+}
+
+}  // namespace ddpm

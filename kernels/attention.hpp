@@ -1,0 +1,49 @@
+// Multi-head scaled dot-product attention over packed projections (no mask, no dropout).
+//
+// Conventions (both backends):
+// - qkv is [B, L, 3C] row-major with C = heads * D: columns [0, C) hold q, [C, 2C) k, [2C, 3C) v,
+//   and head h uses columns h*D .. h*D + D-1 of each. out and dout are [B, L, C], heads side by
+//   side in the same way. Kernels read the heads straight from this layout (no transposes).
+// - With scale = 1/sqrt(D): s_ij = scale q_i . k_j, P_ij = softmax_j(s_ij), out_i = sum_j P_ij v_j.
+// - lse [B, heads, L] is the per-row log-sum-exp of s (natural log). The forward writes it so the
+//   backward recomputes P_ij = exp(s_ij - lse_i) instead of saving the L x L matrix: neither
+//   backend ever allocates B*heads*L*L (at 64x64 images that would be 4 GiB per 16 images).
+// - Backward (the flash-attention rule): delta_i = sum_d dout_id out_id (a [B, heads, L] scratch the
+//   caller provides), dP = dout V^T, dS = P * (dP - delta_i), dq = scale dS K, dk = scale dS^T Q,
+//   dv = P^T dout. dqkv ([B, L, 3C], packed like qkv) is fully overwritten.
+// - The CPU path takes any D >= 1. The CUDA path takes D in {16, 32, 64} (a template parameter
+//   there); the op checks cuda_head_dim_supported before dispatching.
+// - CUDA version 1: flash-attention in plain f32 FMA, one thread (two at D = 64) per row
+//   (kernels/attention_cuda.cu); tensor cores come later.
+//
+// Napkin math per call (B, heads, L, D): forward 4*B*heads*L^2*D FLOPs (q k^T and P v); backward
+// recomputes q k^T and adds dout v^T, dS k, dS^T q, P^T dout: 10*B*heads*L^2*D FLOPs (the CUDA
+// version computes q k^T and dout v^T twice: 14). Bytes are tiny in comparison (qkv, out, lse),
+// so at L >= 256 these are compute-bound.
+#pragma once
+#include <cstdint>
+
+namespace ddpm::kernels {
+
+struct AttnDims {
+  int64_t batch, tokens, heads, head_dim;  // B, L, heads, D
+  int64_t channels() const { return heads * head_dim; }  // C
+};
+
+inline bool cuda_head_dim_supported(int64_t d) { return d == 16 || d == 32 || d == 64; }
+
+namespace cpu {
+void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a);
+void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
+                   float* dqkv, const AttnDims& a);
+}  // namespace cpu
+
+#ifdef DDPM_HAVE_CUDA
+namespace cuda {
+void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a);
+void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
+                   float* dqkv, const AttnDims& a);
+}  // namespace cuda
+#endif
+
+}  // namespace ddpm::kernels

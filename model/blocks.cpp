@@ -1,0 +1,111 @@
+#include "model/blocks.hpp"
+
+#include <cmath>
+
+#include "engine/ops.hpp"
+
+namespace ddpm {
+namespace {
+
+// U(-bound, bound) from the generator's uniform [0, 1) draws.
+Tensor uniform(const Shape& shape, double bound, Generator& gen) {
+  Tensor t = Tensor::rand(shape, gen);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float((2.0 * p[i] - 1.0) * bound);
+  return t;
+}
+
+// PyTorch's default for conv and linear layers (kaiming_uniform with a = sqrt(5)) reduces to
+// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for the bias too.
+Tensor fan_in_uniform(const Shape& shape, int64_t fan_in, Generator& gen) {
+  return uniform(shape, 1.0 / std::sqrt(double(fan_in)), gen);
+}
+
+}  // namespace
+
+DoubleConv::DoubleConv(int64_t cin, int64_t cout, int64_t mid, bool residual, Generator& gen) : residual_(residual) {
+  DDPM_CHECK(!residual || cin == cout, "DoubleConv", "a residual block needs cin == cout, got ", cin, " and ", cout);
+  w0_ = register_parameter("double_conv.0.weight", fan_in_uniform({mid, 3, 3, cin}, 9 * cin, gen));
+  n1w_ = register_parameter("double_conv.1.weight", Tensor::full({mid}, 1.0f));
+  n1b_ = register_parameter("double_conv.1.bias", Tensor::zeros({mid}));
+  w3_ = register_parameter("double_conv.3.weight", fan_in_uniform({cout, 3, 3, mid}, 9 * mid, gen));
+  n4w_ = register_parameter("double_conv.4.weight", Tensor::full({cout}, 1.0f));
+  n4b_ = register_parameter("double_conv.4.bias", Tensor::zeros({cout}));
+}
+
+Tensor DoubleConv::forward(const Tensor& x) const {
+  Tensor h = group_norm(conv2d(x, w0_), 1, n1w_, n1b_, 1e-5f, Act::GELU);
+  h = group_norm(conv2d(h, w3_), 1, n4w_, n4b_, 1e-5f, Act::None);
+  return residual_ ? add_gelu(x, h) : h;
+}
+
+EmbLayer::EmbLayer(int64_t time_dim, int64_t cout, Generator& gen) {
+  w_ = register_parameter("1.weight", fan_in_uniform({cout, time_dim}, time_dim, gen));
+  b_ = register_parameter("1.bias", fan_in_uniform({cout}, time_dim, gen));
+}
+
+Tensor EmbLayer::add_to(const Tensor& x, const Tensor& se) const {
+  return add(x, linear(se, w_, b_).reshape({x.size(0), 1, 1, x.size(3)}));
+}
+
+Down::Down(int64_t cin, int64_t cout, int64_t time_dim, Generator& gen) {
+  c1_ = register_module("maxpool_conv.1", std::make_shared<DoubleConv>(cin, cin, cin, true, gen));
+  c2_ = register_module("maxpool_conv.2", std::make_shared<DoubleConv>(cin, cout, cout, false, gen));
+  emb_ = register_module("emb_layer", std::make_shared<EmbLayer>(time_dim, cout, gen));
+}
+
+Tensor Down::forward(const Tensor& x, const Tensor& se) const {
+  return emb_->add_to(c2_->forward(c1_->forward(max_pool2x2(x))), se);
+}
+
+Up::Up(int64_t cin, int64_t cout, int64_t time_dim, Generator& gen) {
+  c0_ = register_module("conv.0", std::make_shared<DoubleConv>(cin, cin, cin, true, gen));
+  c1_ = register_module("conv.1", std::make_shared<DoubleConv>(cin, cout, cin / 2, false, gen));
+  emb_ = register_module("emb_layer", std::make_shared<EmbLayer>(time_dim, cout, gen));
+}
+
+Tensor Up::forward(const Tensor& x, const Tensor& skip, const Tensor& se) const {
+  Tensor h = concat_channels(skip, upsample2x(x));
+  return emb_->add_to(c1_->forward(c0_->forward(h)), se);
+}
+
+SelfAttention::SelfAttention(int64_t c, int64_t heads, Generator& gen) : heads_(heads) {
+  DDPM_CHECK(heads > 0 && c % heads == 0, "SelfAttention", c, " channels do not split into ", heads, " heads");
+  // Xavier-uniform over the packed [3C, C] matrix: bound sqrt(6 / (C + 3C)).
+  in_w_ = register_parameter("mha.in_proj_weight", uniform({3 * c, c}, std::sqrt(6.0 / double(4 * c)), gen));
+  in_b_ = register_parameter("mha.in_proj_bias", Tensor::zeros({3 * c}));
+  out_w_ = register_parameter("mha.out_proj.weight", fan_in_uniform({c, c}, c, gen));
+  out_b_ = register_parameter("mha.out_proj.bias", Tensor::zeros({c}));
+  ln_w_ = register_parameter("ln.weight", Tensor::full({c}, 1.0f));
+  ln_b_ = register_parameter("ln.bias", Tensor::zeros({c}));
+  ff0_w_ = register_parameter("ff_self.0.weight", Tensor::full({c}, 1.0f));
+  ff0_b_ = register_parameter("ff_self.0.bias", Tensor::zeros({c}));
+  ff1_w_ = register_parameter("ff_self.1.weight", fan_in_uniform({c, c}, c, gen));
+  ff1_b_ = register_parameter("ff_self.1.bias", fan_in_uniform({c}, c, gen));
+  ff3_w_ = register_parameter("ff_self.3.weight", fan_in_uniform({c, c}, c, gen));
+  ff3_b_ = register_parameter("ff_self.3.bias", fan_in_uniform({c}, c, gen));
+}
+
+Tensor SelfAttention::forward(const Tensor& x) const {
+  const Shape& s = x.shape();
+  Tensor tokens = x.reshape({s[0], s[1] * s[2], s[3]});  // NHWC: token h*W + w, free
+  Tensor x_ln = layer_norm(tokens, ln_w_, ln_b_);
+  Tensor a = add(multi_head_attention(x_ln, in_w_, in_b_, out_w_, out_b_, heads_), tokens);
+  Tensor f = linear(gelu(linear(layer_norm(a, ff0_w_, ff0_b_), ff1_w_, ff1_b_)), ff3_w_, ff3_b_);
+  return add(f, a).reshape(s);
+}
+
+Conv1x1::Conv1x1(int64_t cin, int64_t cout, Generator& gen) {
+  w_ = register_parameter("weight", fan_in_uniform({cout, 1, 1, cin}, cin, gen));
+  b_ = register_parameter("bias", fan_in_uniform({cout}, cin, gen));
+}
+
+Tensor Conv1x1::forward(const Tensor& x) const { return conv2d(x, w_, b_); }
+
+Embedding::Embedding(int64_t num, int64_t dim, Generator& gen) {
+  w_ = register_parameter("weight", Tensor::randn({num, dim}, gen));
+}
+
+Tensor Embedding::forward(const Tensor& ids) const { return embedding(ids, w_); }
+
+}  // namespace ddpm
