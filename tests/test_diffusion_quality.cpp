@@ -164,12 +164,12 @@ TEST_CASE("accuracy, worst_indices, permutation, balanced_indices, noise_images"
   Dataset d;
   d.name = "toy";
   d.class_names = {"a", "b", "c"};
-  for (int64_t i = 0; i < 30; ++i) d.labels.push_back(i % 3 == 2 ? 2 : i % 2);
+  for (int64_t i = 0; i < 25; ++i) d.labels.push_back(i < 20 ? i % 2 : 2);  // 10, 10 and 5 images
   std::vector<int64_t> idx = balanced_indices(d, 4, gen);
   REQUIRE(idx.size() == 12);
   CHECK(std::set<int64_t>(idx.begin(), idx.end()).size() == 12);
   for (size_t i = 0; i < idx.size(); ++i) CHECK(d.labels[size_t(idx[i])] == int64_t(i / 4));
-  CHECK_THROWS_WITH(balanced_indices(d, 11, gen), Catch::Contains("class 2"));
+  CHECK_THROWS_WITH(balanced_indices(d, 6, gen), Catch::Contains("only 5 images of class 2"));
 
   Tensor noise = noise_images(3, 4, gen);
   CHECK(noise.shape() == Shape{3, 4, 4, 1});
@@ -181,7 +181,9 @@ TEST_CASE("accuracy, worst_indices, permutation, balanced_indices, noise_images"
 }
 
 TEST_CASE("measure_set: real test images score near the floor, noise far above", "[diffusion][quality][data]") {
-  const std::string weights = std::string(DDPM_TEST_DATA) + "/../../assets/classifier.safetensors";
+  // The repository's assets/ (DDPM_TEST_DATA is <repo>/tests/data).
+  const std::string weights =
+      (std::filesystem::path(DDPM_TEST_DATA).parent_path().parent_path() / "assets/classifier.safetensors").string();
   REQUIRE(std::filesystem::exists(weights));
   LoadedClassifier l = load_classifier(weights, Device::CPU);
   Dataset test = load_fashion_mnist("/usr/share/datasets/fashion-mnist", "t10k");
@@ -190,20 +192,20 @@ TEST_CASE("measure_set: real test images score near the floor, noise far above",
     std::iota(idx.begin(), idx.end(), begin);
     return test.batch(idx, Device::CPU);
   };
-  // Reference: 600 test images. Measured sets: two other disjoint slices of 300, and noise.
-  const GaussianFit reference = fit_gaussian(classify(*l.model, slice(0, 600).images).features);
-  const Batch real = slice(600, 900), other = slice(900, 1200);
+  // Reference: 1000 test images. Measured sets: two other disjoint slices of 500, and noise.
+  const GaussianFit reference = fit_gaussian(classify(*l.model, slice(0, 1000).images).features);
+  const Batch real = slice(1000, 1500), other = slice(1500, 2000);
   const SetQuality q_real = measure_set(*l.model, real.images, real.labels.to_ints(), reference);
   const SetQuality q_other = measure_set(*l.model, other.images, other.labels.to_ints(), reference);
   Generator gen(7);
-  const SetQuality q_noise = measure_set(*l.model, noise_images(300, 32, gen), real.labels.to_ints(), reference);
+  const SetQuality q_noise = measure_set(*l.model, noise_images(500, 32, gen), real.labels.to_ints(), reference);
   CAPTURE(q_real.fd, q_other.fd, q_noise.fd, q_real.accuracy.overall, q_noise.accuracy.overall);
   CHECK(q_real.accuracy.overall > 0.85);
   CHECK(q_noise.accuracy.overall < 0.3);
   CHECK(q_real.fd < 2.0 * q_other.fd);
   CHECK(q_other.fd < 2.0 * q_real.fd);
   CHECK(q_noise.fd > 10.0 * std::max(q_real.fd, q_other.fd));
-  REQUIRE(q_real.label_prob.size() == 300);
+  REQUIRE(q_real.label_prob.size() == 500);
   for (float p : q_real.label_prob) CHECK((p >= 0.0f && p <= 1.0f));
   CHECK_THROWS_AS(measure_set(*l.model, real.images, {0, 1}, reference), Error);
 }

@@ -14,7 +14,9 @@ using namespace ddpm;
 using namespace ddpm::test;
 
 namespace {
-const std::string kCommitted = std::string(DDPM_TEST_DATA) + "/../../assets/classifier.safetensors";
+// The repository's assets/ (DDPM_TEST_DATA is <repo>/tests/data).
+const std::string kCommitted =
+    (std::filesystem::path(DDPM_TEST_DATA).parent_path().parent_path() / "assets/classifier.safetensors").string();
 const std::string kFashion = "/usr/share/datasets/fashion-mnist";
 }  // namespace
 
