@@ -44,9 +44,8 @@ GaussianFit fit_gaussian(const Tensor& features) {
   const Eigen::RowVectorXd mu = x.colwise().mean();
   x.rowwise() -= mu;
   const Matrix cov = (x.transpose() * x) / double(n - 1);
-  GaussianFit g{.dim = d, .count = n, .mean = std::vector<double>(mu.data(), mu.data() + d),
-                .cov = std::vector<double>(cov.data(), cov.data() + d * d)};
-  return g;
+  return {.dim = d, .count = n, .mean = std::vector<double>(mu.data(), mu.data() + d),
+          .cov = std::vector<double>(cov.data(), cov.data() + d * d)};
 }
 
 double frechet_distance(const GaussianFit& a, const GaussianFit& b) {
@@ -54,14 +53,14 @@ double frechet_distance(const GaussianFit& a, const GaussianFit& b) {
                  a.cov.size() == size_t(a.dim * a.dim) && b.cov.size() == size_t(b.dim * b.dim),
              "frechet_distance", "fits of different or inconsistent dimensions: ", a.dim, " and ", b.dim);
   double mean_term = 0;
-  for (int64_t i = 0; i < a.dim; ++i) mean_term += (a.mean[size_t(i)] - b.mean[size_t(i)]) * (a.mean[size_t(i)] - b.mean[size_t(i)]);
+  for (size_t i = 0; i < a.mean.size(); ++i) mean_term += (a.mean[i] - b.mean[i]) * (a.mean[i] - b.mean[i]);
   const Matrix s1 = as_matrix(a.cov, a.dim), s2 = as_matrix(b.cov, b.dim);
   const Matrix r1 = sqrt_psd(s1);
   const Matrix inner = r1 * s2 * r1;
-  // tr sqrt(inner): the eigenvalues of a symmetric matrix; symmetrize away the product's round-off.
-  const Eigen::VectorXd lambda = Eigen::SelfAdjointEigenSolver<Matrix>(0.5 * (inner + inner.transpose()),
-                                                                       Eigen::EigenvaluesOnly)
-                                     .eigenvalues();
+  // tr sqrt(inner) from inner's eigenvalues; averaging with the transpose removes the product's
+  // round-off asymmetry, which the symmetric solver would otherwise ignore silently.
+  const Matrix sym = 0.5 * (inner + inner.transpose());
+  const Eigen::VectorXd lambda = Eigen::SelfAdjointEigenSolver<Matrix>(sym, Eigen::EigenvaluesOnly).eigenvalues();
   const double tr_sqrt = lambda.cwiseMax(0.0).cwiseSqrt().sum();
   // Mathematically >= 0; round-off can leave a tiny negative value for identical fits.
   return std::max(0.0, mean_term + s1.trace() + s2.trace() - 2.0 * tr_sqrt);
@@ -195,7 +194,8 @@ void train_classifier(Classifier& model, const Dataset& data, const ClassifierTr
       Tensor loss = cross_entropy(model.logits(batch.images), batch.labels);
       optimizer.zero_grad();
       loss.backward();
-      optimizer.config().lr = float(0.5 * double(config.adamw.lr) * (1.0 + std::cos(M_PI * double(step) / double(total))));
+      const double decay = 0.5 * (1.0 + std::cos(M_PI * double(step) / double(total)));
+      optimizer.config().lr = float(double(config.adamw.lr) * decay);
       optimizer.step();
       if (progress) progress(step + 1, total, loss.item());
     }

@@ -105,7 +105,8 @@ TEST_CASE("frechet_distance agrees with a general-eigensolver route for random c
     for (float v : Tensor::randn({2 * d}, gen).to_floats()) (m1.size() < size_t(d) ? m1 : m2).push_back(v);
     // S1 S2 is similar to S1^(1/2) S2 S1^(1/2), so its eigenvalues are real and non-negative and
     // tr sqrt(S1 S2) is the sum of their square roots.
-    Eigen::MatrixXd a = Eigen::Map<const Eigen::MatrixXd>(s1.data(), d, d), b = Eigen::Map<const Eigen::MatrixXd>(s2.data(), d, d);
+    const Eigen::MatrixXd a = Eigen::Map<const Eigen::MatrixXd>(s1.data(), d, d);
+    const Eigen::MatrixXd b = Eigen::Map<const Eigen::MatrixXd>(s2.data(), d, d);
     Eigen::VectorXcd ev = Eigen::EigenSolver<Eigen::MatrixXd>(a * b).eigenvalues();
     double tr_sqrt = 0;
     for (int64_t i = 0; i < d; ++i) tr_sqrt += std::sqrt(std::max(0.0, ev[i].real()));
@@ -126,8 +127,10 @@ TEST_CASE("FD of sampled Gaussians: ~0 against itself, the closed form between t
   const GaussianFit fx = fit_gaussian(x), fy = fit_gaussian(y);
   CHECK(frechet_distance(fx, fx) < 1e-9);
   double want = 0;
-  for (size_t i = 0; i < 4; ++i)
-    want += (mu1[i] - mu2[i]) * (mu1[i] - mu2[i]) + (std::sqrt(var1[i]) - std::sqrt(var2[i])) * (std::sqrt(var1[i]) - std::sqrt(var2[i]));
+  for (size_t i = 0; i < 4; ++i) {
+    const double dsd = std::sqrt(var1[i]) - std::sqrt(var2[i]);
+    want += (mu1[i] - mu2[i]) * (mu1[i] - mu2[i]) + dsd * dsd;
+  }
   // want = 2 + 1.75; each estimated moment has a relative standard error ~ sqrt(2 / n) = 1%, so
   // 0.1 absolute is several standard errors of the estimate.
   CHECK(frechet_distance(fx, fy) == Approx(want).margin(0.1));

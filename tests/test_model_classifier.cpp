@@ -40,7 +40,8 @@ TEST_CASE("classifier: shapes, input checks, gradients to every parameter", "[mo
     CHECK(norm > 0);
   }
   CHECK_THROWS_WITH(m.features(randn({3, 16, 16, 3}, gen)),
-                    Catch::Contains("classifier") && Catch::Contains("[N, 16, 16, 1]") && Catch::Contains("[3, 16, 16, 3]"));
+                    Catch::Contains("classifier") && Catch::Contains("[N, 16, 16, 1]") &&
+                        Catch::Contains("[3, 16, 16, 3]"));
   CHECK_THROWS_AS(m.features(randn({3, 32, 32, 1}, gen)), Error);
   CHECK_THROWS_AS(m.features(randn({16, 16, 1}, gen)), Error);
   CHECK_THROWS_AS(m.features(Tensor()), Error);
@@ -66,7 +67,8 @@ TEST_CASE("classifier: save and load give the same logits; other files are refus
                     Catch::Contains("other.safetensors") && Catch::Contains("not a classifier"));
   // A tensor of the wrong shape is named.
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const auto& [name, t] : m.named_parameters()) tensors.emplace_back(name, name == "fc.bias" ? randn({5}, gen) : t);
+  for (const auto& [name, t] : m.named_parameters())
+    tensors.emplace_back(name, name == "fc.bias" ? randn({5}, gen) : t);
   SafeTensors good = load_safetensors(dir / "c.safetensors");
   save_safetensors(dir / "bad.safetensors", tensors, good.metadata);
   CHECK_THROWS_WITH(load_classifier(dir / "bad.safetensors", Device::CPU), Catch::Contains("fc.bias"));

@@ -104,7 +104,8 @@ void run(const EvalOptions& o) {
   if (!worst.empty()) {
     std::filesystem::create_directories(o.out);
     const std::string png = o.out + "/worst.png";
-    write_png(png, image_grid(Tensor::from_floats(worst_pixels, {int64_t(worst.size()), cc.image_size, cc.image_size, 1}), 8));
+    const Shape shape{int64_t(worst.size()), cc.image_size, cc.image_size, 1};
+    write_png(png, image_grid(Tensor::from_floats(worst_pixels, shape), 8));
     std::printf("\nwrote %s: the %zu samples with the lowest p(asked class), lowest first, 8 per row\n", png.c_str(),
                 worst.size());
   }
