@@ -1,7 +1,8 @@
 // 2-D convolution kernels: stride 1, zero padding (k-1)/2 (same spatial size out), odd square
 // kernel k (the engine uses k = 1 and 3).
 //
-// Conventions (both backends): float32, contiguous, on the backend's device.
+// Conventions (both backends): float32 (the CUDA backend also has bf16 versions), contiguous, on
+// the backend's device.
 // - x, dx [N, H, W, Cin] and y, dy [N, H, W, Cout] are NHWC; w, dw [Cout, k, k, Cin] are OHWI; b is
 //   [Cout] or null. In OHWI each output channel's weights are one row of k*k*Cin values in
 //   (ky, kx, ci) order, which is exactly the order of an NHWC patch: w is a [Cout, k*k*Cin] matrix.
@@ -11,7 +12,7 @@
 //   E.g. 3x3, 64->64 channels at 64x64, batch 64: 2*262144*64*64*9 = 19.3 GFLOP per pass.
 //
 // Versions (append one block per new backend version; keep the function signatures):
-// v1 (current)
+// v1
 //   CPU: im2col + one OpenBLAS GEMM per chunk of output pixels. Row p of the patch matrix holds
 //     the k*k*Cin patch around output pixel p (NHWC makes each tap a contiguous run of Cin), so
 //     forward is y = patches [P, k*k*Cin] x w^T, filter gradient dw = dy^T [Cout, P] x patches,
@@ -23,16 +24,39 @@
 //   CUDA: cuDNN's legacy convolution API on NHWC tensors and the OHWI filter (cuDNN's NHWC
 //     filter format). The algorithm of each shape and direction is measured once with
 //     cudnnFind* (preferring deterministic algorithms) and cached; FP32 math (CUDNN_FMA_MATH) or,
-//     when ddpm::cuda::allow_tf32(), TF32 tensor cores (CUDNN_DEFAULT_MATH). A later version
-//     replaces cuDNN by our own implicit-GEMM kernel behind these same functions.
+//     when ddpm::cuda::allow_tf32(), TF32 tensor cores (CUDNN_DEFAULT_MATH).
 //     Measured on an H200, batch 64 (forward / forward + both gradients, FP32 then TF32):
 //       3x3 64->64 at 64x64:    0.56 / 2.9 ms (34 / 20 TFLOP/s), TF32 0.10 / 0.47 ms (196 / 123)
 //       3x3 128->128 at 32x32:  0.51 / 2.6 ms,                     TF32 0.10 / 0.31 ms (200 / 188)
 //       3x3 3->64 at 64x64:     0.08 / 1.15 ms (the filter gradient with Cin = 3 dominates)
 //       1x1 64->3 at 64x64:     0.11 / 0.81 ms, TF32 0.11 / 0.25 ms: memory-bound (67 MB in), so
 //                               ~7x off the copy bandwidth: a target for our own kernel.
+// v2 (current): CPU unchanged. CUDA: two backends behind the same functions, chosen at run time
+//   with cuda::set_conv_backend (default CuDNN, v1 above, until per-shape measurements say
+//   otherwise).
+//   Ours (kernels/conv_igemm.cuh, conv_igemm_cuda.cu): implicit GEMM on tensor cores with
+//     warp-level mma.sync, TF32 for f32 data (m16n8k8, operands rounded with cvt.rna) and bf16
+//     (m16n8k16) for the bf16 functions, f32 accumulation. Forward y = patches(x) w^T, data
+//     gradient dx = patches(dy) x (w with flipped taps, in/out swapped), filter gradient
+//     dw^T = patches(x)^T dy (K = N*H*W); the patch operands are gathered tile by tile, never
+//     stored. Block tiles 128x128 or 128x64 (N <= 64), K tiles of 128 bytes, 3-stage cp.async
+//     pipeline with zero-fill for padding taps and tails, padded shared memory (conflict-free
+//     fragment loads); channel counts that are not a multiple of 4 (f32) / 8 (bf16), e.g.
+//     Cin = 3, take an element-wise load path. Where the output tiles do not fill the GPU
+//     (small images, the filter gradient) K is split across blocks and the partial sums are
+//     added by a second kernel in a fixed order: deterministic, no atomics. Bias in the epilogue.
+//     Ours is used for f32 data only when ddpm::cuda::allow_tf32(); with TF32 off the f32
+//     functions stay exact on cuDNN's FMA algorithms, whatever the backend. The bf16 functions
+//     always run Ours.
+//     Napkin math (3x3 64->64 at 64x64, batch 64, 19.3 GFLOP per pass): 47 us at the H200's
+//     415 TFLOP/s TF32, 24 us at 796 bf16; ~67 MB in and out per f32 pass (~32 us at 4.2 TB/s),
+//     so compute-bound in TF32. The fragment loads' shared-memory bandwidth caps this version
+//     near 2/3 of the mma.sync rate (docs/kernels.md, "Convolution"). Status: NOT YET MEASURED
+//     on hardware (benchmarks/bench_conv compares it with cuDNN per shape).
 #pragma once
 #include <cstdint>
+
+#include "kernels/bf16.hpp"
 
 namespace ddpm::kernels {
 
@@ -47,11 +71,22 @@ void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float*
 void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
 }  // namespace cpu
 
+// Which implementation runs the CUDA f32 functions (see v2 above).
+enum class ConvBackend { Ours, CuDNN };
+
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {
+void set_conv_backend(ConvBackend backend);
+ConvBackend conv_backend();
+
 void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
 void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
+
+// bf16 storage, f32 accumulation, outputs rounded to bf16 (nearest even); always our kernels.
+void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y);
+void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
+void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
 }  // namespace cuda
 #endif
 

@@ -1,4 +1,5 @@
-// CUDA convolution for kernels/conv.hpp, version 1: cuDNN (legacy convolution API).
+// CUDA convolution for kernels/conv.hpp: the backend switch, and backend CuDNN (cuDNN's legacy
+// convolution API). Backend Ours is kernels/conv_igemm_cuda.cu.
 //
 // Tensors are described to cuDNN as NHWC and the OHWI weight as an NHWC-format filter (cuDNN's
 // KRSC), so no layout conversion happens. Per shape (and TF32 setting) we keep a plan: the
@@ -15,6 +16,7 @@
 #include <map>
 
 #include "kernels/conv.hpp"
+#include "kernels/conv_cuda_detail.hpp"
 #include "kernels/cuda_context.hpp"
 #include "kernels/matmul.hpp"
 
@@ -25,24 +27,9 @@
   } while (0)
 
 namespace ddpm::kernels::cuda {
-namespace {
 
-// Algorithms whose workspace exceeds this are skipped: the activations need the memory more.
-constexpr size_t kMaxWorkspace = size_t(1) << 30;
-
-cudnnHandle_t handle() {
-  static cudnnHandle_t h = [] {
-    cudnnHandle_t created;
-    CUDNN_CHECK(cudnnCreate(&created));
-    CUDNN_CHECK(cudnnSetStream(created, ddpm::cuda::stream()));
-    return created;
-  }();
-  return h;
-}
-
-// The shared workspace, at least `bytes` large. Growing first waits for the stream, so no queued
-// convolution still uses the old buffer when it is freed.
-void* workspace(size_t bytes) {
+// The shared workspace: see conv_cuda_detail.hpp.
+void* conv_detail::workspace(size_t bytes) {
   static void* ptr = nullptr;
   static size_t size = 0;
   if (bytes > size) {
@@ -56,6 +43,28 @@ void* workspace(size_t bytes) {
     size = bytes;
   }
   return ptr;
+}
+
+namespace {
+
+using conv_detail::workspace;
+
+ConvBackend g_backend = ConvBackend::CuDNN;
+
+// Our kernels run f32 data only in TF32; exact f32 stays with cuDNN's FMA algorithms.
+bool use_ours() { return g_backend == ConvBackend::Ours && ddpm::cuda::allow_tf32(); }
+
+// Algorithms whose workspace exceeds this are skipped: the activations need the memory more.
+constexpr size_t kMaxWorkspace = size_t(1) << 30;
+
+cudnnHandle_t handle() {
+  static cudnnHandle_t h = [] {
+    cudnnHandle_t created;
+    CUDNN_CHECK(cudnnCreate(&created));
+    CUDNN_CHECK(cudnnSetStream(created, ddpm::cuda::stream()));
+    return created;
+  }();
+  return h;
 }
 
 // One direction's algorithm: cuDNN's enum value (the three directions have different enum types),
@@ -112,8 +121,13 @@ Plan& plan_for(const ConvShape& s) {
 
 }  // namespace
 
-// y = conv(x, w) (+ b): the bias is written first and the convolution blended onto it (beta = 1).
+void set_conv_backend(ConvBackend b) { g_backend = b; }
+ConvBackend conv_backend() { return g_backend; }
+
+// y = conv(x, w) (+ b). cuDNN: the bias is written first and the convolution blended onto it
+// (beta = 1).
 void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y) {
+  if (use_ours()) return conv_detail::igemm_fwd(s, x, w, b, y);
   Plan& p = plan_for(s);
   if (p.fwd.algo < 0) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -130,6 +144,7 @@ void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float*
 }
 
 void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  if (use_ours()) return conv_detail::igemm_bwd_data(s, dy, w, dx);
   Plan& p = plan_for(s);
   if (p.data.algo < 0) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
@@ -146,6 +161,7 @@ void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float*
 }
 
 void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  if (use_ours()) return conv_detail::igemm_bwd_filter(s, x, dy, dw);
   Plan& p = plan_for(s);
   if (p.filter.algo < 0) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];

@@ -22,8 +22,10 @@ TEST_CASE("gelu and silu match the closed forms", "[op][elementwise]") {
       g_ref.push_back(float(naive_gelu(v)));
       s_ref.push_back(float(naive_silu(v)));
     }
-    CHECK(rel_err(gelu(x), g_ref) < 1e-6);
-    CHECK(rel_err(silu(x), s_ref) < 1e-6);
+    // float32 erfcf/expf are accurate to a few ulp; on a one-element vector that is ~1e-6
+    // relative, so 1e-5 passes a right formula and fails a wrong one (off by O(1)).
+    CHECK(rel_err(gelu(x), g_ref) < 1e-5);
+    CHECK(rel_err(silu(x), s_ref) < 1e-5);
   }
 }
 

@@ -13,7 +13,8 @@
 # Then a short summary, printed last (also OUT_DIR/summary.txt). Exit status 1 if any test,
 # reference check or sanitizer run failed (or test_gpu found no GPU), else 0; a benchmark that
 # stops early is reported in the summary but does not change the status.
-# Environment: BUILD, SANITIZE, SANITIZE_FILTER, COMMIT (default: git rev-parse --short HEAD).
+# Environment: BUILD, SANITIZE, SANITIZE_FILTER, COMMIT (default: git rev-parse --short HEAD),
+# BUDGET (seconds for all steps, default 290). bench_conv (ours vs cuDNN) runs after bench_kernels.
 set -uo pipefail
 
 if [ $# -ne 1 ]; then
@@ -32,7 +33,7 @@ if [ ! -x "$BUILD/tests/test_gpu" ]; then
   exit 2
 fi
 
-DEADLINE=$((SECONDS + 290))
+DEADLINE=$((SECONDS + ${BUDGET:-290}))
 FAILED=0
 SUMMARY=()  # one "step|result" line per step
 
@@ -150,6 +151,14 @@ if [ -x "$BUILD/benchmarks/bench_kernels" ]; then
   fi
 else
   note bench_kernels "skipped: no $BUILD/benchmarks/bench_kernels"
+fi
+
+if [ -x "$BUILD/benchmarks/bench_conv" ]; then
+  t=$(limit 75)
+  echo "== bench_conv (limit ${t}s)"
+  if timeout -k 5 "$t" "$BUILD/benchmarks/bench_conv" --json "$OUT/bench_conv.json" --commit "$COMMIT" \
+    >"$OUT/bench_conv.txt" 2>&1; then note bench_conv "ok: ours vs cuDNN in bench_conv.txt / .json"
+  else note bench_conv "PROBLEM: exit $? (see bench_conv.txt)"; fi
 fi
 
 for name in test_engine test_model; do

@@ -1,0 +1,386 @@
+// bench_conv: our implicit-GEMM convolution kernels against cuDNN at every convolution shape of
+// the seed U-Net (base width 64), for 64x64 RGB at batch 64 and 32x32 gray at batch 128.
+//
+//   bench_conv [--json PATH] [--commit SHA] [--runs N]
+//
+// For each distinct shape (`count` = uses in one forward) and direction (fwd, dgrad, wgrad), the
+// median time of:
+//   ours-tf32   kernels::cuda::conv2d_* on f32 data, backend Ours, TF32 on
+//   cudnn-tf32  the same functions, backend CuDNN (cudnnFind's fastest deterministic algorithm)
+//   ours-bf16   the bf16 kernels
+//   cudnn-bf16  cuDNN's legacy API on CUDNN_DATA_BFLOAT16 tensors, f32 compute, tensor-op math,
+//               its fastest algorithm ("n/a" where cuDNN offers none)
+// with TFLOP/s (2*N*H*W*Cout*Cin*k*k per pass) and the fraction of the H200's measured dense peak
+// (415 TFLOP/s TF32, 796 bf16), then per setup the totals of one training step's convolutions
+// (count x (fwd + dgrad + wgrad); the first layer's dgrad is not needed, the image has no
+// gradient). Kernels are called directly on preallocated buffers. Each timing: 2 warm-ups, then
+// the median of --runs (default 5) runs bracketed by CUDA events, each after a 256 MB memset that
+// flushes the L2 (as bench_kernels). Without a GPU (or in a CPU-only build) it says so and exits 0.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/rng.hpp"
+#include "engine/storage.hpp"
+#include "engine/tensor.hpp"
+#ifdef DDPM_HAVE_CUDA
+#include <cudnn.h>
+
+#include "kernels/conv.hpp"
+#include "kernels/cuda_context.hpp"
+#endif
+
+#ifdef DDPM_HAVE_CUDA
+namespace {
+
+using namespace ddpm;
+using kernels::ConvShape;
+using Fn = std::function<void()>;
+
+constexpr Device kGpu = Device::CUDA;
+constexpr size_t kFlushBytes = size_t(256) << 20;
+constexpr double kPeakTF32 = 415e12, kPeakBF16 = 796e12;  // H200, dense 8192^3 GEMMs (docs/gpu.md)
+const char* const kDirs[] = {"fwd", "dgrad", "wgrad"};
+const char* const kVariants[] = {"ours-tf32", "cudnn-tf32", "ours-bf16", "cudnn-bf16"};
+
+struct Options {
+  std::string json_path, commit;
+  int runs = 5;
+};
+
+// Median of `runs` timed calls of fn on the engine stream, each after an L2 flush; < 0 if fn throws.
+class Timer {
+ public:
+  explicit Timer(int runs) : runs_(runs), flush_(Tensor::empty({int64_t(kFlushBytes / 4)}, DType::F32, kGpu)) {
+    CUDA_CHECK(cudaEventCreate(&start_));
+    CUDA_CHECK(cudaEventCreate(&stop_));
+  }
+  ~Timer() {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+  double median_us(const Fn& fn) {
+    for (int i = 0; i < 2; ++i) fn();
+    cuda::synchronize();
+    std::vector<double> us;
+    for (int r = 0; r < runs_; ++r) {
+      CUDA_CHECK(cudaMemsetAsync(flush_.raw(), r & 0xff, kFlushBytes, cuda::stream()));
+      CUDA_CHECK(cudaEventRecord(start_, cuda::stream()));
+      fn();
+      CUDA_CHECK(cudaEventRecord(stop_, cuda::stream()));
+      CUDA_CHECK(cudaEventSynchronize(stop_));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+      us.push_back(1e3 * ms);
+    }
+    std::sort(us.begin(), us.end());
+    return us[us.size() / 2];
+  }
+
+ private:
+  int runs_;
+  Tensor flush_;
+  cudaEvent_t start_, stop_;
+};
+
+#define CUDNN_OK(call)                                                                                  \
+  do {                                                                                                  \
+    cudnnStatus_t s_ = (call);                                                                          \
+    if (s_ != CUDNN_STATUS_SUCCESS) throw Error(std::string(#call) + ": " + cudnnGetErrorString(s_)); \
+  } while (0)
+
+// cuDNN on bf16 tensors through the legacy API (the engine's cuDNN backend is f32 only): NHWC
+// tensors, the OHWI weight as an NHWC filter, f32 accumulation, the fastest algorithm per direction.
+class CudnnBf16 {
+ public:
+  CudnnBf16(const ConvShape& s, cudnnHandle_t h) : h_(h) {
+    const int n = int(s.n), hh = int(s.h), w = int(s.w), cin = int(s.cin), cout = int(s.cout), k = int(s.k);
+    CUDNN_OK(cudnnCreateTensorDescriptor(&x_));
+    CUDNN_OK(cudnnCreateTensorDescriptor(&y_));
+    CUDNN_OK(cudnnCreateFilterDescriptor(&w_));
+    CUDNN_OK(cudnnCreateConvolutionDescriptor(&conv_));
+    CUDNN_OK(cudnnSetTensor4dDescriptor(x_, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, n, cin, hh, w));
+    CUDNN_OK(cudnnSetTensor4dDescriptor(y_, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, n, cout, hh, w));
+    CUDNN_OK(cudnnSetFilter4dDescriptor(w_, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NHWC, cout, cin, k, k));
+    CUDNN_OK(cudnnSetConvolution2dDescriptor(conv_, (k - 1) / 2, (k - 1) / 2, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION,
+                                             CUDNN_DATA_FLOAT));
+    CUDNN_OK(cudnnSetConvolutionMathType(conv_, CUDNN_TENSOR_OP_MATH));
+  }
+  ~CudnnBf16() {
+    cudnnDestroyTensorDescriptor(x_);
+    cudnnDestroyTensorDescriptor(y_);
+    cudnnDestroyFilterDescriptor(w_);
+    cudnnDestroyConvolutionDescriptor(conv_);
+    if (ws_) cudaFree(ws_);
+  }
+  CudnnBf16(const CudnnBf16&) = delete;
+  CudnnBf16& operator=(const CudnnBf16&) = delete;
+
+  // The call for direction d (0 fwd, 1 dgrad, 2 wgrad), after picking its algorithm.
+  Fn direction(int d, void* x, void* w, void* y, void* dx, void* dw, void* dy) {
+    const float one = 1.0f, zero = 0.0f;
+    if (d == 0) {
+      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      int count = 0;
+      CUDNN_OK(cudnnFindConvolutionForwardAlgorithm(h_, x_, w_, conv_, y_, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
+      const auto& p = best(perf, count);
+      void* ws = workspace(p.memory);
+      return [=, this, algo = p.algo, bytes = p.memory] {
+        CUDNN_OK(cudnnConvolutionForward(h_, &one, x_, x, w_, w, conv_, algo, ws, bytes, &zero, y_, y));
+      };
+    }
+    if (d == 1) {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+      int count = 0;
+      CUDNN_OK(cudnnFindConvolutionBackwardDataAlgorithm(h_, w_, y_, conv_, x_, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                                         &count, perf));
+      const auto& p = best(perf, count);
+      void* ws = workspace(p.memory);
+      return [=, this, algo = p.algo, bytes = p.memory] {
+        CUDNN_OK(cudnnConvolutionBackwardData(h_, &one, w_, w, y_, dy, conv_, algo, ws, bytes, &zero, x_, dx));
+      };
+    }
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int count = 0;
+    CUDNN_OK(cudnnFindConvolutionBackwardFilterAlgorithm(h_, x_, y_, conv_, w_, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                         &count, perf));
+    const auto& p = best(perf, count);
+    void* ws = workspace(p.memory);
+    return [=, this, algo = p.algo, bytes = p.memory] {
+      CUDNN_OK(cudnnConvolutionBackwardFilter(h_, &one, x_, x, y_, dy, conv_, algo, ws, bytes, &zero, w_, dw));
+    };
+  }
+
+ private:
+  template <class Perf> static const Perf& best(const Perf* perf, int count) {
+    for (int i = 0; i < count; ++i)  // cudnnFind* sorts by time
+      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= (size_t(1) << 30)) return perf[i];
+    throw Error("cuDNN has no bf16 algorithm for this shape");
+  }
+  void* workspace(size_t bytes) {
+    if (bytes > ws_bytes_) {
+      if (ws_) CUDA_CHECK(cudaFree(ws_));
+      CUDA_CHECK(cudaMalloc(&ws_, bytes));
+      ws_bytes_ = bytes;
+    }
+    return ws_;
+  }
+
+  cudnnHandle_t h_;
+  cudnnTensorDescriptor_t x_, y_;
+  cudnnFilterDescriptor_t w_;
+  cudnnConvolutionDescriptor_t conv_;
+  void* ws_ = nullptr;
+  size_t ws_bytes_ = 0;
+};
+
+struct ConvCase {
+  ConvShape s;
+  int count = 0;
+  bool first = false;  // the layer reading the image: its dgrad is not part of a training step
+};
+
+// The seed U-Net's 3x3 and 1x1 convolutions (model: DoubleConv = conv, norm, GELU, conv, norm),
+// deduplicated with their use counts.
+std::vector<ConvCase> seed_convs(int64_t batch, int64_t image, int64_t channels) {
+  std::vector<ConvCase> out;
+  auto conv = [&](int64_t h, int64_t cin, int64_t cout, int64_t k = 3) {
+    ConvShape s{.n = batch, .h = h, .w = h, .cin = cin, .cout = cout, .k = k};
+    for (ConvCase& c : out)
+      if (c.s.h == s.h && c.s.cin == s.cin && c.s.cout == s.cout && c.s.k == s.k) return void(++c.count);
+    out.push_back({s, 1, cin == channels});
+  };
+  auto double_conv = [&](int64_t h, int64_t cin, int64_t cout, int64_t mid) {
+    conv(h, cin, mid);
+    conv(h, mid, cout);
+  };
+  const int64_t b = 64, H = image;
+  double_conv(H, channels, b, b);                                                    // inc
+  double_conv(H / 2, b, b, b), double_conv(H / 2, b, 2 * b, 2 * b);                  // down1
+  double_conv(H / 4, 2 * b, 2 * b, 2 * b), double_conv(H / 4, 2 * b, 4 * b, 4 * b);  // down2
+  double_conv(H / 8, 4 * b, 4 * b, 4 * b), double_conv(H / 8, 4 * b, 4 * b, 4 * b);  // down3
+  double_conv(H / 8, 4 * b, 8 * b, 8 * b);                                           // bot1
+  double_conv(H / 8, 8 * b, 8 * b, 8 * b);                                           // bot2
+  double_conv(H / 8, 8 * b, 4 * b, 4 * b);                                           // bot3
+  double_conv(H / 4, 8 * b, 8 * b, 8 * b), double_conv(H / 4, 8 * b, 2 * b, 4 * b);  // up1 (after the skip concat)
+  double_conv(H / 2, 4 * b, 4 * b, 4 * b), double_conv(H / 2, 4 * b, b, 2 * b);      // up2
+  double_conv(H, 2 * b, 2 * b, 2 * b), double_conv(H, 2 * b, b, b);                  // up3
+  conv(H, b, channels, 1);                                                           // outc
+  return out;
+}
+
+std::string shape_name(const ConvShape& s) {
+  return std::to_string(s.k) + "x" + std::to_string(s.k) + " " + std::to_string(s.cin) + "->" +
+         std::to_string(s.cout) + " @" + std::to_string(s.h) + "x" + std::to_string(s.w);
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+int run(const Options& opt) {
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const std::string date = utc_now();
+  cudnnHandle_t cudnn;
+  CUDNN_OK(cudnnCreate(&cudnn));
+  CUDNN_OK(cudnnSetStream(cudnn, cuda::stream()));
+  Timer timer(opt.runs);
+  Generator gen(1234);
+  const bool tf32_before = cuda::allow_tf32();
+  const kernels::ConvBackend backend_before = kernels::cuda::conv_backend();
+  cuda::set_allow_tf32(true);
+
+  std::printf("bench_conv on %s, %s, commit %s; median of %d runs, L2 flushed before each\n", prop.name, date.c_str(),
+              opt.commit.c_str(), opt.runs);
+  std::printf("%-15s %-22s %5s %-5s", "setup", "shape", "count", "dir");
+  for (const char* v : kVariants) std::printf(" %19s", v);
+  std::printf("   ours/cudnn tf32, bf16\n%56s", "");
+  for (int i = 0; i < 4; ++i) std::printf(" %19s", "us  TFLOP/s  %peak");
+  std::printf("\n");
+
+  nlohmann::json records = nlohmann::json::array(), totals = nlohmann::json::array();
+  auto save = [&] {  // rewritten after every shape, so a run cut short keeps what it measured
+    if (opt.json_path.empty()) return;
+    nlohmann::json doc = {{"device", prop.name}, {"date", date},     {"commit", opt.commit},
+                          {"runs", opt.runs},    {"peak_tf32", kPeakTF32}, {"peak_bf16", kPeakBF16},
+                          {"records", records},  {"totals", totals}};
+    std::ofstream(opt.json_path) << doc.dump(1) << "\n";
+  };
+
+  struct Setup {
+    std::string name;
+    int64_t image, channels, batch;
+  };
+  for (const Setup& su : {Setup{"64px-rgb-b64", 64, 3, 64}, Setup{"32px-gray-b128", 32, 1, 128}}) {
+    double total_us[4] = {0, 0, 0, 0};
+    bool total_ok[4] = {true, true, true, true};
+    for (const ConvCase& cc : seed_convs(su.batch, su.image, su.channels)) {
+      const ConvShape& s = cc.s;
+      const Shape xs{s.n, s.h, s.w, s.cin}, ys{s.n, s.h, s.w, s.cout}, ws{s.cout, s.k, s.k, s.cin};
+      Tensor x = Tensor::randn(xs, gen, kGpu), w = Tensor::randn(ws, gen, kGpu), b = Tensor::randn({s.cout}, gen, kGpu),
+             dy = Tensor::randn(ys, gen, kGpu);
+      Tensor y = Tensor::empty(ys, DType::F32, kGpu), dx = Tensor::empty(xs, DType::F32, kGpu),
+             dw = Tensor::empty(ws, DType::F32, kGpu);
+      Tensor xh = x.to(DType::BF16), wh = w.to(DType::BF16), bh = b.to(DType::BF16), dyh = dy.to(DType::BF16);
+      Tensor yh = Tensor::empty(ys, DType::BF16, kGpu), dxh = Tensor::empty(xs, DType::BF16, kGpu),
+             dwh = Tensor::empty(ws, DType::BF16, kGpu);
+      const bool bias = s.k == 1;  // outc is the one convolution with a bias
+      const float* bf = bias ? b.data<float>() : nullptr;
+      const bf16* bb = bias ? bh.data<bf16>() : nullptr;
+      const double flops = 2.0 * double(s.pixels()) * double(s.cout * s.cin * s.k * s.k);
+      CudnnBf16 cudnn_bf16(s, cudnn);
+
+      for (int d = 0; d < 3; ++d) {
+        const bool in_step = !(d == 1 && cc.first);
+        Fn f32 = d == 0   ? Fn([&] { kernels::cuda::conv2d_fwd(s, x.data<float>(), w.data<float>(), bf, y.data<float>()); })
+                 : d == 1 ? Fn([&] { kernels::cuda::conv2d_bwd_data(s, dy.data<float>(), w.data<float>(), dx.data<float>()); })
+                          : Fn([&] { kernels::cuda::conv2d_bwd_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>()); });
+        Fn ours_bf16 = d == 0 ? Fn([&] { kernels::cuda::conv2d_fwd(s, xh.data<bf16>(), wh.data<bf16>(), bb, yh.data<bf16>()); })
+                       : d == 1
+                           ? Fn([&] { kernels::cuda::conv2d_bwd_data(s, dyh.data<bf16>(), wh.data<bf16>(), dxh.data<bf16>()); })
+                           : Fn([&] { kernels::cuda::conv2d_bwd_filter(s, xh.data<bf16>(), dyh.data<bf16>(), dwh.data<bf16>()); });
+        double us[4];
+        std::string errors[4];
+        for (int v = 0; v < 4; ++v) {
+          try {
+            if (v < 2) kernels::cuda::set_conv_backend(v == 0 ? kernels::ConvBackend::Ours : kernels::ConvBackend::CuDNN);
+            Fn fn = v < 2 ? f32 : v == 2 ? ours_bf16
+                                         : cudnn_bf16.direction(d, xh.raw(), wh.raw(), yh.raw(), dxh.raw(), dwh.raw(), dyh.raw());
+            us[v] = timer.median_us(fn);
+          } catch (const Error& e) {
+            us[v] = -1;
+            errors[v] = e.what();
+            cuda::synchronize();
+          }
+        }
+        std::printf("%-15s %-22s %5d %-5s", su.name.c_str(), shape_name(s).c_str(), cc.count, kDirs[d]);
+        for (int v = 0; v < 4; ++v) {
+          const double peak = v < 2 ? kPeakTF32 : kPeakBF16, tflops = us[v] > 0 ? flops / (us[v] * 1e-6) / 1e12 : 0;
+          if (us[v] > 0) std::printf(" %7.1f %6.1f %4.0f%%", us[v], tflops, 100 * tflops * 1e12 / peak);
+          else std::printf(" %19s", "n/a");
+          nlohmann::json rec = {{"setup", su.name}, {"shape", shape_name(s)}, {"n", s.n},       {"h", s.h},
+                                {"w", s.w},         {"cin", s.cin},         {"cout", s.cout},   {"k", s.k},
+                                {"count", cc.count}, {"in_step", in_step},  {"dir", kDirs[d]}, {"variant", kVariants[v]},
+                                {"flops", flops}};
+          if (us[v] > 0) {
+            rec["median_us"] = us[v];
+            rec["tflops"] = tflops;
+            rec["peak_fraction"] = tflops * 1e12 / peak;
+          } else {
+            rec["error"] = errors[v];
+          }
+          records.push_back(rec);
+          if (in_step) {
+            if (us[v] > 0) total_us[v] += cc.count * us[v];
+            else total_ok[v] = false;
+          }
+        }
+        auto ratio = [&](int a, int c) { return us[a] > 0 && us[c] > 0 ? us[c] / us[a] : 0.0; };
+        std::printf("   %5.2fx %5.2fx%s\n", ratio(0, 1), ratio(2, 3), in_step ? "" : "  (not in a step)");
+        std::fflush(stdout);
+      }
+      save();
+    }
+    std::printf("%-15s total of one step's convolutions (count x fwd+dgrad+wgrad):", su.name.c_str());
+    for (int v = 0; v < 4; ++v) {
+      std::printf("  %s %s%.0f us", kVariants[v], total_ok[v] ? "" : ">=", total_us[v]);
+      totals.push_back({{"setup", su.name}, {"variant", kVariants[v]}, {"us", total_us[v]}, {"complete", total_ok[v]}});
+    }
+    std::printf("\n\n");
+    save();
+  }
+  cuda::set_allow_tf32(tf32_before);
+  kernels::cuda::set_conv_backend(backend_before);
+  cudnnDestroy(cudnn);
+  if (!opt.json_path.empty()) std::printf("wrote %s\n", opt.json_path.c_str());
+  return 0;
+}
+
+}  // namespace
+#endif
+
+int main(int argc, char** argv) {
+#ifdef DDPM_HAVE_CUDA
+  Options opt;
+  const char* env_commit = std::getenv("DDPM_COMMIT");
+  opt.commit = env_commit ? env_commit : "unknown";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    bool has_value = i + 1 < argc;
+    if (a == "--json" && has_value) opt.json_path = argv[++i];
+    else if (a == "--commit" && has_value) opt.commit = argv[++i];
+    else if (a == "--runs" && has_value) opt.runs = std::max(1, std::atoi(argv[++i]));
+    else {
+      std::fprintf(stderr, "usage: bench_conv [--json PATH] [--commit SHA] [--runs N]\n");
+      return 2;
+    }
+  }
+  if (!ddpm::cuda_available()) {
+    std::printf("bench_conv: no CUDA device is present; nothing was timed.\n");
+    return 0;
+  }
+  try {
+    return run(opt);
+  } catch (const ddpm::Error& e) {
+    std::fprintf(stderr, "bench_conv: %s\n", e.what());
+    return 1;
+  }
+#else
+  (void)argc;
+  (void)argv;
+  std::printf("bench_conv: this build has no CUDA backend; nothing was timed.\n");
+  return 0;
+#endif
+}

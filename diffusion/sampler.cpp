@@ -1,0 +1,90 @@
+#include "diffusion/sampler.hpp"
+
+#include <cmath>
+
+#include "engine/autograd.hpp"
+
+namespace ddpm {
+
+SamplerKind parse_sampler(const std::string& name) {
+  if (name == "ddpm") return SamplerKind::DDPM;
+  if (name == "ddim") return SamplerKind::DDIM;
+  detail::fail("sampler", "unknown sampler '", name, "' (expected ddpm or ddim)");
+}
+
+std::vector<int64_t> respaced_timesteps(int64_t T, int64_t steps) {
+  DDPM_CHECK(steps >= 1 && steps <= T - 1, "sampler", "steps must be in [1, ", T - 1, "] for T = ", T, ", got ",
+             steps);
+  // t_k = 1 + round(k (T - 2) / (S - 1)): distinct because the spacing (T-2)/(S-1) is >= 1.
+  std::vector<int64_t> ts;
+  for (int64_t k = 0; k < steps; ++k)
+    ts.push_back(steps == 1 ? T - 1 : 1 + std::llround(double(k) * double(T - 2) / double(steps - 1)));
+  return ts;
+}
+
+std::vector<SamplerStep> sampler_plan(const Schedule& s, const SamplerConfig& config) {
+  DDPM_CHECK(config.eta >= 0.0f, "sampler", "eta must be >= 0, got ", config.eta);
+  std::vector<int64_t> ts = respaced_timesteps(s.T, config.steps == 0 ? s.T - 1 : config.steps);
+  std::vector<SamplerStep> plan;
+  for (size_t k = ts.size(); k-- > 0;) {
+    const int64_t t = ts[k];
+    const double abar = s.alpha_bar[size_t(t)];
+    const double abar_prev = s.alpha_bar[size_t(k == 0 ? 0 : ts[k - 1])];
+    const bool last = k == 0;
+    double c_x, c_eps, sigma;
+    if (config.kind == SamplerKind::DDPM) {
+      const double alpha = abar / abar_prev, beta = 1.0 - alpha;
+      c_x = 1.0 / std::sqrt(alpha);
+      c_eps = beta / (std::sqrt(1.0 - abar) * std::sqrt(alpha));
+      sigma = last ? 0.0 : std::sqrt(beta);
+    } else {
+      sigma = last ? 0.0
+                   : config.eta * std::sqrt((1.0 - abar_prev) / (1.0 - abar)) * std::sqrt(1.0 - abar / abar_prev);
+      const double dir = std::sqrt(std::max(0.0, 1.0 - abar_prev - sigma * sigma));
+      c_x = std::sqrt(abar_prev / abar);
+      c_eps = std::sqrt(abar_prev) * std::sqrt(1.0 - abar) / std::sqrt(abar) - dir;
+    }
+    SamplerStep step;
+    step.t = t;
+    step.update = ReverseCoefficients{float(c_x), float(c_eps), float(sigma), config.guidance, last};
+    step.x0_c_x = float(1.0 / std::sqrt(abar));
+    step.x0_c_eps = float(std::sqrt(1.0 - abar) / std::sqrt(abar));
+    plan.push_back(step);
+  }
+  return plan;
+}
+
+Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& config, const Tensor& labels,
+              int64_t count, int64_t image_size, Generator& gen, Device device, const SampleHooks& hooks) {
+  const UNetConfig& mc = model.config();
+  const bool conditional = labels.defined();
+  DDPM_CHECK(!conditional || mc.num_classes > 0, "sample", "labels given to an unconditional model");
+  DDPM_CHECK(conditional || mc.num_classes == 0, "sample", "a conditional model needs labels");
+  DDPM_CHECK(config.guidance >= 0.0f, "sample", "guidance scale must be >= 0, got ", config.guidance);
+  const int64_t n = conditional ? labels.numel() : count;
+  DDPM_CHECK(n > 0, "sample", "nothing to sample (", n, " images)");
+  DDPM_CHECK(image_size > 0 && image_size % 8 == 0, "sample", "image size must be a positive multiple of 8, got ",
+             image_size);
+  const bool guided = conditional && config.guidance > 0.0f;
+  std::vector<SamplerStep> plan = sampler_plan(schedule, config);
+
+  NoGradGuard no_grad;
+  Tensor y = conditional ? labels.to(device) : Tensor();
+  Tensor x = Tensor::randn({n, image_size, image_size, mc.in_channels}, gen, device);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const SamplerStep& step = plan[i];
+    Tensor t = Tensor::from_ints(std::vector<int64_t>(size_t(n), step.t), {n}, device);
+    Tensor eps_c = model.forward(x, t, y);
+    Tensor eps_u = guided ? model.forward(x, t) : Tensor();
+    if (hooks.trace) {
+      Tensor x0 = x.clone();
+      reverse_step(x0, eps_c, eps_u, {step.x0_c_x, step.x0_c_eps, 0.0f, config.guidance, true}, gen);
+      hooks.trace(StepView{int64_t(i), step.t, x, x0});
+    }
+    reverse_step(x, eps_c, eps_u, step.update, gen);
+    if (hooks.progress) hooks.progress(int64_t(i) + 1, int64_t(plan.size()));
+  }
+  return x;
+}
+
+}  // namespace ddpm

@@ -1,0 +1,273 @@
+#include "diffusion/trainer.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/autograd.hpp"
+#include "engine/noise.hpp"
+#include "engine/ops.hpp"
+#include "model/checkpoint.hpp"
+
+namespace ddpm {
+namespace {
+
+// Philox keys of the streams that are not the training stream (any fixed, distinct constants).
+constexpr uint64_t kInitStream = 0x243F6A8885A308D3ull;
+constexpr uint64_t kShuffleStream = 0x13198A2E03707344ull;
+
+template <class T>
+std::string str(T v) {
+  std::ostringstream s;
+  s.precision(9);  // enough digits that a float reads back bit-exactly
+  s << v;
+  return s.str();
+}
+
+double number(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
+  const std::string v = metadata_value(m, key, path);
+  size_t used = 0;
+  double d = 0;
+  try {
+    d = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  DDPM_CHECK(used == v.size() && !v.empty(), "checkpoint", path, ": metadata '", key, "' is not a number: '", v, "'");
+  return d;
+}
+
+uint64_t unsigned_number(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
+  const std::string v = metadata_value(m, key, path);
+  size_t used = 0;
+  uint64_t u = 0;
+  try {
+    u = std::stoull(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  DDPM_CHECK(used == v.size() && !v.empty() && v[0] != '-', "checkpoint", path, ": metadata '", key,
+             "' is not an unsigned integer: '", v, "'");
+  return u;
+}
+
+}  // namespace
+
+Generator model_init_generator(uint64_t seed) { return Generator(seed ^ kInitStream); }
+
+std::string state_path(const std::string& model_path) {
+  const std::string ext = ".safetensors";
+  std::string base = model_path.ends_with(ext) ? model_path.substr(0, model_path.size() - ext.size()) : model_path;
+  return base + ".state" + ext;
+}
+
+std::string metadata_value(const std::map<std::string, std::string>& metadata, const std::string& key,
+                           const std::string& path) {
+  auto it = metadata.find(key);
+  DDPM_CHECK(it != metadata.end(), "checkpoint", path, ": metadata has no '", key, "'");
+  return it->second;
+}
+
+int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
+                     const std::string& path) {
+  const double v = number(metadata, key, path);
+  DDPM_CHECK(v == std::floor(v), "checkpoint", path, ": metadata '", key, "' is not an integer");
+  return int64_t(v);
+}
+
+std::string join_names(const std::vector<std::string>& names) { return nlohmann::json(names).dump(); }
+
+std::vector<std::string> split_names(const std::string& json, const std::string& path) {
+  try {
+    return nlohmann::json::parse(json).get<std::vector<std::string>>();
+  } catch (const std::exception&) {
+    detail::fail("checkpoint", path, ": class_names is not a JSON list of strings: ", json);
+  }
+}
+
+TrainConfig train_config_from_state(const std::map<std::string, std::string>& m, const std::string& path) {
+  DDPM_CHECK(m.count("format") && m.at("format") == "ddpm-train-state", "checkpoint", path,
+             ": not a ddpm training state file");
+  TrainConfig c;
+  c.batch = metadata_int(m, "batch", path);
+  c.adamw.lr = float(number(m, "adamw_lr", path));
+  c.adamw.beta1 = float(number(m, "adamw_beta1", path));
+  c.adamw.beta2 = float(number(m, "adamw_beta2", path));
+  c.adamw.eps = float(number(m, "adamw_eps", path));
+  c.adamw.weight_decay = float(number(m, "adamw_weight_decay", path));
+  c.ema_decay = float(number(m, "ema_decay", path));
+  c.ema_start = metadata_int(m, "ema_start", path);
+  c.p_uncond = float(number(m, "p_uncond", path));
+  c.seed = unsigned_number(m, "seed", path);
+  c.schedule = parse_schedule(metadata_value(m, "schedule", path));
+  c.T = metadata_int(m, "T", path);
+  return c;
+}
+
+Trainer::Trainer(UNet& model, const Dataset& data, const TrainConfig& config)
+    : model_(model),
+      data_(data),
+      config_(config),
+      device_(model.parameters().at(0).device()),
+      schedule_(make_schedule(config.schedule, config.T)),
+      sqrt_abar_(Schedule::tensor(schedule_.sqrt_abar, device_)),
+      sqrt_1m_abar_(Schedule::tensor(schedule_.sqrt_1m_abar, device_)),
+      params_(model.parameters()),
+      optimizer_(params_, config.adamw),
+      ema_(params_, config.ema_decay, config.ema_start),
+      gen_(config.seed) {
+  const UNetConfig& mc = model.config();
+  DDPM_CHECK(config.batch >= 1 && config.batch <= data.count(), "train", "batch ", config.batch,
+             " must be in [1, ", data.count(), "] (the data set's size)");
+  DDPM_CHECK(config.p_uncond >= 0.0f && config.p_uncond <= 1.0f, "train", "p_uncond must be in [0, 1], got ",
+             config.p_uncond);
+  DDPM_CHECK(mc.in_channels == data.channels && mc.out_channels == data.channels, "train", "the model has ",
+             mc.in_channels, " input and ", mc.out_channels, " output channels but ", data.name, " images have ",
+             data.channels);
+  DDPM_CHECK(mc.num_classes == 0 || mc.num_classes == data.num_classes(), "train", "the model has ",
+             mc.num_classes, " classes but ", data.name, " has ", data.num_classes());
+}
+
+std::vector<int64_t> Trainer::next_batch_indices() {
+  const int64_t n = data_.count(), b = config_.batch;
+  if (position_ + b > n) {  // the epoch's last partial batch is dropped
+    ++epoch_;
+    position_ = 0;
+    order_.clear();
+  }
+  if (order_.empty()) {
+    // Fisher-Yates driven by uniforms of the shuffle stream at offset epoch * n: epoch e's
+    // order depends on (seed, e) only, so a resumed run recomputes it.
+    Generator g(config_.seed ^ kShuffleStream, uint64_t(epoch_) * uint64_t(n));
+    std::vector<float> u = Tensor::rand({n}, g).to_floats();
+    order_.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
+    for (int64_t i = n - 1; i > 0; --i) {
+      const int64_t j = std::min<int64_t>(int64_t(double(u[size_t(i)]) * double(i + 1)), i);
+      std::swap(order_[size_t(i)], order_[size_t(j)]);
+    }
+  }
+  std::vector<int64_t> idx(order_.begin() + position_, order_.begin() + position_ + b);
+  position_ += b;
+  return idx;
+}
+
+float Trainer::step() {
+  Batch batch = data_.batch(next_batch_indices(), device_);
+  const int64_t b = config_.batch, T = config_.T;
+  std::vector<float> u = Tensor::rand({b + 1}, gen_).to_floats();
+  std::vector<int64_t> ts(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i)  // uniform in [1, T-1]
+    ts[size_t(i)] = 1 + std::min<int64_t>(int64_t(double(u[size_t(i)]) * double(T - 1)), T - 2);
+  Tensor t = Tensor::from_ints(ts, {b}, device_);
+  const bool drop_labels = model_.config().num_classes == 0 || u[size_t(b)] < config_.p_uncond;
+  Tensor y = drop_labels ? Tensor() : batch.labels;
+
+  NoisedBatch noised = q_sample(batch.images, t, sqrt_abar_, sqrt_1m_abar_, gen_);
+  Tensor loss = mse_loss(model_.forward(noised.x_t, t, y), noised.eps);
+  optimizer_.zero_grad();
+  loss.backward();
+  optimizer_.step();
+  ema_.update(params_, step_);
+  ++step_;
+  return loss.item();
+}
+
+void Trainer::with_ema_weights(const std::function<void()>& fn) {
+  std::vector<Tensor> trained;
+  for (const Tensor& p : params_) trained.push_back(p.detach().clone());
+  struct Restore {
+    std::vector<Tensor>& params;
+    std::vector<Tensor>& trained;
+    ~Restore() {
+      for (size_t i = 0; i < params.size(); ++i) params[i].detach().copy_from(trained[i]);
+    }
+  } restore{params_, trained};
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].detach().copy_from(ema_.shadow()[i]);
+  fn();
+}
+
+void Trainer::save(const std::string& model_path, const std::map<std::string, std::string>& metadata) const {
+  std::map<std::string, std::string> common = metadata;
+  common["step"] = str(step_);
+  common["image_size"] = str(data_.size);
+  common["schedule"] = schedule_name(config_.schedule);
+  common["T"] = str(config_.T);
+  common["class_names"] = join_names(data_.class_names);
+
+  std::map<std::string, std::string> state = common;
+  state["format"] = "ddpm-train-state";
+  state["version"] = "1";
+  state["epoch"] = str(epoch_);
+  state["position"] = str(position_);
+  state["generator_offset"] = str(gen_.offset());
+  state["batch"] = str(config_.batch);
+  state["adamw_lr"] = str(config_.adamw.lr);
+  state["adamw_beta1"] = str(config_.adamw.beta1);
+  state["adamw_beta2"] = str(config_.adamw.beta2);
+  state["adamw_eps"] = str(config_.adamw.eps);
+  state["adamw_weight_decay"] = str(config_.adamw.weight_decay);
+  state["adamw_steps"] = str(optimizer_.steps());
+  state["ema_decay"] = str(config_.ema_decay);
+  state["ema_start"] = str(config_.ema_start);
+  state["p_uncond"] = str(config_.p_uncond);
+  state["seed"] = str(config_.seed);
+  auto tensors = to_pytorch_layout(model_, ema_.shadow(), "ema.");
+  if (optimizer_.exp_avg().size() == params_.size()) {  // no moments before the first step
+    for (auto& nt : to_pytorch_layout(model_, optimizer_.exp_avg(), "adamw.exp_avg.")) tensors.push_back(nt);
+    for (auto& nt : to_pytorch_layout(model_, optimizer_.exp_avg_sq(), "adamw.exp_avg_sq.")) tensors.push_back(nt);
+  }
+  // State first: a crash between the two writes leaves a model file whose step does not match,
+  // which load_state reports, rather than a state silently newer than its model.
+  save_safetensors(state_path(model_path), tensors, state);
+  save_model(model_path, model_, common);
+}
+
+void Trainer::load_state(const std::string& model_path) {
+  const std::string path = state_path(model_path);
+  DDPM_CHECK(std::filesystem::is_regular_file(path), "checkpoint", path, ": training state file not found");
+  SafeTensors file = load_safetensors(path);
+  const auto& m = file.metadata;
+  TrainConfig saved = train_config_from_state(m, path);
+  DDPM_CHECK(saved.seed == config_.seed && saved.batch == config_.batch && saved.T == config_.T &&
+                 saved.schedule == config_.schedule,
+             "checkpoint", path, ": saved with a different seed, batch, T or schedule than this trainer's");
+  const std::string model_step = metadata_value(load_safetensors(model_path).metadata, "step", model_path);
+  DDPM_CHECK(model_step == metadata_value(m, "step", path), "checkpoint", model_path, " (step ", model_step,
+             ") and ", path, " (step ", metadata_value(m, "step", path), ") are from different steps");
+
+  std::vector<Tensor> shadow;
+  for (const Tensor& p : params_) shadow.push_back(Tensor::empty(p.shape(), DType::F32, device_));
+  from_pytorch_layout(model_, file, shadow, "ema.");
+  ema_.load_state(shadow);
+  const int64_t adam_steps = metadata_int(m, "adamw_steps", path);
+  if (adam_steps > 0) {
+    std::vector<Tensor> mom, var;
+    for (const Tensor& p : params_) {
+      mom.push_back(Tensor::zeros(p.shape(), DType::F32, device_));
+      var.push_back(Tensor::zeros(p.shape(), DType::F32, device_));
+    }
+    from_pytorch_layout(model_, file, mom, "adamw.exp_avg.");
+    from_pytorch_layout(model_, file, var, "adamw.exp_avg_sq.");
+    optimizer_.load_state(mom, var, adam_steps);
+  }
+  step_ = metadata_int(m, "step", path);
+  epoch_ = metadata_int(m, "epoch", path);
+  position_ = metadata_int(m, "position", path);
+  order_.clear();
+  gen_.set_offset(unsigned_number(m, "generator_offset", path));
+}
+
+bool load_ema_weights(UNet& model, const std::string& model_path) {
+  const std::string path = state_path(model_path);
+  if (!std::filesystem::is_regular_file(path)) return false;
+  SafeTensors file = load_safetensors(path);
+  std::vector<Tensor> params = model.parameters(), ema;
+  for (const Tensor& p : params) ema.push_back(Tensor::empty(p.shape(), DType::F32, p.device()));
+  from_pytorch_layout(model, file, ema, "ema.");
+  for (size_t i = 0; i < params.size(); ++i) params[i].detach().copy_from(ema[i]);
+  return true;
+}
+
+}  // namespace ddpm

@@ -1,0 +1,129 @@
+// CUDA convolution, our implicit-GEMM tensor-core kernels (the kernel and its index math:
+// kernels/conv_igemm.cuh). This file picks the block tile and the K split of each call and
+// launches; it provides the TF32 path behind kernels/conv.hpp's f32 functions (backend Ours) and
+// the bf16 functions.
+//
+// Napkin math, 3x3 64->64 at 64x64, batch 64 (P = 262,144 pixels, K = 576):
+//   19.3 GFLOP per pass. At the H200's measured dense peaks that is 47 us in TF32 (415 TFLOP/s)
+//   and 24 us in bf16 (796 TFLOP/s); mma.sync kernels of this kind usually reach 50-70% of them.
+//   Bytes: x in and y out, 67 MB each in f32 (each x element is read by 9 taps, but the 128-pixel
+//   tiles of neighbouring blocks overlap, so the re-reads come from L2): ~32 us at 4.2 TB/s, so the
+//   f32 forward is compute-bound (about 140 FLOP per byte against a ridge of ~100); bf16 halves
+//   the bytes and sits near the ridge.
+//   Tiles: M = P = 262,144 rows in 2,048 tiles of 128 x 64 (N = 64), each 18 K tiles of 32.
+//   The filter gradient of the same layer is M = 576, N = 64, K = 262,144: 5 output tiles, so
+//   its K is split ~50 ways (one wave) and 50 x 576 x 64 x 4 B = 7.4 MB of partial sums are added
+//   by reduce_splits (~3 us).
+//   Shared memory per stage: 128 x 144 B per K-major tile of 128 rows, 32 x 136 x 4 B per MN-major
+//   one; 3 stages of a 128 x 128 block take 108 KB, so two blocks fit on an H100/H200 SM.
+#include <algorithm>
+#include <climits>
+
+#include "kernels/conv_cuda_detail.hpp"
+#include "kernels/conv_igemm.cuh"
+#include "kernels/cuda_launch.cuh"
+
+namespace ddpm::kernels::cuda {
+namespace {
+
+using namespace igemm;
+
+static_assert(sizeof(bf16) == sizeof(bf16_t), "ddpm::bf16 and __nv_bfloat16 are both 16 bits");
+
+// Split-K partial sums take at most this much workspace (fewer splits beyond it).
+constexpr int64_t kMaxPartialBytes = int64_t(256) << 20;
+// Each split multiplies at least this many K tiles, so the pipeline's fill and drain stay small.
+constexpr int64_t kMinTilesPerSplit = 4;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int sm_count() {
+  static const int n = [] {
+    int device = 0, count = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  }();
+  return n;
+}
+
+// Launches the GEMM with a kBM x BN block tile. When the output tiles do not fill the GPU's
+// resident blocks (small images, and always the filter gradient), K is split so that about one
+// wave of blocks runs; the splits' partial sums are then added by reduce_splits.
+template <int BN, class T, class OpA, class OpB> void launch(Problem<T, OpA, OpB> pb) {
+  using C = Config<T, BN, OpA, OpB>;
+  auto* kernel = igemm_kernel<T, BN, OpA, OpB>;
+  static const int64_t resident = [kernel] {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
+    int per_sm = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, C::kThreads, C::kSmemBytes));
+    return int64_t(std::max(per_sm, 1)) * sm_count();
+  }();
+  const int64_t tiles = ceil_div(pb.m, kBM) * ceil_div(pb.n, BN), k_tiles = ceil_div(pb.k, kBK<T>);
+  const int64_t partial_bytes = int64_t(pb.m) * pb.n * int64_t(sizeof(float));
+  const int64_t splits =
+      std::max<int64_t>(1, std::min({ceil_div(resident, tiles), k_tiles / kMinTilesPerSplit, kMaxPartialBytes / partial_bytes}));
+  if (splits > 1) pb.out.partial = static_cast<float*>(conv_detail::workspace(size_t(splits * partial_bytes)));
+  kernel<<<dim3(unsigned(tiles), unsigned(splits)), C::kThreads, C::kSmemBytes, ddpm::cuda::stream()>>>(pb);
+  CUDA_CHECK_LAUNCH("igemm_kernel");
+  if (splits > 1) {
+    reduce_splits<T><<<ddpm::cuda::grid_for(int64_t(pb.m) * pb.n), ddpm::cuda::kThreads, 0, ddpm::cuda::stream()>>>(
+        pb.m, pb.n, int(splits), pb.out);
+    CUDA_CHECK_LAUNCH("reduce_splits");
+  }
+}
+
+// N of 64 or less (64 or fewer output channels, or the filter gradient of a 64-channel layer)
+// takes the 128 x 64 tile, so no half-empty 128 x 128 tiles.
+template <class T, class OpA, class OpB> void run(const Problem<T, OpA, OpB>& pb) {
+  if (pb.n <= 64) launch<64>(pb);
+  else launch<128>(pb);
+}
+
+// The kernels index with 32-bit integers.
+void check(const ConvShape& s) {
+  DDPM_CHECK(s.pixels() * std::max(s.cin, s.cout) < INT_MAX && s.cout * s.k * s.k * s.cin < INT_MAX, "conv2d",
+             "our implicit-GEMM kernels take tensors of fewer than 2^31 elements; got N*H*W = ", s.pixels(),
+             ", Cin = ", s.cin, ", Cout = ", s.cout);
+}
+
+const bf16_t* nv(const bf16* p) { return reinterpret_cast<const bf16_t*>(p); }
+bf16_t* nv(bf16* p) { return reinterpret_cast<bf16_t*>(p); }
+
+}  // namespace
+
+namespace conv_detail {
+
+void igemm_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y) {
+  check(s);
+  run(forward(s, x, w, b, y));
+}
+
+void igemm_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  check(s);
+  run(data_grad(s, dy, w, dx));
+}
+
+void igemm_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  check(s);
+  run(filter_grad(s, x, dy, dw));
+}
+
+}  // namespace conv_detail
+
+void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y) {
+  check(s);
+  run(forward(s, nv(x), nv(w), nv(b), nv(y)));
+}
+
+void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx) {
+  check(s);
+  run(data_grad(s, nv(dy), nv(w), nv(dx)));
+}
+
+void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw) {
+  check(s);
+  run(filter_grad(s, nv(x), nv(dy), nv(dw)));
+}
+
+}  // namespace ddpm::kernels::cuda

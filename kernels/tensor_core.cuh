@@ -1,0 +1,56 @@
+// Warp-level tensor-core and asynchronous-copy primitives (sm_80 and later), as thin PTX wrappers.
+//
+// mma.sync multiplies one warp's register fragments: D[16x8] += A[16xK] B[Kx8], f32 accumulate.
+// Lane l of the warp is g = l / 4 (its "group", a row of A and D, a column of B) and t = l % 4.
+// A register holds one TF32 value, or two bf16 values with the lower K index in the low half:
+//   A (16xK, row-major):  a[r] = A[g + 8*(r%2)][t*u + (K/2)*(r/2)]   (and K index + 1 for bf16)
+//   B (Kx8, by column):   b[r] = B[t*u + (K/2)*r][g]                  (and K index + 1 for bf16)
+//   D (16x8):             d[r] = D[g + 8*(r/2)][2*t + r%2]
+// with K = 8, u = 1 for TF32 (m16n8k8) and K = 16, u = 2 for bf16 (m16n8k16).
+#pragma once
+#include <cstdint>
+
+namespace ddpm::cuda::ptx {
+
+// 16-byte global -> shared copy that skips L1 (cp.async.cg). When !valid nothing is read (src may
+// be any address) and the 16 destination bytes are zero-filled: that is how out-of-image taps and
+// tile tails become zeros without a branch around the copy.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+}
+
+// Closes the group of copies issued since the last commit.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+// Waits until at most `kPending` committed groups are still in flight (this thread's copies only:
+// a __syncthreads() must follow before other threads read the data).
+template <int kPending> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// f32 -> TF32: round to nearest (ties away from zero) to 10 mantissa bits; the result is a float's
+// bit pattern with the low 13 bits zero, as mma.sync's .tf32 operands expect.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+
+// d += a b, m16n8k8, TF32 inputs.
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// d += a b, m16n8k16, bf16 inputs.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+}  // namespace ddpm::cuda::ptx

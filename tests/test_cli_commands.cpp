@@ -1,0 +1,211 @@
+// The `ddpm` binary end to end: exit codes (0 ok, 1 ddpm::Error, 2 bad flags, 130 Ctrl-C),
+// messages, and the files each command writes. DDPM_CLI is the built binary's path.
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "diffusion/image_io.hpp"
+#include "diffusion/schedule.hpp"
+#include "diffusion/trainer.hpp"
+#include "diffusion_helpers.hpp"
+#include "model/safetensors.hpp"
+
+using namespace ddpm;
+using namespace ddpm::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string output;  // stdout and stderr
+};
+
+// Runs `ddpm <args>` (optionally under a prefix such as `timeout`) in the shell.
+Run ddpm_cli(const TempDir& dir, const std::string& args, const std::string& prefix = "") {
+  const std::string log = dir / "cli_output.txt";
+  const std::string cmd = prefix + " " + DDPM_CLI + " " + args + " > " + log + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  std::stringstream s;
+  s << in.rdbuf();
+  INFO("ddpm " << args << "\n" << s.str());
+  REQUIRE(WIFEXITED(status));
+  return {WEXITSTATUS(status), s.str()};
+}
+
+int64_t count_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+
+// Two classes of 8x8 PNGs in dir/data/{a,b}.
+std::string write_folder_data(const TempDir& dir, Generator& gen) {
+  for (const char* c : {"a", "b"}) {
+    fs::create_directories(dir.path / "data" / c);
+    for (int i = 0; i < 3; ++i) {
+      Image img(8, 8, 3);
+      img.pixels = random_bytes(img.pixels.size(), gen);
+      write_png(dir / ("data/" + std::string(c) + "/" + std::to_string(i) + ".png"), img);
+    }
+  }
+  return "folder:" + (dir / "data");
+}
+
+}  // namespace
+
+TEST_CASE("ddpm: help exits 0, bad flags exit 2 with a message", "[cli]") {
+  TempDir dir;
+  Run help = ddpm_cli(dir, "--help");
+  CHECK(help.code == 0);
+  for (const char* cmd : {"train", "sample", "forward", "trace", "schedule"}) CHECK_THAT(help.output, Catch::Contains(cmd));
+  Run train_help = ddpm_cli(dir, "train --help");
+  CHECK(train_help.code == 0);
+  CHECK_THAT(train_help.output, Catch::Contains("--p-uncond") && Catch::Contains("--resume"));
+  for (const char* sub : {"sample", "forward", "trace", "schedule"}) CHECK(ddpm_cli(dir, std::string(sub) + " --help").code == 0);
+
+  CHECK(ddpm_cli(dir, "").code == 2);
+  Run bogus = ddpm_cli(dir, "train --steps 1 --bogus");
+  CHECK(bogus.code == 2);
+  CHECK_THAT(bogus.output, Catch::Contains("--bogus"));
+  Run no_steps = ddpm_cli(dir, "train --out " + (dir / "x"));
+  CHECK(no_steps.code == 2);
+  CHECK_THAT(no_steps.output, Catch::Contains("--steps"));
+  CHECK(ddpm_cli(dir, "train --steps -3").code == 2);
+  CHECK(ddpm_cli(dir, "train --steps 5 --epochs 1").code == 2);
+  CHECK(ddpm_cli(dir, "schedule --schedule quadratic").code == 2);
+  CHECK(ddpm_cli(dir, "schedule --T 1").code == 2);
+  CHECK(ddpm_cli(dir, "sample --sampler euler").code == 2);
+  CHECK(ddpm_cli(dir, "sample --guidance -1").code == 2);
+  CHECK(ddpm_cli(dir, "forward --frames abc").code == 2);
+}
+
+TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
+  TempDir dir;
+  Run unknown = ddpm_cli(dir, "train --data nonsense --steps 1 --out " + (dir / "run"));
+  CHECK(unknown.code == 1);
+  CHECK_THAT(unknown.output, Catch::StartsWith("error: ") && Catch::Contains("unknown data set"));
+  Run missing = ddpm_cli(dir, "forward --data fashion-mnist:" + (dir / "none"));
+  CHECK(missing.code == 1);
+  CHECK_THAT(missing.output, Catch::Contains("dataset-fashion-mnist"));
+  Run size = ddpm_cli(dir, "train --data fashion-mnist:" + (dir / "none") + " --image-size 30 --steps 1");
+  CHECK(size.code == 1);
+  CHECK_THAT(size.output, Catch::Contains("multiple of 8"));
+  Run ckpt = ddpm_cli(dir, "sample --checkpoint " + (dir / "nothing.safetensors"));
+  CHECK(ckpt.code == 1);
+  CHECK_THAT(ckpt.output, Catch::Contains("nothing.safetensors") && Catch::Contains("not found"));
+  write_file(dir / "junk.safetensors", {1, 2, 3});
+  CHECK(ddpm_cli(dir, "sample --checkpoint " + (dir / "junk.safetensors")).code == 1);
+  CHECK(ddpm_cli(dir, "train --resume --steps 2 --out " + (dir / "no_run")).code == 1);
+  if (!cuda_available()) {
+    Run cuda = ddpm_cli(dir, "sample --device cuda");
+    CHECK(cuda.code == 1);
+    CHECK_THAT(cuda.output, Catch::Contains("cuda"));
+  }
+}
+
+TEST_CASE("ddpm schedule writes the coefficients and a plot", "[cli]") {
+  TempDir dir;
+  Run r = ddpm_cli(dir, "schedule --schedule cosine --T 50 --csv " + (dir / "c.csv") + " --png " + (dir / "c.png"));
+  REQUIRE(r.code == 0);
+  std::ifstream csv(dir / "c.csv");
+  std::string line;
+  std::getline(csv, line);
+  CHECK(line == "t,beta,alpha,alpha_bar,sqrt_abar,sqrt_1m_abar");
+  Schedule s = make_schedule(ScheduleKind::Cosine, 50);
+  for (int64_t t = 0; t < 50; ++t) {
+    REQUIRE(std::getline(csv, line));
+    std::vector<double> v;
+    std::stringstream fields(line);
+    for (std::string f; std::getline(fields, f, ',');) v.push_back(std::stod(f));
+    REQUIRE(v.size() == 6);
+    CHECK(v[0] == t);
+    CHECK(v[1] == Approx(s.beta[size_t(t)]).epsilon(1e-8));
+    CHECK(v[3] == Approx(s.alpha_bar[size_t(t)]).epsilon(1e-8).margin(1e-12));
+    CHECK(v[5] == Approx(s.sqrt_1m_abar[size_t(t)]).epsilon(1e-8));
+  }
+  CHECK_FALSE(std::getline(csv, line));
+  Image plot = read_image(dir / "c.png", 3);
+  CHECK(plot.width == 680);
+  CHECK(plot.height == 420);
+}
+
+TEST_CASE("ddpm forward draws a linear and a cosine row", "[cli]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  TempDir dir;
+  write_fashion(dir, 3, gen);
+  Run r = ddpm_cli(dir, "forward --data fashion-mnist:" + dir.path.string() + " --index 2 --frames 4 --out " +
+                            (dir / "f.png"));
+  REQUIRE(r.code == 0);
+  Image strip = read_image(dir / "f.png", 1);
+  CHECK(strip.width == 2 + 5 * 34);  // x0 and 4 frames of 32 px, 2 px apart
+  CHECK(strip.height == 2 + 2 * 34);
+  CHECK(ddpm_cli(dir, "forward --data fashion-mnist:" + dir.path.string() + " --index 3").code == 1);
+}
+
+TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  TempDir dir;
+  const std::string data = write_folder_data(dir, gen), run = dir / "run";
+  const std::string tiny = " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 --T 20 --device cpu --out " + run;
+  Run train = ddpm_cli(dir, "train --data " + data + tiny + " --steps 4 --save-every 2");
+  REQUIRE(train.code == 0);
+  CHECK(fs::exists(run + "/model.safetensors"));
+  CHECK(fs::exists(run + "/model.state.safetensors"));
+  CHECK(count_lines(run + "/loss.csv") == 1 + 4);
+  Run again = ddpm_cli(dir, "train --data " + data + tiny + " --steps 4");
+  CHECK(again.code == 1);
+  CHECK_THAT(again.output, Catch::Contains("--resume"));
+
+  Run sample = ddpm_cli(dir, "sample --checkpoint " + run + " --steps 3 --per-class 3 --device cpu --out " +
+                                 (dir / "s.png"));
+  REQUIRE(sample.code == 0);
+  CHECK_THAT(sample.output, Catch::Contains("EMA"));
+  Image grid = read_image(dir / "s.png", 3);
+  CHECK(grid.width == 2 + 3 * 10);  // 3 per class
+  CHECK(grid.height == 2 + 2 * 10);  // a row per class
+  Run ddim = ddpm_cli(dir, "sample --checkpoint " + run + "/model.safetensors --sampler ddim --steps 2 --schedule "
+                               "cosine --classes 1 --per-class 2 --guidance 0 --out " + (dir / "d.png"));
+  REQUIRE(ddim.code == 0);
+  CHECK(read_image(dir / "d.png", 3).height == 2 + 10);
+  Run bad_class = ddpm_cli(dir, "sample --checkpoint " + run + " --classes 0,5 --out " + (dir / "x.png"));
+  CHECK(bad_class.code == 2);
+  CHECK_THAT(bad_class.output, Catch::Contains("out of range"));
+
+  Run trace = ddpm_cli(dir, "trace --checkpoint " + run + " --class 1 --steps 5 --frames 3 --out " + (dir / "t.png"));
+  REQUIRE(trace.code == 0);
+  Image strip = read_image(dir / "t.png", 3);
+  CHECK(strip.width == 2 + 4 * 10);  // 3 frames and the sample
+  CHECK(strip.height == 2 + 2 * 10);
+  CHECK(ddpm_cli(dir, "trace --checkpoint " + run + " --class 2").code == 1);
+
+  Run resume = ddpm_cli(dir, "train --resume --steps 6 --device cpu --out " + run);
+  REQUIRE(resume.code == 0);
+  CHECK_THAT(resume.output, Catch::Contains("resuming"));
+  CHECK(count_lines(run + "/loss.csv") == 1 + 6);
+  CHECK(load_safetensors(run + "/model.safetensors").metadata.at("step") == "6");
+}
+
+TEST_CASE("ddpm train: Ctrl-C finishes the step, saves and exits 130", "[cli][model]") {
+  Generator gen = fresh_generator();
+  TempDir dir;
+  const std::string data = write_folder_data(dir, gen), run = dir / "run";
+  Run r = ddpm_cli(dir,
+                   "train --data " + data + " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 --T 20 "
+                   "--device cpu --steps 100000000 --out " + run,
+                   "timeout --preserve-status -s INT 5");
+  CHECK(r.code == 130);
+  CHECK_THAT(r.output, Catch::Contains("interrupted") && Catch::Contains("--resume"));
+  REQUIRE(fs::exists(run + "/model.safetensors"));
+  const int64_t step = std::stoll(load_safetensors(run + "/model.safetensors").metadata.at("step"));
+  CHECK(step > 0);
+  CHECK(count_lines(run + "/loss.csv") == 1 + step);
+}

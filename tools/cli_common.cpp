@@ -1,0 +1,187 @@
+#include "tools/cli_common.hpp"
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "diffusion/trainer.hpp"
+#include "model/checkpoint.hpp"
+
+namespace ddpm::cli {
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::CPU;
+  if (name == "auto") return cuda_available() ? Device::CUDA : Device::CPU;
+  DDPM_CHECK(name == "cuda", "device", "unknown device '", name, "' (expected auto, cpu or cuda)");
+  DDPM_CHECK(cuda_available(), "device", "--device cuda: ",
+             cuda_built ? "no GPU is present" : "this build has no CUDA backend (rebuild with -DDDPM_CUDA=ON)");
+  return Device::CUDA;
+}
+
+void set_threads(int64_t threads) {
+  DDPM_CHECK(threads >= 0, "threads", "--threads must be >= 0, got ", threads);
+  if (threads > 0) omp_set_num_threads(int(threads));
+}
+
+void add_device_options(CLI::App* cmd, std::string& device, int64_t& threads) {
+  cmd->add_option("--device", device, "auto (CUDA when present), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+}
+
+LoadedModel load_checkpoint(const std::string& path, Device device, int64_t image_size, bool use_ema) {
+  LoadedModel m;
+  m.path = std::filesystem::is_directory(path) ? path + "/model.safetensors" : path;
+  DDPM_CHECK(std::filesystem::is_regular_file(m.path), "checkpoint", m.path, ": file not found");
+  const auto meta = load_safetensors(m.path).metadata;
+  m.model = load_model(m.path, device);
+  auto get = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string(); };
+  m.image_size = image_size;
+  if (m.image_size == 0) {
+    DDPM_CHECK(!get("image_size").empty(), "checkpoint", m.path, ": no image_size in the metadata; pass --image-size");
+    m.image_size = metadata_int(meta, "image_size", m.path);
+  }
+  if (!get("schedule").empty()) m.schedule = parse_schedule(get("schedule"));
+  if (!get("T").empty()) m.T = metadata_int(meta, "T", m.path);
+  if (!get("class_names").empty()) m.class_names = split_names(get("class_names"), m.path);
+  m.ema = use_ema && load_ema_weights(*m.model, m.path);
+  return m;
+}
+
+void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
+  cmd->add_option("--checkpoint", o.checkpoint, "model file, or the training folder holding model.safetensors")
+      ->capture_default_str();
+  cmd->add_option("--sampler", o.sampler, "ddpm (ancestral, the seed's) or ddim")
+      ->check(CLI::IsMember({"ddpm", "ddim"}))
+      ->capture_default_str();
+  cmd->add_option("--steps", o.steps, "timesteps to visit (0 = all T-1; fewer respaces the schedule)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--eta", o.eta, "DDIM noise: 0 deterministic, 1 like DDPM")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--schedule", o.schedule, "linear or cosine (default: the one the model was trained with)")
+      ->check(CLI::IsMember({"linear", "cosine"}));
+  cmd->add_option("--guidance", o.guidance, "classifier-free guidance scale s (0 = conditional only)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
+  cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
+  cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
+  cmd->add_option("--batch", o.batch, "images per network call")->check(CLI::PositiveNumber)->capture_default_str();
+  add_device_options(cmd, o.device, o.threads);
+}
+
+SamplerConfig sampler_config(const SamplingOptions& o) {
+  SamplerConfig c;
+  c.kind = parse_sampler(o.sampler);
+  c.steps = o.steps;
+  c.eta = o.eta;
+  c.guidance = o.guidance;
+  return c;
+}
+
+Schedule sampling_schedule(const SamplingOptions& o, const LoadedModel& m) {
+  return make_schedule(o.schedule.empty() ? m.schedule : parse_schedule(o.schedule), m.T);
+}
+
+std::vector<int64_t> parse_classes(const std::string& spec, int64_t num_classes) {
+  std::vector<int64_t> out;
+  if (spec == "all") {
+    for (int64_t c = 0; c < num_classes; ++c) out.push_back(c);
+    return out;
+  }
+  std::stringstream s(spec);
+  std::string item;
+  while (std::getline(s, item, ',')) {
+    size_t used = 0;
+    int64_t c = -1;
+    try {
+      c = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty())
+      throw CLI::ValidationError("--classes", "'" + item + "' is not a class id (use e.g. 0,3,7 or all)");
+    if (c < 0 || c >= num_classes)
+      throw CLI::ValidationError("--classes", "class " + item + " is out of range [0, " +
+                                                  std::to_string(num_classes) + ")");
+    out.push_back(c);
+  }
+  if (out.empty()) throw CLI::ValidationError("--classes", "no classes given");
+  return out;
+}
+
+Tensor sample_classes(const UNet& model, const Schedule& schedule, const SamplerConfig& config,
+                      const std::vector<int64_t>& classes, int64_t per_class, int64_t image_size, uint64_t seed,
+                      Device device, int64_t batch) {
+  std::vector<int64_t> labels;
+  for (int64_t c : classes) labels.insert(labels.end(), size_t(per_class), c);
+  const int64_t total = classes.empty() ? per_class : int64_t(labels.size());
+  const int64_t steps = int64_t(sampler_plan(schedule, config).size());
+  const int64_t chunks = (total + batch - 1) / batch;
+  Generator gen(seed);
+  Progress progress("sample", chunks * steps, 0, 1.0, "", 5.0);
+  std::vector<float> images;
+  Shape shape;
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t begin = k * batch, n = std::min(batch, total - begin);
+    Tensor y = classes.empty() ? Tensor()
+                               : Tensor::from_ints(std::vector<int64_t>(labels.begin() + begin,
+                                                                        labels.begin() + begin + n),
+                                                   {n});
+    SampleHooks hooks;
+    hooks.progress = [&](int64_t done, int64_t) { progress.update(k * steps + done); };
+    Tensor x = sample(model, schedule, config, y, n, image_size, gen, device, hooks);
+    std::vector<float> v = x.to_floats();
+    images.insert(images.end(), v.begin(), v.end());
+    shape = x.shape();
+  }
+  shape[0] = total;
+  return Tensor::from_floats(images, shape);
+}
+
+Progress::Progress(std::string what, int64_t total, int64_t start, double items_per_step, std::string item_name,
+                   double interval_s)
+    : what_(std::move(what)),
+      item_name_(std::move(item_name)),
+      total_(total),
+      start_(start),
+      items_per_step_(items_per_step),
+      interval_s_(interval_s),
+      begin_(Clock::now()),
+      last_(begin_) {}
+
+bool Progress::update(int64_t done, const std::function<std::string()>& extra) {
+  const auto now = Clock::now();
+  if (done < total_ && std::chrono::duration<double>(now - last_).count() < interval_s_) return false;
+  last_ = now;
+  const double elapsed = std::chrono::duration<double>(now - begin_).count();
+  const double rate = elapsed > 0 ? double(done - start_) / elapsed : 0.0;
+  std::string line = what_ + " " + std::to_string(done) + "/" + std::to_string(total_);
+  if (extra) line += "  " + extra();
+  char buf[96];
+  if (!item_name_.empty()) {
+    std::snprintf(buf, sizeof buf, "  %.1f %s/s", rate * items_per_step_, item_name_.c_str());
+    line += buf;
+  } else {
+    std::snprintf(buf, sizeof buf, "  %.2f steps/s", rate);
+    line += buf;
+  }
+  line += done < total_ && rate > 0 ? "  ETA " + format_duration(double(total_ - done) / rate)
+                                    : "  " + format_duration(elapsed);
+  std::fprintf(stderr, "%s\n", line.c_str());
+  return true;
+}
+
+std::string format_duration(double seconds) {
+  const int64_t s = std::llround(seconds);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", long(s / 3600), long(s % 3600 / 60));
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", long(s / 60), long(s % 60));
+  else std::snprintf(buf, sizeof buf, "%lds", long(s));
+  return buf;
+}
+
+}  // namespace ddpm::cli

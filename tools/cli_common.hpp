@@ -1,0 +1,86 @@
+// Pieces shared by the `ddpm` subcommands: devices and threads, checkpoints, the sampling flags,
+// class lists, and the progress line of long work.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffusion/sampler.hpp"
+#include "diffusion/schedule.hpp"
+#include "model/unet.hpp"
+
+namespace ddpm::cli {
+
+// "auto" (CUDA when this build has it and a GPU is present), "cpu" or "cuda".
+Device parse_device(const std::string& name);
+// --threads N for the CPU kernels (OpenMP); 0 keeps the default (all cores).
+void set_threads(int64_t threads);
+// Registers --device and --threads on a subcommand.
+void add_device_options(CLI::App* cmd, std::string& device, int64_t& threads);
+
+// A trained model and what its checkpoint says about it.
+struct LoadedModel {
+  std::unique_ptr<UNet> model;
+  std::string path;
+  int64_t image_size = 0;
+  ScheduleKind schedule = ScheduleKind::Linear;  // the training schedule
+  int64_t T = 1000;
+  std::vector<std::string> class_names;  // empty when unknown
+  bool ema = false;                      // EMA weights loaded from the state file
+};
+// `path` is a model file or a training folder holding model.safetensors. image_size = 0 takes it
+// from the metadata (PyTorch checkpoints have none: then the flag is required).
+LoadedModel load_checkpoint(const std::string& path, Device device, int64_t image_size, bool use_ema);
+
+// The flags of `sample` and `trace`.
+struct SamplingOptions {
+  std::string checkpoint = "out";
+  std::string sampler = "ddpm";
+  int64_t steps = 0;
+  float eta = 0.0f;
+  std::string schedule;  // empty: the training schedule
+  float guidance = 3.0f;
+  uint64_t seed = 0;
+  int64_t image_size = 0;
+  bool no_ema = false;
+  int64_t batch = 64;
+  std::string device = "auto";
+  int64_t threads = 0;
+};
+void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
+SamplerConfig sampler_config(const SamplingOptions& o);
+Schedule sampling_schedule(const SamplingOptions& o, const LoadedModel& m);
+
+// "all" or a comma-separated list of class ids in [0, num_classes).
+std::vector<int64_t> parse_classes(const std::string& spec, int64_t num_classes);
+
+// Samples per_class images of each class (or per_class unconditional images when `classes` is
+// empty), `batch` at a time, in class order; [N, H, W, C] on the CPU. Reports progress.
+Tensor sample_classes(const UNet& model, const Schedule& schedule, const SamplerConfig& config,
+                      const std::vector<int64_t>& classes, int64_t per_class, int64_t image_size, uint64_t seed,
+                      Device device, int64_t batch);
+
+// A status line on stderr at most every `interval` seconds (and at the end):
+// "<what> done/total  <extra>  <rate>  ETA 3m20s".
+class Progress {
+ public:
+  Progress(std::string what, int64_t total, int64_t start = 0, double items_per_step = 1.0,
+           std::string item_name = "", double interval_s = 5.0);
+  // True when a line was printed; `extra` is evaluated only then.
+  bool update(int64_t done, const std::function<std::string()>& extra = {});
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string what_, item_name_;
+  int64_t total_, start_;
+  double items_per_step_, interval_s_;
+  Clock::time_point begin_, last_;
+};
+
+std::string format_duration(double seconds);  // "1h02m", "3m20s", "45s"
+
+}  // namespace ddpm::cli

@@ -1,0 +1,219 @@
+// `ddpm train`: trains a (class-conditional) U-Net with the seed's recipe; checkpoints, a loss
+// log and optional sample grids go to --out. Ctrl-C finishes the step, saves and exits (130).
+#include <cctype>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "diffusion/image_io.hpp"
+#include "diffusion/trainer.hpp"
+#include "model/checkpoint.hpp"
+#include "tools/cli_common.hpp"
+#include "tools/commands.hpp"
+
+namespace ddpm::cli {
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+void on_sigint(int) {
+  g_interrupted = 1;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills at once
+}
+
+struct TrainOptions {
+  std::string data = "fashion-mnist";
+  int64_t image_size = 32;
+  int64_t base_channels = 64;
+  int64_t time_dim = 256;
+  bool unconditional = false;
+  TrainConfig train;
+  int64_t steps = 0;
+  double epochs = 0;
+  std::string out = "out";
+  int64_t sample_every = 0;
+  int64_t save_every = 1000;
+  bool resume = false;
+  double log_every = 5.0;
+  std::string device = "auto";
+  int64_t threads = 0;
+};
+
+// Keeps the loss log's rows up to `step` (a resumed run rewrites what came after its checkpoint).
+void truncate_loss_log(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    const bool header = !line.empty() && !std::isdigit(static_cast<unsigned char>(line[0]));
+    if (header || (!line.empty() && std::strtoll(line.c_str(), nullptr, 10) <= step)) kept += line + "\n";
+  }
+  in.close();
+  std::ofstream(path) << (kept.empty() ? "step,loss\n" : kept);
+}
+
+void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data, Device device,
+                       const std::string& path) {
+  SamplerConfig sc;
+  sc.kind = SamplerKind::DDIM;
+  sc.steps = 50;
+  sc.guidance = model.config().num_classes > 0 ? 3.0f : 0.0f;
+  std::vector<int64_t> classes;
+  for (int64_t c = 0; c < model.config().num_classes; ++c) classes.push_back(c);
+  const int64_t per_class = 8;
+  Schedule schedule = make_schedule(trainer.config().schedule, trainer.config().T);
+  trainer.with_ema_weights([&] {
+    Tensor x = sample_classes(model, schedule, sc, classes, per_class, data.size, 0, device, 80);
+    write_png(path, image_grid(x, per_class));
+  });
+  std::fprintf(stderr, "wrote %s\n", path.c_str());
+}
+
+void run(TrainOptions& o, const CLI::App& cmd) {
+  set_threads(o.threads);
+  const Device device = parse_device(o.device);
+  const std::string model_path = o.out + "/model.safetensors", log_path = o.out + "/loss.csv";
+  const bool have_checkpoint = std::filesystem::exists(model_path);
+
+  std::unique_ptr<UNet> model;
+  Dataset data;
+  if (o.resume) {
+    DDPM_CHECK(have_checkpoint, "train", "--resume: no checkpoint ", model_path);
+    const std::string sp = state_path(model_path);
+    DDPM_CHECK(std::filesystem::exists(sp), "train", "--resume: no training state ", sp);
+    const auto meta = load_safetensors(sp).metadata;
+    o.train = train_config_from_state(meta, sp);
+    o.data = metadata_value(meta, "data", sp);
+    o.image_size = metadata_int(meta, "image_size", sp);
+    std::fprintf(stderr, "resuming %s at step %s (data %s, batch %ld, seed %lu; saved settings win)\n",
+                 model_path.c_str(), meta.at("step").c_str(), o.data.c_str(), long(o.train.batch),
+                 (unsigned long)o.train.seed);
+    data = load_dataset(o.data, o.image_size);
+    model = load_model(model_path, device);
+  } else {
+    DDPM_CHECK(!have_checkpoint, "train", model_path,
+               " exists: pass --resume to continue it, or choose another --out");
+    data = load_dataset(o.data, o.image_size);
+    UNetConfig mc;
+    mc.in_channels = mc.out_channels = data.channels;
+    mc.base_channels = o.base_channels;
+    mc.time_dim = o.time_dim;
+    mc.num_classes = o.unconditional ? 0 : data.num_classes();
+    Generator init = model_init_generator(o.train.seed);
+    model = std::make_unique<UNet>(mc, init);
+    model->to(device);
+  }
+  Trainer trainer(*model, data, o.train);
+  if (o.resume) {
+    trainer.load_state(model_path);
+    truncate_loss_log(log_path, trainer.steps_done());
+  } else {
+    std::filesystem::create_directories(o.out);
+    std::ofstream(log_path) << "step,loss\n";
+  }
+
+  const int64_t steps_per_epoch = data.count() / o.train.batch;
+  const int64_t total = cmd.count("--epochs") ? int64_t(std::ceil(o.epochs * double(steps_per_epoch))) : o.steps;
+  const UNetConfig& mc = model->config();
+  std::fprintf(stderr,
+               "data %s: %ld images %ldx%ldx%ld, %ld classes | model b=%ld time_dim=%ld, %ld parameters | "
+               "%s, batch %ld, %ld steps (%.2f epochs)\n",
+               o.data.c_str(), long(data.count()), long(data.size), long(data.size), long(data.channels),
+               long(mc.num_classes), long(mc.base_channels), long(mc.time_dim), long(model->parameter_count()),
+               device_name(device), long(o.train.batch), long(total), double(total) / double(steps_per_epoch));
+
+  std::ofstream log(log_path, std::ios::app);
+  const std::map<std::string, std::string> meta{{"data", o.data}};
+  g_interrupted = 0;
+  std::signal(SIGINT, on_sigint);
+  Progress progress("step", total, trainer.steps_done(), double(o.train.batch), "img", o.log_every);
+  double loss_sum = 0;
+  int64_t loss_count = 0;
+  while (trainer.steps_done() < total && !g_interrupted) {
+    const float loss = trainer.step();
+    const int64_t step = trainer.steps_done();
+    log << step << ',' << loss << '\n';
+    loss_sum += loss;
+    ++loss_count;
+    progress.update(step, [&] {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "loss %.4f", loss_sum / double(loss_count));
+      loss_sum = 0;
+      loss_count = 0;
+      return std::string(buf);
+    });
+    if (o.sample_every > 0 && step % o.sample_every == 0)
+      write_sample_grid(trainer, *model, data, device, o.out + "/samples_" + std::to_string(step) + ".png");
+    if (o.save_every > 0 && step % o.save_every == 0 && step < total) trainer.save(model_path, meta);
+  }
+  std::signal(SIGINT, SIG_DFL);
+  log.flush();
+  trainer.save(model_path, meta);
+  if (g_interrupted) {
+    std::fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ddpm train --resume --out %s\n",
+                 model_path.c_str(), long(trainer.steps_done()), o.out.c_str());
+    throw CLI::RuntimeError(130);
+  }
+  std::fprintf(stderr, "done: %s (step %ld), loss log %s\n", model_path.c_str(), long(trainer.steps_done()),
+               log_path.c_str());
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a class-conditional DDPM (the seed's recipe)");
+  cmd->add_option("--data", o->data, "fashion-mnist[:DIR], cifar10:DIR or folder:DIR")->capture_default_str();
+  cmd->add_option("--image-size", o->image_size, "image side, a multiple of 8")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--base-channels", o->base_channels, "U-Net width b (64 = the seed)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--time-dim", o->time_dim, "timestep embedding size (even)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--unconditional", o->unconditional, "ignore the labels (no classifier-free guidance)");
+  cmd->add_option("--batch", o->train.batch, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
+  auto* steps = cmd->add_option("--steps", o->steps, "total training steps")->check(CLI::PositiveNumber);
+  auto* epochs = cmd->add_option("--epochs", o->epochs, "total epochs instead of --steps")->check(CLI::PositiveNumber);
+  steps->excludes(epochs);
+  cmd->add_option("--lr", o->train.adamw.lr, "AdamW learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--weight-decay", o->train.adamw.weight_decay, "AdamW weight decay")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--ema-decay", o->train.ema_decay, "EMA decay")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--ema-start", o->train.ema_start, "steps during which the EMA just copies the weights")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--p-uncond", o->train.p_uncond, "probability of a label-free batch (for guidance)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--schedule", o->train.schedule, "noise schedule")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, ScheduleKind>{{"linear", ScheduleKind::Linear}, {"cosine", ScheduleKind::Cosine}}))
+      ->default_str("linear");
+  cmd->add_option("--T", o->train.T, "diffusion timesteps")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_option("--seed", o->train.seed, "random seed (weights, data order, noise)")->capture_default_str();
+  cmd->add_option("--out", o->out, "output folder: model.safetensors, its .state file, loss.csv, sample grids")
+      ->capture_default_str();
+  cmd->add_option("--sample-every", o->sample_every, "write a sample grid every N steps (0 = never)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--save-every", o->save_every, "checkpoint every N steps (0 = only at the end)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_flag("--resume", o->resume, "continue the run in --out with its saved settings");
+  cmd->add_option("--log-every", o->log_every, "seconds between progress lines")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  add_device_options(cmd, o->device, o->threads);
+  cmd->callback([o, cmd] {
+    if (!cmd->count("--steps") && !cmd->count("--epochs"))
+      throw CLI::RequiredError("train: one of --steps or --epochs is required");
+    run(*o, *cmd);
+  });
+}
+
+}  // namespace ddpm::cli
