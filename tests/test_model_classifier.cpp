@@ -82,6 +82,7 @@ TEST_CASE("classifier: the committed weights reach their stated accuracy on real
   CHECK(stated >= 0.90);
   Dataset test = load_fashion_mnist(kFashion, "t10k");
   REQUIRE(test.count() == 10000);
+  CHECK_THROWS_WITH(load_fashion_mnist(kFashion, "test"), Catch::Contains("unknown split 'test'"));
   std::vector<int64_t> first(1000);
   for (int64_t i = 0; i < 1000; ++i) first[size_t(i)] = i;
   Batch b = test.batch(first, Device::CPU);
