@@ -48,7 +48,9 @@ struct IdxArray {
 };
 IdxArray parse_idx(const uint8_t* bytes, size_t size, const std::string& name);  // name: for messages
 IdxArray read_idx(const std::string& path);  // gzip-compressed or plain
-Dataset load_fashion_mnist(const std::string& dir);
+// split "train" (60000 images) or "t10k" (the official 10000-image test split), the files'
+// prefix: {split}-images-idx3-ubyte.gz and {split}-labels-idx1-ubyte.gz.
+Dataset load_fashion_mnist(const std::string& dir, const std::string& split = "train");
 
 // ---- the other formats (data_cifar.cpp, data_folder.cpp) ----
 Dataset load_cifar10(const std::string& dir);

@@ -51,8 +51,11 @@ IdxArray read_idx(const std::string& path) {
   return parse_idx(bytes.data(), bytes.size(), path);
 }
 
-Dataset load_fashion_mnist(const std::string& dir) {
-  const std::string images_path = dir + "/train-images-idx3-ubyte.gz", labels_path = dir + "/train-labels-idx1-ubyte.gz";
+Dataset load_fashion_mnist(const std::string& dir, const std::string& split) {
+  DDPM_CHECK(split == "train" || split == "t10k", "fashion-mnist", "unknown split '", split,
+             "' (expected train or t10k)");
+  const std::string images_path = dir + "/" + split + "-images-idx3-ubyte.gz";
+  const std::string labels_path = dir + "/" + split + "-labels-idx1-ubyte.gz";
   for (const std::string& p : {images_path, labels_path})
     DDPM_CHECK(std::filesystem::is_regular_file(p), "fashion-mnist", p, " not found (the default location is ",
                "filled by the Debian package dataset-fashion-mnist: sudo apt install dataset-fashion-mnist)");

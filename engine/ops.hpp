@@ -63,4 +63,9 @@ Tensor mse_loss(const Tensor& pred, const Tensor& target);  // mean((pred - targ
 Tensor sum(const Tensor& x);                                // [1]
 Tensor mean(const Tensor& x);                               // [1]
 
+// ---- classification (ops/xent.cpp) ----
+// Mean softmax cross-entropy of logits [N, K] against labels i64 [N], each in [0, K): a [1]
+// tensor, mean over rows of (log sum_j exp z[i, j]) - z[i, label_i]. Gradient flows to logits only.
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+
 }  // namespace ddpm

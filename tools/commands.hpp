@@ -13,5 +13,7 @@ void add_trace(CLI::App& app);
 void add_schedule(CLI::App& app);
 void add_info(CLI::App& app);
 void add_check_reference(CLI::App& app);
+void add_classifier(CLI::App& app);
+void add_eval(CLI::App& app);
 
 }  // namespace ddpm::cli

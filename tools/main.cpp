@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   ddpm::cli::add_schedule(app);
   ddpm::cli::add_info(app);
   ddpm::cli::add_check_reference(app);
+  ddpm::cli::add_classifier(app);
+  ddpm::cli::add_eval(app);
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::RuntimeError& e) {
