@@ -4,5 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build}
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
-cmake --build "$dir" -j"$(nproc)"
+# Arguments from --target on go to the build step (e.g. --target ddpm), the rest to cmake.
+cfg=() bld=()
+while (($#)); do
+  if [ "$1" = --target ]; then shift; bld=(--target "$@"); break; fi
+  cfg+=("$1"); shift
+done
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} "${cfg[@]}" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
+cmake --build "$dir" -j"$(nproc)" "${bld[@]}"

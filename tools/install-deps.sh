@@ -4,7 +4,8 @@
 # CUDA backend is built too.
 set -euo pipefail
 pkgs=(cmake make g++ catch2 libstb-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libopenblas-dev
-      libeigen3-dev dataset-fashion-mnist)
+      libeigen3-dev dataset-fashion-mnist
+      clang libomp-dev libclang-rt-14-dev)  # clang + libFuzzer for the parsers' fuzz run
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
