@@ -38,6 +38,8 @@
 #include "kernels/cuda_context.hpp"
 #endif
 
+#include "bench_common.hpp"
+
 #ifdef DDPM_HAVE_CUDA
 namespace {
 
@@ -222,17 +224,10 @@ std::string shape_name(const ConvShape& s) {
          std::to_string(s.cout) + " @" + std::to_string(s.h) + "x" + std::to_string(s.w);
 }
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 int run(const Options& opt) {
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const std::string date = utc_now();
+  const std::string date = bench::utc_now();
   cudnnHandle_t cudnn;
   CUDNN_OK(cudnnCreate(&cudnn));
   CUDNN_OK(cudnnSetStream(cudnn, cuda::stream()));

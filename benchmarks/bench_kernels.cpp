@@ -44,6 +44,8 @@
 #include "kernels/noise.hpp"
 #endif
 
+#include "bench_common.hpp"
+
 #ifdef DDPM_HAVE_CUDA
 namespace {
 
@@ -328,7 +330,7 @@ std::vector<Spec> diffusion_specs(const Shape& img) {
                           eu = Tensor::randn(img, gen, kGpu);
                    Prepared p;
                    p.fwd_bytes = 16.0 * n;
-                   p.fwd = [=, &gen]() mutable { reverse_step(x, ec, eu, ReverseCoefficients{1.001f, 0.02f, 0.01f, 3.0f, true}, gen); };
+                   p.fwd = [=, &gen]() mutable { reverse_step(x, ec, eu, ReverseCoefficients{1.2f, 0.3f, 0.2f, 0.8f, 0.01f, 3.0f, true, true}, gen); };
                    return p;
                  }});
   return out;
@@ -416,13 +418,6 @@ double copy_gbps(Timer& timer) {
   return 2.0 * double(bytes) / (s.median_ms * 1e-3) / 1e9;
 }
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 struct Options {
   std::string json_path, commit, filter;
   int runs = 20;
@@ -433,7 +428,7 @@ int run(const Options& opt) {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   Timer timer(opt.runs);
   const double copy = copy_gbps(timer);
-  const std::string date = utc_now();
+  const std::string date = bench::utc_now();
   std::printf("bench_kernels on %s, %s, commit %s\n", prop.name, date.c_str(), opt.commit.c_str());
   std::printf("method: median of %d runs after 3 warm-ups, L2 flushed by a 256 MB memset before each run\n", opt.runs);
   std::printf("copy bandwidth (device-to-device, read + write): %.0f GB/s\n\n", copy);

@@ -3,8 +3,11 @@
 
 usage: benchmarks/report.py kernels FILE.json   # memory-bound ops: time and fraction of copy bandwidth
        benchmarks/report.py conv FILE.json      # ours vs cuDNN, summed over a training step's convs
+       benchmarks/report.py e2e DIR             # benchmarks/compare.sh's results: ours vs PyTorch
 """
+import glob
 import json
+import os
 import sys
 
 
@@ -34,7 +37,50 @@ def conv(doc):
         print(f"| {setup} | {variant} | {us / 1e3:.2f} | {f'{ratio:.2f}x' if ratio else ''} |")
 
 
+def e2e(folder):
+    """One row per (setup, engine configuration), then the issue's ratios (docs/performance.md)."""
+    rows = {}  # (setup, engine) -> merged record
+    meta = []
+    for path in sorted(glob.glob(os.path.join(folder, "bench_*.json"))):
+        doc = json.load(open(path))
+        engine = "ours " + os.path.basename(path)[:-5].split("-", 1)[1]
+        meta.append(f"{doc['tool']} {engine[5:]}: {doc['device']}, {doc['date']}, commit {doc['commit']}")
+        for r in doc["records"]:
+            rows.setdefault((r["setup"], engine), {}).update(r)
+    twin = os.path.join(folder, "torch_twin.json")
+    if os.path.exists(twin):
+        doc = json.load(open(twin))
+        meta.append(f"torch_twin: {doc['device']}, {doc['date']}, PyTorch {doc['torch']}")
+        for r in doc["records"]:
+            rows.setdefault((r["setup"], "torch " + r["mode"]), {}).update(r)
+    print("\n".join(meta) + "\n")
+    print("| setup | engine | train img/s | reverse img-steps/s | peak GiB | first step s |")
+    print("|---|---|---:|---:|---:|---:|")
+    num = lambda r, k, f: f.format(r[k]) if r.get(k) is not None else "-"
+    for (setup, engine), r in sorted(rows.items()):
+        print(f"| {setup} | {engine} | {num(r, 'train_img_s', '{:.0f}')} | {num(r, 'reverse_img_steps_s', '{:.0f}')} | "
+              f"{num(r, 'peak_gib', '{:.2f}')} | {num(r, 'first_step_s', '{:.1f}')} |")
+
+    def best(setup, key, prefix):
+        vals = [(r[key], e) for (s, e), r in rows.items() if s == setup and e.startswith(prefix) and r.get(key)]
+        return max(vals) if vals else (None, None)
+
+    print("\n| setup | ratio | value | goal |\n|---|---|---:|---:|")
+    for setup in sorted({s for s, _ in rows}):
+        goals = [("f32 training vs PyTorch fp32 eager", "train_img_s", "ours", "torch fp32", 2.0),
+                 ("training vs torch.compile (bf16)", "train_img_s", "ours", "torch compile", 1.5),
+                 ("reverse step vs torch.compile", "reverse_img_steps_s", "ours", "torch compile", 2.0)]
+        for label, key, ours, theirs, goal in goals:
+            value, engine = best(setup, key, ours)
+            ref = rows.get((setup, theirs), {}).get(key)
+            ratio = f"{value / ref:.2f}x ({engine})" if value and ref else "not measured"
+            print(f"| {setup} | {label} | {ratio} | {goal}x |")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("kernels", "conv"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("kernels", "conv", "e2e"):
         sys.exit(__doc__)
-    {"kernels": kernels, "conv": conv}[sys.argv[1]](json.load(open(sys.argv[2])))
+    if sys.argv[1] == "e2e":
+        e2e(sys.argv[2])
+    else:
+        {"kernels": kernels, "conv": conv}[sys.argv[1]](json.load(open(sys.argv[2])))

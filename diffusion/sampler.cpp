@@ -31,25 +31,23 @@ std::vector<SamplerStep> sampler_plan(const Schedule& s, const SamplerConfig& co
     const double abar = s.alpha_bar[size_t(t)];
     const double abar_prev = s.alpha_bar[size_t(k == 0 ? 0 : ts[k - 1])];
     const bool last = k == 0;
-    double c_x, c_eps, sigma;
+    double c_x0, c_xt, sigma;
     if (config.kind == SamplerKind::DDPM) {
       const double alpha = abar / abar_prev, beta = 1.0 - alpha;
-      c_x = 1.0 / std::sqrt(alpha);
-      c_eps = beta / (std::sqrt(1.0 - abar) * std::sqrt(alpha));
+      c_x0 = std::sqrt(abar_prev) * beta / (1.0 - abar);
+      c_xt = std::sqrt(alpha) * (1.0 - abar_prev) / (1.0 - abar);
       sigma = last ? 0.0 : std::sqrt(beta);
     } else {
       sigma = last ? 0.0
                    : config.eta * std::sqrt((1.0 - abar_prev) / (1.0 - abar)) * std::sqrt(1.0 - abar / abar_prev);
       const double dir = std::sqrt(std::max(0.0, 1.0 - abar_prev - sigma * sigma));
-      c_x = std::sqrt(abar_prev / abar);
-      c_eps = std::sqrt(abar_prev) * std::sqrt(1.0 - abar) / std::sqrt(abar) - dir;
+      // sqrt(abar_prev) x0 + dir (x_t - sqrt(abar) x0) / sqrt(1 - abar)
+      c_x0 = std::sqrt(abar_prev) - dir * std::sqrt(abar) / std::sqrt(1.0 - abar);
+      c_xt = dir / std::sqrt(1.0 - abar);
     }
-    SamplerStep step;
-    step.t = t;
-    step.update = ReverseCoefficients{float(c_x), float(c_eps), float(sigma), config.guidance, last};
-    step.x0_c_x = float(1.0 / std::sqrt(abar));
-    step.x0_c_eps = float(std::sqrt(1.0 - abar) / std::sqrt(abar));
-    plan.push_back(step);
+    const double x0_c_x = 1.0 / std::sqrt(abar), x0_c_eps = std::sqrt(1.0 - abar) / std::sqrt(abar);
+    plan.push_back(SamplerStep{t, ReverseCoefficients{float(x0_c_x), float(x0_c_eps), float(c_x0), float(c_xt),
+                                                      float(sigma), config.guidance, config.clip_x0, last}});
   }
   return plan;
 }
@@ -78,7 +76,8 @@ Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& 
     Tensor eps_u = guided ? model.forward(x, t) : Tensor();
     if (hooks.trace) {
       Tensor x0 = x.clone();
-      reverse_step(x0, eps_c, eps_u, {step.x0_c_x, step.x0_c_eps, 0.0f, config.guidance, true}, gen);
+      const ReverseCoefficients& u = step.update;
+      reverse_step(x0, eps_c, eps_u, {u.x0_c_x, u.x0_c_eps, 1.0f, 0.0f, 0.0f, config.guidance, true, true}, gen);
       hooks.trace(StepView{int64_t(i), step.t, x, x0});
     }
     reverse_step(x, eps_c, eps_u, step.update, gen);

@@ -41,7 +41,7 @@ void reverse_step(Tensor& x, const Tensor& eps_c, const Tensor& eps_u, const Rev
   }
   check_same_device(op, {&x, &eps_c, &eps_u});
 
-  kernels::ReverseStep k{c.c_x, c.c_eps, c.sigma, c.guidance, c.clamp};
+  kernels::ReverseStep k{c.x0_c_x, c.x0_c_eps, c.c_x0, c.c_xt, c.sigma, c.guidance, c.clip_x0, c.clamp};
   uint64_t first = c.sigma != 0.0f ? gen.take(uint64_t(x.numel())) : gen.offset();
   const float* u = eps_u.defined() ? eps_u.data<float>() : nullptr;
   DDPM_DISPATCH(x.device(), reverse_step, x.data<float>(), eps_c.data<float>(), u, k, x.numel(), gen.seed(), first);

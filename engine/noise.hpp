@@ -9,10 +9,14 @@
 //
 // reverse_step (one step of the reverse process, in one pass): with eps = eps_u + s (eps_c - eps_u)
 // when guidance is on (eps_u defined) and eps_c otherwise,
-//   x_prev = c_x * x - c_eps * eps + sigma * z,   z ~ N(0, I) from gen (skipped when sigma == 0),
-// optionally clamped to [-1, 1]. z is what Tensor::randn(x.shape(), gen) would draw there; with sigma == 0
-// nothing is drawn and gen is unchanged. The caller's sampler picks (c_x, c_eps, sigma) for DDPM,
-// respaced DDPM or DDIM (see diffusion/). x is updated in place.
+//   x0     = x0_c_x * x - x0_c_eps * eps            (the predicted clean image; clamped to
+//                                                    [-1, 1] when clip_x0)
+//   x_prev = c_x0 * x0 + c_xt * x + sigma * z,      z ~ N(0, I) from gen (skipped when sigma == 0),
+// optionally clamped to [-1, 1]. Written through x0 because every sampler here is "predict x0, then
+// mix it with x_t", and clipping x0 on the way is what keeps an imperfect model's chain inside the
+// data range. z is what Tensor::randn(x.shape(), gen) would draw there; with sigma == 0 nothing is
+// drawn and gen is unchanged. The caller's sampler picks the coefficients for DDPM, respaced DDPM
+// or DDIM (see diffusion/). x is updated in place.
 #pragma once
 #include "engine/rng.hpp"
 #include "engine/tensor.hpp"
@@ -28,10 +32,11 @@ NoisedBatch q_sample(const Tensor& x0, const Tensor& t, const Tensor& sqrt_abar,
                      Generator& gen);
 
 struct ReverseCoefficients {
-  float c_x;
-  float c_eps;
+  float x0_c_x, x0_c_eps;  // x0 from x and eps
+  float c_x0, c_xt;        // x_prev from x0 and x
   float sigma;
   float guidance = 0.0f;  // s; used when eps_u is defined
+  bool clip_x0 = false;
   bool clamp = false;
 };
 

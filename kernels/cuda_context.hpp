@@ -18,7 +18,7 @@ cudaStream_t stream();
 cublasHandle_t cublas();
 void synchronize();  // waits for the stream and reports any asynchronous fault
 // f32 matrix products (cuBLAS, cuDNN, our conv) may use TF32 tensor cores when allowed. Off by
-// default so f32 results match the CPU to ~1e-6; training runs switch it on.
+// default so f32 results match the CPU to ~1e-6; `--tf32` (engine/gpu_settings.hpp) switches it on.
 void set_allow_tf32(bool on);
 bool allow_tf32();
 

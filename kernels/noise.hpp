@@ -15,11 +15,12 @@
 
 namespace ddpm::kernels {
 
-// x_prev = c_x * x - c_eps * eps + sigma * z (z drawn only when sigma != 0), then optionally
-// clamped to [-1, 1]; with guidance, eps = eps_u + guidance * (eps_c - eps_u).
+// x0 = x0_c_x * x - x0_c_eps * eps, clamped to [-1, 1] when clip_x0; then
+// x_prev = c_x0 * x0 + c_xt * x + sigma * z (z drawn only when sigma != 0), clamped when clamp.
+// With guidance, eps = eps_u + guidance * (eps_c - eps_u).
 struct ReverseStep {
-  float c_x, c_eps, sigma, guidance;
-  bool clamp;
+  float x0_c_x, x0_c_eps, c_x0, c_xt, sigma, guidance;
+  bool clip_x0, clamp;
 };
 
 DDPM_HD float guided_eps(float eps_c, const float* eps_u, int64_t j, float s) {
@@ -27,7 +28,9 @@ DDPM_HD float guided_eps(float eps_c, const float* eps_u, int64_t j, float s) {
 }
 
 DDPM_HD float reverse_value(float x, float eps, const ReverseStep& c, uint64_t seed, uint64_t index) {
-  float y = c.c_x * x - c.c_eps * eps;
+  float x0 = c.x0_c_x * x - c.x0_c_eps * eps;
+  if (c.clip_x0) x0 = fminf(fmaxf(x0, -1.0f), 1.0f);
+  float y = c.c_x0 * x0 + c.c_xt * x;
   if (c.sigma != 0.0f) y += c.sigma * philox_normal(seed, index);
   return c.clamp ? fminf(fmaxf(y, -1.0f), 1.0f) : y;
 }

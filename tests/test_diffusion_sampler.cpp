@@ -25,10 +25,26 @@ TEST_CASE("respaced timesteps are distinct, ascending and span [1, T-1]", "[diff
   CHECK_THROWS_AS(respaced_timesteps(1000, 0), Error);
 }
 
+namespace {
+
+// Without clipping a step is x_prev = c_x x_t - c_eps eps + sigma z: the coefficients through x0.
+double c_x(const ReverseCoefficients& u) { return double(u.c_x0) * u.x0_c_x + u.c_xt; }
+double c_eps(const ReverseCoefficients& u) { return double(u.c_x0) * u.x0_c_eps; }
+
+SamplerConfig unclipped(SamplerKind kind = SamplerKind::DDPM, int64_t steps = 0) {
+  SamplerConfig c;
+  c.kind = kind;
+  c.steps = steps;
+  c.clip_x0 = false;
+  return c;
+}
+
+}  // namespace
+
 TEST_CASE("the full DDPM plan is the seed's loop", "[diffusion][sampler]") {
   for (ScheduleKind kind : {ScheduleKind::Linear, ScheduleKind::Cosine}) {
     Schedule s = make_schedule(kind, 1000);
-    std::vector<SamplerStep> plan = sampler_plan(s, SamplerConfig{});
+    std::vector<SamplerStep> plan = sampler_plan(s, unclipped());
     REQUIRE(plan.size() == 999);
     for (size_t i = 0; i < plan.size(); ++i) {
       const int64_t t = 999 - int64_t(i);  // for i = 999 down to 1
@@ -37,27 +53,26 @@ TEST_CASE("the full DDPM plan is the seed's loop", "[diffusion][sampler]") {
       CAPTURE(t);
       REQUIRE(st.t == t);
       // x = 1/sqrt(alpha) (x - (1 - alpha)/sqrt(1 - abar) eps) + sqrt(beta) z, z = 0 at the end
-      CHECK(st.update.c_x == Approx(1 / std::sqrt(alpha)).epsilon(1e-5));
-      CHECK(st.update.c_eps == Approx((1 - alpha) / std::sqrt(1 - abar) / std::sqrt(alpha)).epsilon(1e-4));
+      CHECK(c_x(st.update) == Approx(1 / std::sqrt(alpha)).epsilon(1e-5));
+      CHECK(c_eps(st.update) == Approx((1 - alpha) / std::sqrt(1 - abar) / std::sqrt(alpha)).epsilon(1e-4));
       if (t == 1) CHECK(st.update.sigma == 0.0f);
       else CHECK(st.update.sigma == Approx(std::sqrt(beta)).epsilon(1e-5));
       CHECK(st.update.clamp == (t == 1));
-      CHECK(st.x0_c_x == Approx(1 / std::sqrt(abar)).epsilon(1e-5));
-      CHECK(st.x0_c_eps == Approx(std::sqrt(1 - abar) / std::sqrt(abar)).epsilon(1e-5));
+      CHECK_FALSE(st.update.clip_x0);
+      CHECK(st.update.x0_c_x == Approx(1 / std::sqrt(abar)).epsilon(1e-5));
+      CHECK(st.update.x0_c_eps == Approx(std::sqrt(1 - abar) / std::sqrt(abar)).epsilon(1e-5));
     }
   }
 }
 
 TEST_CASE("respaced DDPM steps compose to the original alpha_bar", "[diffusion][sampler]") {
   Schedule s = make_schedule(ScheduleKind::Linear, 1000);
-  SamplerConfig c;
-  c.steps = 25;
-  std::vector<SamplerStep> plan = sampler_plan(s, c);
+  std::vector<SamplerStep> plan = sampler_plan(s, unclipped(SamplerKind::DDPM, 25));
   REQUIRE(plan.size() == 25);
   // alpha'_k = 1 / c_x^2; walking up from the last step, alpha_bar[0] * prod alpha' = alpha_bar[t_k].
   double prod = s.alpha_bar[0];
   for (size_t i = plan.size(); i-- > 0;) {
-    const double alpha = 1.0 / (double(plan[i].update.c_x) * plan[i].update.c_x);
+    const double alpha = 1.0 / (c_x(plan[i].update) * c_x(plan[i].update));
     prod *= alpha;
     CHECK(prod == Approx(s.alpha_bar[size_t(plan[i].t)]).epsilon(1e-4));
     if (i + 1 < plan.size())  // sigma^2 = beta' = 1 - alpha'
@@ -72,9 +87,7 @@ TEST_CASE("DDIM steps move a noised x0 along q(x_t | x0) and predict x0 exactly"
   CAPTURE(gen.seed());
   for (ScheduleKind kind : {ScheduleKind::Linear, ScheduleKind::Cosine}) {
     Schedule s = make_schedule(kind, 1000);
-    SamplerConfig c;
-    c.kind = SamplerKind::DDIM;
-    c.steps = 20;
+    SamplerConfig c = unclipped(SamplerKind::DDIM, 20);
     std::vector<SamplerStep> plan = sampler_plan(s, c);
     std::vector<float> u = Tensor::rand({2}, gen).to_floats();
     const double x0 = 2 * u[0] - 1, eps = 2 * u[1] - 1;
@@ -82,10 +95,11 @@ TEST_CASE("DDIM steps move a noised x0 along q(x_t | x0) and predict x0 exactly"
       const double abar = s.alpha_bar[size_t(plan[i].t)];
       const double abar_prev = s.alpha_bar[size_t(i + 1 < plan.size() ? plan[i + 1].t : 0)];
       const double xt = std::sqrt(abar) * x0 + std::sqrt(1 - abar) * eps;
-      const double next = plan[i].update.c_x * xt - plan[i].update.c_eps * eps;
+      const double next = c_x(plan[i].update) * xt - c_eps(plan[i].update) * eps;
       CHECK(next == Approx(std::sqrt(abar_prev) * x0 + std::sqrt(1 - abar_prev) * eps).margin(1e-3));
       CHECK(plan[i].update.sigma == 0.0f);
-      CHECK(plan[i].x0_c_x * xt - plan[i].x0_c_eps * eps == Approx(x0).margin(2e-3 * plan[i].x0_c_x));
+      const ReverseCoefficients& u = plan[i].update;
+      CHECK(u.x0_c_x * xt - u.x0_c_eps * eps == Approx(x0).margin(2e-3 * u.x0_c_x));
     }
     // eta = 1: sigma^2 is the posterior variance (1 - abar_prev) / (1 - abar_t) beta'.
     c.eta = 1.0f;
@@ -98,6 +112,36 @@ TEST_CASE("DDIM steps move a noised x0 along q(x_t | x0) and predict x0 exactly"
     }
   }
   CHECK_THROWS_AS(parse_sampler("euler"), Error);
+}
+
+TEST_CASE("clipping x0: the same plan, and each step mixes the clamped x0 with x_t", "[diffusion][sampler]") {
+  // A step through x0 must equal the textbook update written with that x0: DDPM's posterior mean
+  // sqrt(abar_prev) beta / (1 - abar) x0 + sqrt(alpha) (1 - abar_prev) / (1 - abar) x_t, and DDIM's
+  // sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps(x0), for an x0 outside [-1, 1] after clamping.
+  Schedule s = make_schedule(ScheduleKind::Linear, 1000);
+  for (SamplerKind kind : {SamplerKind::DDPM, SamplerKind::DDIM}) {
+    SamplerConfig clip = unclipped(kind, 10), none = clip;
+    clip.clip_x0 = true;
+    std::vector<SamplerStep> a = sampler_plan(s, clip), b = sampler_plan(s, none);
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      const ReverseCoefficients &u = a[i].update, &v = b[i].update;
+      CHECK(u.clip_x0);
+      CHECK((u.x0_c_x == v.x0_c_x && u.c_x0 == v.c_x0 && u.c_xt == v.c_xt && u.sigma == v.sigma));
+      const double abar = s.alpha_bar[size_t(a[i].t)];
+      const double abar_prev = s.alpha_bar[size_t(i + 1 < a.size() ? a[i + 1].t : 0)];
+      const double x0 = 1.0, xt = std::sqrt(abar) * 1.7 + std::sqrt(1 - abar) * 0.3;  // data-range x0 = 1.7 clamps to 1
+      double want;
+      if (kind == SamplerKind::DDPM) {
+        const double alpha = abar / abar_prev;
+        want = std::sqrt(abar_prev) * (1 - alpha) / (1 - abar) * x0 + std::sqrt(alpha) * (1 - abar_prev) / (1 - abar) * xt;
+      } else {
+        want = std::sqrt(abar_prev) * x0 + std::sqrt(1 - abar_prev) * (xt - std::sqrt(abar) * x0) / std::sqrt(1 - abar);
+      }
+      CAPTURE(i);
+      CHECK(u.c_x0 * x0 + u.c_xt * xt == Approx(want).margin(1e-5));
+    }
+  }
 }
 
 namespace {

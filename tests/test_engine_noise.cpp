@@ -37,7 +37,9 @@ std::vector<float> naive_reverse(const std::vector<float>& x, const std::vector<
   std::vector<float> out;
   for (size_t j = 0; j < x.size(); ++j) {
     double eps = eu ? (*eu)[j] + double(c.guidance) * (double(ec[j]) - (*eu)[j]) : ec[j];
-    double y = double(c.c_x) * x[j] - double(c.c_eps) * eps + (z ? double(c.sigma) * (*z)[j] : 0.0);
+    double x0 = double(c.x0_c_x) * x[j] - double(c.x0_c_eps) * eps;
+    if (c.clip_x0) x0 = std::clamp(x0, -1.0, 1.0);
+    double y = double(c.c_x0) * x0 + double(c.c_xt) * x[j] + (z ? double(c.sigma) * (*z)[j] : 0.0);
     out.push_back(float(c.clamp ? std::clamp(y, -1.0, 1.0) : y));
   }
   return out;
@@ -94,7 +96,7 @@ TEST_CASE("reverse_step matches the formula with and without guidance", "[noise]
   std::vector<float> xv = x.to_floats(), ecv = ec.to_floats(), euv = eu.to_floats();
   for (bool guided : {false, true}) {
     CAPTURE(guided);
-    ReverseCoefficients c{1.02f, 0.3f, 0.15f, 3.0f, false};
+    ReverseCoefficients c{1.3f, 0.4f, 0.2f, 0.75f, 0.15f, 3.0f, false, false};
     Tensor y = x.clone();
     Generator g(gen.seed() + 7, 1000), replay = g;
     reverse_step(y, ec, guided ? eu : Tensor(), c, g);
@@ -110,12 +112,19 @@ TEST_CASE("reverse_step with sigma 0 draws nothing, and clamps", "[noise]") {
   const Shape s{3, 2, 2, 5};
   Tensor x = randn(s, gen, 2.0f), ec = randn(s, gen);
   std::vector<float> xv = x.to_floats(), ecv = ec.to_floats();
-  ReverseCoefficients c{1.1f, 0.5f, 0.0f, 0.0f, false};
+  ReverseCoefficients c{1.5f, 0.5f, 0.6f, 0.5f, 0.0f};
   Tensor y = x.clone();
   Generator g(gen.seed(), 55);
   reverse_step(y, ec, Tensor(), c, g);
   CHECK(g.offset() == 55);
   CHECK(rel_err(y, naive_reverse(xv, ecv, nullptr, c, nullptr)) < 1e-6);
+
+  c.clip_x0 = true;  // x0 of scale ~3: most of it clamps, and the result differs from unclipped
+  Tensor yc = x.clone();
+  reverse_step(yc, ec, Tensor(), c, g);
+  CHECK(rel_err(yc, naive_reverse(xv, ecv, nullptr, c, nullptr)) < 1e-6);
+  CHECK(rel_err(yc, y) > 0.1);
+  c.clip_x0 = false;
 
   c.clamp = true;  // inputs of scale 2 so many values leave [-1, 1]
   y = x.clone();
@@ -129,7 +138,7 @@ TEST_CASE("reverse_step with sigma 0 draws nothing, and clamps", "[noise]") {
 TEST_CASE("reverse_step rejects mismatched inputs", "[noise][errors]") {
   Generator gen = fresh_generator();
   Tensor x = randn({2, 2, 2, 3}, gen);
-  ReverseCoefficients c{1.0f, 0.1f, 0.1f};
+  ReverseCoefficients c{1.0f, 0.1f, 1.0f, 0.0f, 0.1f};
   CHECK_THROWS_WITH(reverse_step(x, randn({2, 2, 2, 4}, gen), Tensor(), c, gen),
                     Catch::Contains("reverse_step") && Catch::Contains("[2, 2, 2, 4]"));
   CHECK_THROWS_AS(reverse_step(x, randn({2, 2, 2, 3}, gen), randn({2, 2, 3, 2}, gen), c, gen), Error);

@@ -61,7 +61,7 @@ TEST_CASE("gpu: q_sample draws the same eps as the CPU and the same x_t", "[gpu]
   }
 }
 
-TEST_CASE("gpu: reverse_step matches the CPU with and without guidance, noise and clamp", "[gpu][noise]") {
+TEST_CASE("gpu: reverse_step matches the CPU with and without guidance, noise, x0 clipping and clamp", "[gpu][noise]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   for (const Shape& s : kShapes) {
@@ -71,7 +71,7 @@ TEST_CASE("gpu: reverse_step matches the CPU with and without guidance, noise an
       for (float sigma : {0.0f, 0.2f})
         for (bool clamp : {false, true}) {
           CAPTURE(guided, sigma, clamp);
-          ReverseCoefficients coef{1.01f, 0.4f, sigma, 3.0f, clamp};
+          ReverseCoefficients coef{1.4f, 0.4f, 0.3f, 0.7f, sigma, 3.0f, clamp, clamp};  // clip x0 with the clamp
           Tensor xc = x.clone(), xg = x.to(Device::CUDA);
           Generator c(gen.seed() + 5, 9), g = c;
           reverse_step(xc, ec, guided ? eu : Tensor(), coef, c);
@@ -92,5 +92,5 @@ TEST_CASE("gpu: q_sample checks GPU timesteps on the host, and devices", "[gpu][
   CHECK_THROWS_AS(q_sample(x0, Tensor::from_ints({3, 4}, {2}), ga, gb, gen), Error);  // t on the CPU
   CHECK_THROWS_AS(q_sample(x0, Tensor::from_ints({3, 4}, {2}, Device::CUDA), a, b, gen), Error);
   Tensor x = randn({2, 4, 4, 3}, gen).to(Device::CUDA);
-  CHECK_THROWS_AS(reverse_step(x, randn({2, 4, 4, 3}, gen), Tensor(), ReverseCoefficients{1, 0.1f, 0}, gen), Error);
+  CHECK_THROWS_AS(reverse_step(x, randn({2, 4, 4, 3}, gen), Tensor(), ReverseCoefficients{1, 0.1f, 1, 0, 0}, gen), Error);
 }

@@ -7,9 +7,12 @@
 #include <filesystem>
 
 #include "diffusion/trainer.hpp"
+#include "engine/gpu_settings.hpp"
 #include "model/checkpoint.hpp"
 
 namespace ddpm::cli {
+
+namespace {
 
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::CPU;
@@ -20,16 +23,25 @@ Device parse_device(const std::string& name) {
   return Device::CUDA;
 }
 
-void set_threads(int64_t threads) {
-  DDPM_CHECK(threads >= 0, "threads", "--threads must be >= 0, got ", threads);
-  if (threads > 0) omp_set_num_threads(int(threads));
-}
+}  // namespace
 
-void add_device_options(CLI::App* cmd, std::string& device, int64_t& threads) {
-  cmd->add_option("--device", device, "auto (CUDA when present), cpu or cuda")
+void add_device_options(CLI::App* cmd, DeviceOptions& o) {
+  cmd->add_option("--device", o.device, "auto (CUDA when present), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
-  cmd->add_option("--threads", threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--tf32", o.tf32, "GPU: f32 convolutions and matrix products on TF32 tensor cores (~1e-3 error)");
+  cmd->add_option("--conv", o.conv, "GPU convolutions: cudnn, or ours (needs --tf32)")
+      ->check(CLI::IsMember({"cudnn", "ours"}))
+      ->capture_default_str();
+}
+
+Device apply_device_options(const DeviceOptions& o) {
+  DDPM_CHECK(o.threads >= 0, "threads", "--threads must be >= 0, got ", o.threads);
+  if (o.threads > 0) omp_set_num_threads(int(o.threads));
+  DDPM_CHECK(o.tf32 || o.conv != "ours", "device", "--conv ours needs --tf32 (our convolution kernels are TF32)");
+  set_gpu_settings({o.tf32, o.conv == "ours" ? ConvImpl::Ours : ConvImpl::CuDNN});
+  return parse_device(o.device);
 }
 
 LoadedModel load_checkpoint(const std::string& path, Device device, int64_t image_size, bool use_ema) {
@@ -66,11 +78,13 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
   cmd->add_option("--guidance", o.guidance, "classifier-free guidance scale s (0 = conditional only)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd->add_flag("--no-clip", o.no_clip,
+                "do not clamp the predicted x0 to [-1, 1] at each step (with ddpm: exactly the seed's loop)");
   cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
   cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
   cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
   cmd->add_option("--batch", o.batch, "images per network call")->check(CLI::PositiveNumber)->capture_default_str();
-  add_device_options(cmd, o.device, o.threads);
+  add_device_options(cmd, o.dev);
 }
 
 SamplerConfig sampler_config(const SamplingOptions& o) {
@@ -79,6 +93,7 @@ SamplerConfig sampler_config(const SamplingOptions& o) {
   c.steps = o.steps;
   c.eta = o.eta;
   c.guidance = o.guidance;
+  c.clip_x0 = !o.no_clip;
   return c;
 }
 

@@ -15,12 +15,16 @@
 
 namespace ddpm::cli {
 
-// "auto" (CUDA when this build has it and a GPU is present), "cpu" or "cuda".
-Device parse_device(const std::string& name);
-// --threads N for the CPU kernels (OpenMP); 0 keeps the default (all cores).
-void set_threads(int64_t threads);
-// Registers --device and --threads on a subcommand.
-void add_device_options(CLI::App* cmd, std::string& device, int64_t& threads);
+// Where a command runs: --device, --threads (CPU), --tf32 and --conv (GPU; engine/gpu_settings.hpp).
+struct DeviceOptions {
+  std::string device = "auto";  // "auto" (CUDA when built and present), "cpu" or "cuda"
+  int64_t threads = 0;          // OpenMP threads for the CPU kernels; 0 = all cores
+  bool tf32 = false;
+  std::string conv = "cudnn";   // "cudnn" or "ours"
+};
+void add_device_options(CLI::App* cmd, DeviceOptions& o);
+// Applies the threads and GPU settings and returns the device, with a clear error for bad choices.
+Device apply_device_options(const DeviceOptions& o);
 
 // A trained model and what its checkpoint says about it.
 struct LoadedModel {
@@ -44,12 +48,12 @@ struct SamplingOptions {
   float eta = 0.0f;
   std::string schedule;  // empty: the training schedule
   float guidance = 3.0f;
+  bool no_clip = false;
   uint64_t seed = 0;
   int64_t image_size = 0;
   bool no_ema = false;
   int64_t batch = 64;
-  std::string device = "auto";
-  int64_t threads = 0;
+  DeviceOptions dev;
 };
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
 SamplerConfig sampler_config(const SamplingOptions& o);

@@ -21,8 +21,7 @@ struct ClassifierOptions {
   ClassifierTraining train;
   std::string out = "assets/classifier.safetensors";
   std::string weights = "assets/classifier.safetensors";
-  std::string device = "auto";
-  int64_t threads = 0;
+  DeviceOptions dev;
 };
 
 // Overall and per-class accuracy of `model` on the test split; prints a table, returns overall.
@@ -39,8 +38,7 @@ double report_test_accuracy(const Classifier& model, const std::string& dir) {
 }
 
 void train(const ClassifierOptions& o) {
-  set_threads(o.threads);
-  const Device device = parse_device(o.device);
+  const Device device = apply_device_options(o.dev);
   const Dataset data = load_fashion_mnist(o.data_dir, "train");
   Generator init(o.train.seed);
   Classifier model(o.model, init);
@@ -78,8 +76,7 @@ void train(const ClassifierOptions& o) {
 }
 
 void test(const ClassifierOptions& o) {
-  set_threads(o.threads);
-  const LoadedClassifier l = load_classifier(o.weights, parse_device(o.device));
+  const LoadedClassifier l = load_classifier(o.weights, apply_device_options(o.dev));
   auto stated = l.metadata.find("test_accuracy");
   std::printf("%s: stated test accuracy %s\n", o.weights.c_str(),
               stated == l.metadata.end() ? "(none)" : stated->second.c_str());
@@ -115,7 +112,7 @@ void add_classifier(CLI::App& app) {
   te->add_option("--classifier", o->weights, "weights file")->capture_default_str();
   for (CLI::App* sub : {tr, te}) {
     sub->add_option("--data-dir", o->data_dir, "folder of the Fashion-MNIST IDX .gz files")->capture_default_str();
-    add_device_options(sub, o->device, o->threads);
+    add_device_options(sub, o->dev);
   }
   tr->callback([o] { train(*o); });
   te->callback([o] { test(*o); });

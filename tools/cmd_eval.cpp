@@ -34,8 +34,7 @@ struct EvalOptions {
 constexpr uint64_t kCalibrationOffset = uint64_t(1) << 44;
 
 void run(const EvalOptions& o) {
-  set_threads(o.s.threads);
-  const Device device = parse_device(o.s.device);
+  const Device device = apply_device_options(o.s.dev);
   LoadedClassifier clf = load_classifier(o.classifier, device);
   const ClassifierConfig& cc = clf.model->config();
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.image_size, !o.s.no_ema);

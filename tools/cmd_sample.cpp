@@ -16,8 +16,7 @@ struct SampleOptions {
 };
 
 void run(const SampleOptions& o) {
-  set_threads(o.s.threads);
-  const Device device = parse_device(o.s.device);
+  const Device device = apply_device_options(o.s.dev);
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.image_size, !o.s.no_ema);
   const int64_t num_classes = m.model->config().num_classes;
   std::vector<int64_t> classes = num_classes > 0 ? parse_classes(o.classes, num_classes) : std::vector<int64_t>{};

@@ -38,8 +38,7 @@ struct TrainOptions {
   int64_t save_every = 1000;
   bool resume = false;
   double log_every = 5.0;
-  std::string device = "auto";
-  int64_t threads = 0;
+  DeviceOptions dev;
 };
 
 // Keeps the loss log's rows up to `step` (a resumed run rewrites what came after its checkpoint).
@@ -57,8 +56,8 @@ void truncate_loss_log(const std::string& path, int64_t step) {
 void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data, Device device,
                        const std::string& path) {
   SamplerConfig sc;
-  sc.kind = SamplerKind::DDIM;
-  sc.steps = 50;
+  sc.kind = SamplerKind::DDPM;  // respaced, x0 clipped: robust early in training (docs/diffusion.md)
+  sc.steps = 100;
   sc.guidance = model.config().num_classes > 0 ? 3.0f : 0.0f;
   std::vector<int64_t> classes;
   for (int64_t c = 0; c < model.config().num_classes; ++c) classes.push_back(c);
@@ -72,8 +71,7 @@ void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data,
 }
 
 void run(TrainOptions& o, const CLI::App& cmd) {
-  set_threads(o.threads);
-  const Device device = parse_device(o.device);
+  const Device device = apply_device_options(o.dev);
   const std::string model_path = o.out + "/model.safetensors", log_path = o.out + "/loss.csv";
   const bool have_checkpoint = std::filesystem::exists(model_path);
 
@@ -208,7 +206,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--log-every", o->log_every, "seconds between progress lines")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  add_device_options(cmd, o->device, o->threads);
+  add_device_options(cmd, o->dev);
   cmd->callback([o, cmd] {
     if (!cmd->count("--steps") && !cmd->count("--epochs"))
       throw CLI::RequiredError("train: one of --steps or --epochs is required");

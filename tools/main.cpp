@@ -8,6 +8,14 @@
 #include "tools/commands.hpp"
 
 int main(int argc, char** argv) {
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+  // Built with -march=x86-64-v3 (CMake's DDPM_CPU_ARCH): say so rather than die on an illegal instruction.
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    std::fprintf(stderr, "error: this build of ddpm needs a CPU with AVX2 and FMA; rebuild with "
+                         "cmake -DDDPM_CPU_ARCH=x86-64\n");
+    return 1;
+  }
+#endif
   CLI::App app{"ddpm: denoising diffusion probabilistic models on a from-scratch C++/CUDA engine"};
   app.require_subcommand(1, 1);
   ddpm::cli::add_train(app);

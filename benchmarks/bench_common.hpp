@@ -1,0 +1,149 @@
+// Shared by the benchmarks: the record header (device, date, commit), and for the end-to-end ones
+// (bench_train, bench_sample) the seed model's setups and their flags.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "diffusion/data.hpp"
+#include "engine/gpu_settings.hpp"
+#include "engine/rng.hpp"
+#include "engine/storage.hpp"
+#include "model/unet.hpp"
+#ifdef DDPM_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/cuda_context.hpp"
+#endif
+
+namespace ddpm::bench {
+
+inline std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// The GPU's name, or "cpu".
+inline std::string device_label(Device device) {
+#ifdef DDPM_HAVE_CUDA
+  if (device == Device::CUDA) {
+    cudaDeviceProp prop{};
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    return prop.name;
+  }
+#endif
+  (void)device;
+  return "cpu";
+}
+
+inline void synchronize(Device device) {
+#ifdef DDPM_HAVE_CUDA
+  if (device == Device::CUDA) ddpm::cuda::synchronize();
+#endif
+  (void)device;
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// One image shape and batch of the seed model: SIZExCHANNELSxBATCH, e.g. 64x3x64.
+struct Setup {
+  int64_t size = 0, channels = 0, batch = 0;
+  std::string name() const {
+    return std::to_string(size) + "x" + std::to_string(size) + "x" + std::to_string(channels) + " b" +
+           std::to_string(batch);
+  }
+};
+
+// The flags bench_train and bench_sample share.
+struct E2EOptions {
+  std::string device = "cuda";
+  std::string setups = "64x3x64,32x1x128";
+  int64_t steps = 20, warmup = 3, base = 64;
+  bool tf32 = false;
+  std::string conv = "cudnn";
+  std::string json, commit = "unknown";
+
+  void add_to(CLI::App& app) {
+    app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cuda", "cpu"}))->capture_default_str();
+    app.add_option("--setups", setups, "SIZExCHANNELSxBATCH, comma-separated")->capture_default_str();
+    app.add_option("--steps", steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--base", base, "U-Net width b (64 = the seed)")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_flag("--tf32", tf32, "TF32 tensor cores for f32 convolutions and matrix products");
+    app.add_option("--conv", conv, "cudnn or ours (needs --tf32)")
+        ->check(CLI::IsMember({"cudnn", "ours"}))
+        ->capture_default_str();
+    app.add_option("--json", json, "write the records here");
+    app.add_option("--commit", commit, "commit to record")->capture_default_str();
+  }
+
+  Device apply() const {
+    set_gpu_settings({tf32, conv == "ours" ? ConvImpl::Ours : ConvImpl::CuDNN});
+    return device == "cuda" ? Device::CUDA : Device::CPU;
+  }
+
+  std::vector<Setup> parsed_setups() const {
+    std::vector<Setup> out;
+    std::stringstream list(setups);
+    for (std::string item; std::getline(list, item, ',');) {
+      Setup s;
+      char x1 = 0, x2 = 0;
+      std::stringstream one(item);
+      one >> s.size >> x1 >> s.channels >> x2 >> s.batch;
+      if (!one || x1 != 'x' || x2 != 'x' || s.size <= 0 || s.size % 8 || s.channels <= 0 || s.batch <= 0)
+        throw CLI::ValidationError("--setups", "'" + item + "' is not SIZExCHANNELSxBATCH with SIZE a multiple of 8");
+      out.push_back(s);
+    }
+    return out;
+  }
+
+  // The record file's header: what ran where, when, and with which settings.
+  nlohmann::json header(const char* tool, Device dev) const {
+    return {{"tool", tool}, {"device", device_label(dev)}, {"date", utc_now()}, {"commit", commit},
+            {"tf32", tf32},  {"conv", conv},               {"base", base},      {"steps", steps},
+            {"warmup", warmup}};
+  }
+};
+
+// The seed configuration (b = base, time_dim 256, 10 classes, 4 heads) for a setup's images.
+inline UNetConfig seed_config(const Setup& s, int64_t base) {
+  UNetConfig c;
+  c.in_channels = c.out_channels = s.channels;
+  c.base_channels = base;
+  c.time_dim = 256;
+  c.num_classes = 10;
+  c.heads = 4;
+  return c;
+}
+
+// `count` images of random pixels and labels: the speed of a step does not depend on them.
+inline Dataset random_dataset(const Setup& s, int64_t count, Generator& gen) {
+  Dataset d;
+  d.name = "random";
+  d.size = s.size;
+  d.channels = s.channels;
+  for (float u : Tensor::rand({count * s.size * s.size * s.channels}, gen).to_floats())
+    d.pixels.push_back(uint8_t(u * 255.0f));
+  for (float u : Tensor::rand({count}, gen).to_floats()) d.labels.push_back(int64_t(u * 9.999f));
+  for (int k = 0; k < 10; ++k) d.class_names.push_back("class " + std::to_string(k));
+  return d;
+}
+
+inline void write_json(const std::string& path, const nlohmann::json& doc) {
+  if (path.empty()) return;
+  std::ofstream(path) << doc.dump(1) << "\n";
+  std::printf("wrote %s\n", path.c_str());
+}
+
+}  // namespace ddpm::bench

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# benchmarks/compare.sh OUT_DIR: our training and sampling speed against PyTorch's, on the same
+# card in the same run (docs/performance.md). Run from the repository root on the GPU machine with
+# a build made on the development machine (docs/gpu.md):
+#   1. bench_train and bench_sample in three configurations: f32 (exact), tf32 (TF32 tensor cores,
+#      cuDNN convolutions) and tf32-ours (TF32, our convolution kernels);
+#   2. benchmarks/torch_twin.py: PyTorch eager fp32, eager bf16 autocast, bf16 + torch.compile;
+#   3. benchmarks/report.py e2e OUT_DIR: the side-by-side table and the ratios, printed last and
+#      written to OUT_DIR/compare.md.
+# Environment: BUILD (default build), COMMIT (default git rev-parse --short HEAD), SETUPS (default
+# 64x3x64,32x1x128), STEPS (default 20), MODES (PyTorch's, default fp32,bf16,compile; compile
+# spends about 75 s per setup compiling), BASE (U-Net width, default 64 = the seed), DEVICE
+# (default cuda; cpu runs only the f32 configuration, e.g. DEVICE=cpu BASE=16 SETUPS=32x1x16
+# MODES=fp32,bf16 for a comparison on the development machine).
+set -uo pipefail
+if [ $# -ne 1 ]; then
+  echo "usage: [BUILD=build] [MODES=fp32,bf16,compile] benchmarks/compare.sh OUT_DIR" >&2
+  exit 2
+fi
+OUT=$1
+BUILD=${BUILD:-build}
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+SETUPS=${SETUPS:-64x3x64,32x1x128}
+STEPS=${STEPS:-20}
+MODES=${MODES:-fp32,bf16,compile}
+BASE=${BASE:-64}
+DEVICE=${DEVICE:-cuda}
+configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours")
+[ "$DEVICE" = cpu ] && configs=("f32|")
+export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+mkdir -p "$OUT"
+
+for cfg in "${configs[@]}"; do
+  name=${cfg%%|*}
+  read -r -a flags <<<"${cfg#*|}"
+  for bench in bench_train bench_sample; do
+    echo "== $bench $name"
+    timeout 180 "$BUILD/benchmarks/$bench" --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
+      --steps "$STEPS" "${flags[@]}" --commit "$COMMIT" --json "$OUT/$bench-$name.json" ||
+      echo "compare: $bench $name failed (status $?)"
+  done
+done
+echo "== torch_twin ($MODES)"
+timeout 480 python3 benchmarks/torch_twin.py --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
+  --modes "$MODES" --steps "$STEPS" --json "$OUT/torch_twin.json" || echo "compare: torch_twin failed (status $?)"
+python3 benchmarks/report.py e2e "$OUT" | tee "$OUT/compare.md"
