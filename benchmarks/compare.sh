@@ -27,7 +27,8 @@ BASE=${BASE:-64}
 DEVICE=${DEVICE:-cuda}
 configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours")
 [ "$DEVICE" = cpu ] && configs=("f32|")
-export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# For our binaries only: with it, a pyenv Python can pick up the system libpython and lose its packages.
+LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$OUT"
 
 for cfg in "${configs[@]}"; do
@@ -35,7 +36,7 @@ for cfg in "${configs[@]}"; do
   read -r -a flags <<<"${cfg#*|}"
   for bench in bench_train bench_sample; do
     echo "== $bench $name"
-    timeout 180 "$BUILD/benchmarks/$bench" --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
+    LD_LIBRARY_PATH=$LIBS timeout 180 "$BUILD/benchmarks/$bench" --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
       --steps "$STEPS" "${flags[@]}" --commit "$COMMIT" --json "$OUT/$bench-$name.json" ||
       echo "compare: $bench $name failed (status $?)"
   done
