@@ -7,8 +7,10 @@
 #   2. build/tests/test_gpu            (Catch2 JUnit -> OUT_DIR/test_gpu.xml)
 #   3. ddpm check-reference --device cuda for each tests/data/*.safetensors (if build/tools/ddpm exists)
 #   4. bench_kernels --json OUT_DIR/bench_kernels.json   (table in OUT_DIR/bench_kernels.txt)
-#   5. the CPU test binaries (test_engine, test_model), if time is left
-#   6. with SANITIZE=1: compute-sanitizer memcheck and racecheck on test_gpu, filtered by
+#   5. bench_train and bench_sample at the seed size with TF32 (fails if a timed training step
+#      called cudaMalloc: the caching allocator must serve the steady state)
+#   6. the CPU test binaries (test_engine, test_model), if time is left
+#   7. with SANITIZE=1: compute-sanitizer memcheck and racecheck on test_gpu, filtered by
 #      SANITIZE_FILTER (a Catch2 test spec, default "[gpu]"; slow: narrow it)
 # Then a short summary, printed last (also OUT_DIR/summary.txt). Exit status 1 if any test,
 # reference check or sanitizer run failed (or test_gpu found no GPU), else 0; a benchmark that
@@ -160,6 +162,33 @@ if [ -x "$BUILD/benchmarks/bench_conv" ]; then
     >"$OUT/bench_conv.txt" 2>&1; then note bench_conv "ok: ours vs cuDNN in bench_conv.txt / .json"
   else note bench_conv "PROBLEM: exit $? (see bench_conv.txt)"; fi
 fi
+
+# End to end at the seed size with TF32: training img/s and reverse img-steps/s (ours; the
+# comparison with PyTorch is benchmarks/compare.sh), and the caching allocator's promise that a
+# training step in the steady state makes no cudaMalloc call.
+for bench in bench_train bench_sample; do
+  [ -x "$BUILD/benchmarks/$bench" ] || { note "$bench" "skipped: not built"; continue; }
+  t=$(limit 60)
+  echo "== $bench --tf32 (limit ${t}s)"
+  if timeout -k 5 "$t" "$BUILD/benchmarks/$bench" --tf32 --steps 10 --json "$OUT/$bench.json" --commit "$COMMIT" \
+    >"$OUT/$bench.txt" 2>&1; then
+    res=$(python3 - "$OUT/$bench.json" <<'EOF'
+import json, sys
+recs = json.load(open(sys.argv[1]))["records"]
+key = "train_img_s" if "train_img_s" in recs[0] else "reverse_img_steps_s"
+out = "; ".join(f"{r['setup']} {r[key]:.0f} {'img/s' if key == 'train_img_s' else 'img-steps/s'}" for r in recs)
+mallocs = [r["device_mallocs_in_timed_steps"] for r in recs if "device_mallocs_in_timed_steps" in r]
+if mallocs:
+    out += f"; cudaMalloc in timed steps {sum(mallocs)}"
+print(out)
+sys.exit(1 if sum(mallocs) else 0)
+EOF
+)
+    if [ $? -eq 0 ]; then note "$bench" "ok: $res"; else fail "$bench" "steady-state cudaMalloc: $res"; fi
+  else
+    note "$bench" "PROBLEM: exit $? (see $bench.txt)"
+  fi
+done
 
 for name in test_engine test_model; do
   if [ -x "$BUILD/tests/$name" ]; then run_catch "$name" "$BUILD/tests/$name" 60

@@ -19,8 +19,8 @@ out=${OUT:-runs/main-job}
 
 if nvidia-smi >/dev/null 2>&1 && ldd "$ddpm" | grep -q libcudart; then
   echo "main-job: GPU found: training the seed-size model on it"
-  train=(--device cuda --base-channels 64 --time-dim 256 --batch 64 --steps 12000)
-  sample=(--device cuda --sampler ddpm)
+  train=(--device cuda --tf32 --base-channels 64 --time-dim 256 --batch 64 --steps 12000)
+  sample=(--device cuda --tf32 --sampler ddpm)
 else
   echo "main-job: no GPU: training a small model on the CPU"
   train=(--device cpu --base-channels 16 --time-dim 64 --batch 16 --steps 1600 --ema-start 400)
