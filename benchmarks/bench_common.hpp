@@ -1,12 +1,16 @@
-// Shared by the benchmarks: the record header (device, date, commit), and for the end-to-end ones
-// (bench_train, bench_sample) the seed model's setups and their flags.
+// Shared by the benchmarks: the record header (device, date, commit), main() of the per-kernel
+// GPU benchmarks (bench_kernels, bench_conv), and for the end-to-end ones (bench_train,
+// bench_sample) the seed model's setups and their flags.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,6 +54,91 @@ inline void synchronize(Device device) {
   if (device == Device::CUDA) ddpm::cuda::synchronize();
 #endif
   (void)device;
+}
+
+#ifdef DDPM_HAVE_CUDA
+constexpr size_t kFlushBytes = size_t(256) << 20;
+
+// The median and the fastest of a Timer's runs.
+struct Stat {
+  double median_ms, min_ms;
+};
+
+// Times fn on the engine stream with CUDA events: 3 warm-up calls, then `runs` timed ones, each
+// after a 256 MB memset that flushes the L2 (50-60 MB) so inputs come from HBM as in a real step.
+class Timer {
+ public:
+  explicit Timer(int runs) : runs_(runs), flush_(Tensor::empty({int64_t(kFlushBytes / 4)}, DType::F32, Device::CUDA)) {
+    CUDA_CHECK(cudaEventCreate(&start_));
+    CUDA_CHECK(cudaEventCreate(&stop_));
+  }
+  ~Timer() {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+
+  Stat time(const std::function<void()>& fn) {
+    for (int i = 0; i < 3; ++i) fn();
+    ddpm::cuda::synchronize();
+    std::vector<double> ms;
+    for (int r = 0; r < runs_; ++r) {
+      CUDA_CHECK(cudaMemsetAsync(flush_.raw(), r & 0xff, kFlushBytes, ddpm::cuda::stream()));
+      CUDA_CHECK(cudaEventRecord(start_, ddpm::cuda::stream()));
+      fn();
+      CUDA_CHECK(cudaEventRecord(stop_, ddpm::cuda::stream()));
+      CUDA_CHECK(cudaEventSynchronize(stop_));
+      float t = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&t, start_, stop_));
+      ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    size_t h = ms.size() / 2;
+    return {ms.size() % 2 ? ms[h] : 0.5 * (ms[h - 1] + ms[h]), ms.front()};
+  }
+
+ private:
+  int runs_;
+  Tensor flush_;
+  cudaEvent_t start_, stop_;
+};
+#endif
+
+// The flags of the per-kernel GPU benchmarks.
+struct KernelBenchOptions {
+  std::string json_path, commit = "unknown", filter;
+  int runs = 20;
+};
+
+// main() of a per-kernel GPU benchmark: parses --json, --commit (default $DDPM_COMMIT), --runs and,
+// where `filter_help` is given, --filter; then calls `run` if a GPU is present. Without one, or
+// without the CUDA backend (`run` null), it says so and exits 0: CI runs these without a GPU.
+inline int kernel_bench_main(const char* name, int argc, char** argv, int default_runs, const char* filter_help,
+                             const std::function<int(const KernelBenchOptions&)>& run) {
+  KernelBenchOptions o;
+  o.runs = default_runs;
+  if (const char* c = std::getenv("DDPM_COMMIT")) o.commit = c;
+  CLI::App app{std::string(name) + ": GPU kernel timings at the seed U-Net's shapes"};
+  app.add_option("--json", o.json_path, "write the records here");
+  app.add_option("--commit", o.commit, "commit to record")->capture_default_str();
+  app.add_option("--runs", o.runs, "timed runs per case (the median is kept)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  if (filter_help) app.add_option("--filter", o.filter, filter_help);
+  CLI11_PARSE(app, argc, argv);
+  if (!run) {
+    std::printf("%s: this build has no CUDA backend; nothing was timed.\n", name);
+    return 0;
+  }
+  if (!cuda_available()) {
+    std::printf("%s: no CUDA device is present; nothing was timed.\n", name);
+    return 0;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
 }
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {

@@ -48,50 +48,12 @@ using kernels::ConvShape;
 using Fn = std::function<void()>;
 
 constexpr Device kGpu = Device::CUDA;
-constexpr size_t kFlushBytes = size_t(256) << 20;
+using bench::Timer;
 constexpr double kPeakTF32 = 415e12, kPeakBF16 = 796e12;  // H200, dense 8192^3 GEMMs (docs/gpu.md)
 const char* const kDirs[] = {"fwd", "dgrad", "wgrad"};
 const char* const kVariants[] = {"ours-tf32", "cudnn-tf32", "ours-bf16", "cudnn-bf16"};
 
-struct Options {
-  std::string json_path, commit;
-  int runs = 5;
-};
-
-// Median of `runs` timed calls of fn on the engine stream, each after an L2 flush; < 0 if fn throws.
-class Timer {
- public:
-  explicit Timer(int runs) : runs_(runs), flush_(Tensor::empty({int64_t(kFlushBytes / 4)}, DType::F32, kGpu)) {
-    CUDA_CHECK(cudaEventCreate(&start_));
-    CUDA_CHECK(cudaEventCreate(&stop_));
-  }
-  ~Timer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-  double median_us(const Fn& fn) {
-    for (int i = 0; i < 2; ++i) fn();
-    cuda::synchronize();
-    std::vector<double> us;
-    for (int r = 0; r < runs_; ++r) {
-      CUDA_CHECK(cudaMemsetAsync(flush_.raw(), r & 0xff, kFlushBytes, cuda::stream()));
-      CUDA_CHECK(cudaEventRecord(start_, cuda::stream()));
-      fn();
-      CUDA_CHECK(cudaEventRecord(stop_, cuda::stream()));
-      CUDA_CHECK(cudaEventSynchronize(stop_));
-      float ms = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-      us.push_back(1e3 * ms);
-    }
-    std::sort(us.begin(), us.end());
-    return us[us.size() / 2];
-  }
-
- private:
-  int runs_;
-  Tensor flush_;
-  cudaEvent_t start_, stop_;
-};
+using Options = bench::KernelBenchOptions;
 
 #define CUDNN_OK(call)                                                                                  \
   do {                                                                                                  \
@@ -293,7 +255,7 @@ int run(const Options& opt) {
             if (v < 2) kernels::cuda::set_conv_backend(v == 0 ? kernels::ConvBackend::Ours : kernels::ConvBackend::CuDNN);
             Fn fn = v < 2 ? f32 : v == 2 ? ours_bf16
                                          : cudnn_bf16.direction(d, xh.raw(), wh.raw(), yh.raw(), dxh.raw(), dwh.raw(), dyh.raw());
-            us[v] = timer.median_us(fn);
+            us[v] = 1e3 * timer.time(fn).median_ms;
           } catch (const Error& e) {
             us[v] = -1;
             errors[v] = e.what();
@@ -346,36 +308,8 @@ int run(const Options& opt) {
 }  // namespace
 #endif
 
-int main(int argc, char** argv) {
-#ifdef DDPM_HAVE_CUDA
-  Options opt;
-  const char* env_commit = std::getenv("DDPM_COMMIT");
-  opt.commit = env_commit ? env_commit : "unknown";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    bool has_value = i + 1 < argc;
-    if (a == "--json" && has_value) opt.json_path = argv[++i];
-    else if (a == "--commit" && has_value) opt.commit = argv[++i];
-    else if (a == "--runs" && has_value) opt.runs = std::max(1, std::atoi(argv[++i]));
-    else {
-      std::fprintf(stderr, "usage: bench_conv [--json PATH] [--commit SHA] [--runs N]\n");
-      return 2;
-    }
-  }
-  if (!ddpm::cuda_available()) {
-    std::printf("bench_conv: no CUDA device is present; nothing was timed.\n");
-    return 0;
-  }
-  try {
-    return run(opt);
-  } catch (const ddpm::Error& e) {
-    std::fprintf(stderr, "bench_conv: %s\n", e.what());
-    return 1;
-  }
-#else
-  (void)argc;
-  (void)argv;
-  std::printf("bench_conv: this build has no CUDA backend; nothing was timed.\n");
-  return 0;
+#ifndef DDPM_HAVE_CUDA
+constexpr std::nullptr_t run = nullptr;  // a CPU-only build has no kernels to time
 #endif
-}
+
+int main(int argc, char** argv) { return ddpm::bench::kernel_bench_main("bench_conv", argc, argv, 5, nullptr, run); }

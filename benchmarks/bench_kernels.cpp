@@ -54,7 +54,9 @@ using Fn = std::function<void()>;
 using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 constexpr Device kGpu = Device::CUDA;
-constexpr size_t kFlushBytes = size_t(256) << 20;
+using bench::kFlushBytes;
+using bench::Stat;
+using bench::Timer;
 
 std::string dims(const Shape& s) {
   std::string out;
@@ -368,46 +370,6 @@ std::vector<Spec> optimizer_specs(const std::vector<Shape>& shapes) {
   return out;
 }
 
-struct Stat {
-  double median_ms, min_ms;
-};
-
-class Timer {
- public:
-  explicit Timer(int runs) : runs_(runs), flush_(Tensor::empty({int64_t(kFlushBytes / 4)}, DType::F32, kGpu)) {
-    CUDA_CHECK(cudaEventCreate(&start_));
-    CUDA_CHECK(cudaEventCreate(&stop_));
-  }
-  ~Timer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-
-  Stat time(const Fn& fn) {
-    for (int i = 0; i < 3; ++i) fn();
-    cuda::synchronize();
-    std::vector<double> ms;
-    for (int r = 0; r < runs_; ++r) {
-      CUDA_CHECK(cudaMemsetAsync(flush_.raw(), r & 0xff, kFlushBytes, cuda::stream()));
-      CUDA_CHECK(cudaEventRecord(start_, cuda::stream()));
-      fn();
-      CUDA_CHECK(cudaEventRecord(stop_, cuda::stream()));
-      CUDA_CHECK(cudaEventSynchronize(stop_));
-      float t = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&t, start_, stop_));
-      ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    size_t h = ms.size() / 2;
-    return {ms.size() % 2 ? ms[h] : 0.5 * (ms[h - 1] + ms[h]), ms.front()};
-  }
-
- private:
-  int runs_;
-  Tensor flush_;
-  cudaEvent_t start_, stop_;
-};
-
 // Device-to-device copy of 512 MiB: the bandwidth ceiling the memory-bound ops are measured against.
 double copy_gbps(Timer& timer) {
   const size_t bytes = size_t(512) << 20;
@@ -418,10 +380,7 @@ double copy_gbps(Timer& timer) {
   return 2.0 * double(bytes) / (s.median_ms * 1e-3) / 1e9;
 }
 
-struct Options {
-  std::string json_path, commit, filter;
-  int runs = 20;
-};
+using Options = bench::KernelBenchOptions;
 
 int run(const Options& opt) {
   cudaDeviceProp prop{};
@@ -501,37 +460,11 @@ int run(const Options& opt) {
 }  // namespace
 #endif
 
-int main(int argc, char** argv) {
-#ifdef DDPM_HAVE_CUDA
-  Options opt;
-  const char* env_commit = std::getenv("DDPM_COMMIT");
-  opt.commit = env_commit ? env_commit : "unknown";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    bool has_value = i + 1 < argc;
-    if (a == "--json" && has_value) opt.json_path = argv[++i];
-    else if (a == "--commit" && has_value) opt.commit = argv[++i];
-    else if (a == "--filter" && has_value) opt.filter = argv[++i];
-    else if (a == "--runs" && has_value) opt.runs = std::max(1, std::atoi(argv[++i]));
-    else {
-      std::fprintf(stderr, "usage: bench_kernels [--json PATH] [--commit SHA] [--runs N] [--filter TEXT]\n");
-      return 2;
-    }
-  }
-  if (!ddpm::cuda_available()) {
-    std::printf("bench_kernels: no CUDA device is present; nothing was timed.\n");
-    return 0;
-  }
-  try {
-    return run(opt);
-  } catch (const ddpm::Error& e) {
-    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
-    return 1;
-  }
-#else
-  (void)argc;
-  (void)argv;
-  std::printf("bench_kernels: this build has no CUDA backend; nothing was timed.\n");
-  return 0;
+#ifndef DDPM_HAVE_CUDA
+constexpr std::nullptr_t run = nullptr;  // a CPU-only build has no kernels to time
 #endif
+
+int main(int argc, char** argv) {
+  return ddpm::bench::kernel_bench_main("bench_kernels", argc, argv, 20,
+                                        "only the cases whose \"op shape\" contains this text", run);
 }
