@@ -11,13 +11,13 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "kernels/attention.hpp"
+#include "kernels/cpu_math.hpp"
 
 namespace ddpm::kernels::cpu {
 namespace {
@@ -25,29 +25,6 @@ namespace {
 constexpr int64_t kRows = 64;
 
 int64_t key_block(int64_t d) { return std::max<int64_t>(16, 4096 / d); }
-
-// exp(x) for finite x, within 2 ulp down to 2^-126 (0 below: no denormals), in plain arithmetic
-// that GCC vectorises: libm's expf is a scalar call, and at D = 16 the exponentials would cost more
-// than the products. exp(x) = 2^n exp(r) with n = round(x / ln2), r = x - n ln2 in [-0.35, 0.35],
-// exp(r) by its degree-7 Taylor polynomial. Adding 1.5 * 2^23 rounds x / ln2 to an integer and
-// leaves n in the low mantissa bits of t, read back as an integer (no float-to-int conversion, no
-// float comparison: either would keep GCC from vectorising without -fno-trapping-math).
-inline float vexp(float x) {
-  const float t = x * 1.44269504f + 12582912.0f;
-  const float n = t - 12582912.0f;
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-6f;  // ln2 in two parts, n*hi exact
-  float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  // 2^n from its exponent bits; n clamped to [-127, 128] gives 0 and inf at the ends.
-  const int32_t e = std::min(std::max(int32_t(std::bit_cast<uint32_t>(t) - 0x4B400000u), -127), 128);
-  return p * std::bit_cast<float>(uint32_t(e + 127) << 23);
-}
 
 // The maximum of m and x[0, n). GCC does not vectorise a plain running max (max is not associative
 // once NaNs are taken into account), so eight lanes go through a GCC/Clang vector type by hand:

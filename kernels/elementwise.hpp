@@ -8,8 +8,10 @@
 #include <cstdint>
 
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/bf16.hpp"
+#include "kernels/cpu_math.hpp"
 #include "kernels/hd.hpp"
 
 namespace ddpm::kernels {
@@ -25,16 +27,33 @@ struct Broadcast {
   DDPM_HD int64_t numel() const { return shape[0] * shape[1] * shape[2] * shape[3]; }
 };
 
-// Scalar forms shared by both backends' kernels (and by fused kernels elsewhere).
-// Phi(x) = erfc(-x / sqrt 2) / 2 rather than (1 + erf(x / sqrt 2)) / 2: the latter cancels for
-// negative x and loses most of float's digits there.
-DDPM_HD float gelu(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
-DDPM_HD float gelu_grad(float x) {  // d/dx [x Phi(x)] = Phi(x) + x phi(x)
-  return 0.5f * erfcf(-x * 0.70710678118654752f) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+// Scalar forms shared by both backends' kernels (and by fused kernels elsewhere). On the GPU exp
+// and Phi come from CUDA's expf and erfcf; on the host from kernels/cpu_math.hpp, which GCC can
+// vectorise (libm's calls are scalar and were 12% of a CPU training step). Against a double
+// reference the host Phi is within 2.1e-6 relative for |x| <= 5 and gelu' within 2.1e-7 absolute,
+// well inside the f32 tolerances of the tests and reference checks. Phi(x) = erfc(-x / sqrt 2) / 2 rather than (1 + erf(x / sqrt 2)) / 2: the
+// latter cancels for negative x and loses most of float's digits there.
+DDPM_HD float exp_f(float x) {
+#ifdef __CUDA_ARCH__
+  return expf(x);
+#else
+  return cpu::vexp_any(x);
+#endif
 }
-DDPM_HD float silu(float x) { return x / (1.0f + expf(-x)); }
+DDPM_HD float normal_cdf(float x) {
+#ifdef __CUDA_ARCH__
+  return 0.5f * erfcf(-x * 0.70710678118654752f);
+#else
+  return cpu::normal_cdf(x);
+#endif
+}
+DDPM_HD float gelu(float x) { return x * normal_cdf(x); }
+DDPM_HD float gelu_grad(float x) {  // d/dx [x Phi(x)] = Phi(x) + x phi(x)
+  return normal_cdf(x) + x * 0.39894228040143268f * exp_f(-0.5f * x * x);
+}
+DDPM_HD float silu(float x) { return x / (1.0f + exp_f(-x)); }
 DDPM_HD float silu_grad(float x) {
-  float s = 1.0f / (1.0f + expf(-x));
+  float s = 1.0f / (1.0f + exp_f(-x));
   return s * (1.0f + x * (1.0f - s));
 }
 DDPM_HD float activate(Act act, float x) { return act == Act::GELU ? gelu(x) : act == Act::SiLU ? silu(x) : x; }
@@ -43,6 +62,17 @@ DDPM_HD float activate_grad(Act act, float x) {
 }
 
 namespace cpu {
+// Calls fn with the activation as a compile-time constant: activate(A, x) then folds to a single
+// formula, the loop body has no branch, and GCC vectorises it (with a run-time Act it does not).
+template <class Fn>
+void with_act(Act act, Fn fn) {
+  switch (act) {
+    case Act::GELU: return fn(std::integral_constant<Act, Act::GELU>{});
+    case Act::SiLU: return fn(std::integral_constant<Act, Act::SiLU>{});
+    case Act::None: return fn(std::integral_constant<Act, Act::None>{});
+  }
+}
+
 void fill(float* x, int64_t n, float value);
 void accumulate(float* out, const float* src, int64_t n);  // out += src
 void scale(float* x, int64_t n, float s);                  // x *= s

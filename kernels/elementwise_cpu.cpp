@@ -25,23 +25,31 @@ void scale(float* x, int64_t n, float s) {
 }
 
 void act_fwd(Act act, const float* x, float* y, int64_t n) {
+  with_act(act, [&](auto A) {
 #pragma omp parallel for schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; ++i) y[i] = activate(act, x[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = activate(A, x[i]);
+  });
 }
 
 void act_bwd(Act act, const float* x, const float* dy, float* dx, int64_t n) {
+  with_act(act, [&](auto A) {
 #pragma omp parallel for schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * activate_grad(act, x[i]);
+    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * activate_grad(A, x[i]);
+  });
 }
 
 void add_act_fwd(Act act, const float* a, const float* b, float* y, int64_t n) {
+  with_act(act, [&](auto A) {
 #pragma omp parallel for schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; ++i) y[i] = activate(act, a[i] + b[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = activate(A, a[i] + b[i]);
+  });
 }
 
 void add_act_bwd(Act act, const float* a, const float* b, const float* dy, float* dsum, int64_t n) {
+  with_act(act, [&](auto A) {
 #pragma omp parallel for schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; ++i) dsum[i] = dy[i] * activate_grad(act, a[i] + b[i]);
+    for (int64_t i = 0; i < n; ++i) dsum[i] = dy[i] * activate_grad(A, a[i] + b[i]);
+  });
 }
 
 void binary(BinOp op, const float* a, const float* b, float* out, const Broadcast& bc) {

@@ -24,32 +24,34 @@ struct ColumnSums {
 
 // part[n][s][c] = {sum a, sum b} over the positions of split s of sample n.
 void column_sums(const ColumnSums& a, double* part) {
-  const int64_t S = norm_splits(a.N, a.P, a.C), C = a.C, Cg = a.C / a.G;
+  with_act(a.act, [&](auto A) {
+    const int64_t S = norm_splits(a.N, a.P, a.C), C = a.C, Cg = a.C / a.G;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < a.N; ++n)
-    for (int64_t s = 0; s < S; ++s) {
-      double* acc = part + (n * S + s) * C * 2;
-      std::fill(acc, acc + 2 * C, 0.0);
-      for (int64_t p = a.P * s / S; p < a.P * (s + 1) / S; ++p) {
-        const float* x = a.x + (n * a.P + p) * C;
-        if (!a.grad) {
-          for (int64_t c = 0; c < C; ++c) {
-            acc[2 * c] += x[c];
-            acc[2 * c + 1] += double(x[c]) * x[c];
+    for (int64_t n = 0; n < a.N; ++n)
+      for (int64_t s = 0; s < S; ++s) {
+        double* acc = part + (n * S + s) * C * 2;
+        std::fill(acc, acc + 2 * C, 0.0);
+        for (int64_t p = a.P * s / S; p < a.P * (s + 1) / S; ++p) {
+          const float* x = a.x + (n * a.P + p) * C;
+          if (!a.grad) {
+            for (int64_t c = 0; c < C; ++c) {
+              acc[2 * c] += x[c];
+              acc[2 * c + 1] += double(x[c]) * x[c];
+            }
+            continue;
           }
-          continue;
+          const float* dy = a.dy + (n * a.P + p) * C;
+          const int64_t stat = n * a.G + (a.per_row ? p : 0);
+          for (int64_t g = 0; g < a.G; ++g)
+            for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+              NormGradAt t =
+                  norm_grad_at(A, x[c], dy[c], a.mean[stat + g], a.rstd[stat + g], a.w[c], a.b ? a.b[c] : 0.0f);
+              acc[2 * c] += t.du;
+              acc[2 * c + 1] += double(t.du) * t.z;
+            }
         }
-        const float* dy = a.dy + (n * a.P + p) * C;
-        const int64_t stat = n * a.G + (a.per_row ? p : 0);
-        for (int64_t g = 0; g < a.G; ++g)
-          for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-            NormGradAt t =
-                norm_grad_at(a.act, x[c], dy[c], a.mean[stat + g], a.rstd[stat + g], a.w[c], a.b ? a.b[c] : 0.0f);
-            acc[2 * c] += t.du;
-            acc[2 * c + 1] += double(t.du) * t.z;
-          }
       }
-    }
+  });
 }
 
 // out[n, g] = {sum a, sum b} over all splits and the group's channels, each channel weighted by
@@ -100,16 +102,18 @@ void group_norm_fwd(Act act, const float* x, const float* w, const float* b, flo
     mean[ng] = float(m);
     rstd[ng] = float(1.0 / std::sqrt(var + double(eps)));
   }
+  with_act(act, [&](auto A) {
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t p = 0; p < P; ++p) {
-      const float* xr = x + (n * P + p) * C;
-      float* yr = y + (n * P + p) * C;
-      for (int64_t g = 0; g < G; ++g) {
-        const float m = mean[n * G + g], r = rstd[n * G + g];
-        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) yr[c] = activate(act, (xr[c] - m) * r * w[c] + b[c]);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t p = 0; p < P; ++p) {
+        const float* xr = x + (n * P + p) * C;
+        float* yr = y + (n * P + p) * C;
+        for (int64_t g = 0; g < G; ++g) {
+          const float m = mean[n * G + g], r = rstd[n * G + g];
+          for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) yr[c] = activate(A, (xr[c] - m) * r * w[c] + b[c]);
+        }
       }
-    }
+  });
 }
 
 void group_norm_bwd(Act act, const float* x, const float* w, const float* b, const float* mean, const float* rstd,
@@ -121,17 +125,19 @@ void group_norm_bwd(Act act, const float* x, const float* w, const float* b, con
   channel_totals(work, N * S, C, dw, db);
   group_totals(work, w, N, S, C, G, sums);  // sum w du and sum w du z per group
   const double M = double(P * Cg);
+  with_act(act, [&](auto A) {
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t p = 0; p < P; ++p) {
-      const int64_t row = (n * P + p) * C;
-      for (int64_t g = 0; g < G; ++g) {
-        const int64_t ng = n * G + g;
-        const float m = mean[ng], r = rstd[ng], c1 = float(sums[2 * ng] / M), c2 = float(sums[2 * ng + 1] / M);
-        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
-          dx[row + c] = norm_dx(r, w[c], norm_grad_at(act, x[row + c], dy[row + c], m, r, w[c], b[c]), c1, c2);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t row = (n * P + p) * C;
+        for (int64_t g = 0; g < G; ++g) {
+          const int64_t ng = n * G + g;
+          const float m = mean[ng], r = rstd[ng], c1 = float(sums[2 * ng] / M), c2 = float(sums[2 * ng + 1] / M);
+          for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
+            dx[row + c] = norm_dx(r, w[c], norm_grad_at(A, x[row + c], dy[row + c], m, r, w[c], b[c]), c1, c2);
+        }
       }
-    }
+  });
 }
 
 void layer_norm_fwd(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t R,
