@@ -5,7 +5,10 @@
 #   1. bench_train and bench_sample in three configurations: f32 (exact), tf32 (TF32 tensor cores,
 #      cuDNN convolutions) and tf32-ours (TF32, our convolution kernels);
 #   2. benchmarks/torch_twin.py: PyTorch eager fp32, eager bf16 autocast, bf16 + torch.compile;
-#   3. benchmarks/report.py e2e OUT_DIR: the side-by-side table and the ratios, printed last and
+#   3. on the GPU, the attention alone: bench_kernels --filter attention against
+#      benchmarks/torch_attention.py (PyTorch's scaled_dot_product_attention, fp32 and bf16) at the
+#      model's attention shapes (benchmarks/report.py attention: OUT_DIR/attention.md);
+#   4. benchmarks/report.py e2e OUT_DIR: the side-by-side table and the ratios, printed last and
 #      written to OUT_DIR/compare.md.
 # Environment: BUILD (default build), COMMIT (default git rev-parse --short HEAD), SETUPS (default
 # 64x3x64,32x1x128), STEPS (default 20), MODES (PyTorch's, default fp32,bf16,compile; compile
@@ -44,4 +47,13 @@ done
 echo "== torch_twin ($MODES)"
 timeout 480 python3 benchmarks/torch_twin.py --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
   --modes "$MODES" --steps "$STEPS" --json "$OUT/torch_twin.json" || echo "compare: torch_twin failed (status $?)"
+if [ "$DEVICE" = cuda ]; then
+  echo "== attention: ours (bench_kernels) and PyTorch's SDPA"
+  LD_LIBRARY_PATH=$LIBS timeout 120 "$BUILD/benchmarks/bench_kernels" --filter attention --commit "$COMMIT" \
+    --json "$OUT/bench_attention.json" >"$OUT/bench_attention.txt" 2>&1 || echo "compare: bench_kernels failed"
+  timeout 180 python3 benchmarks/torch_attention.py --setups "$SETUPS" --json "$OUT/torch_attention.json" ||
+    echo "compare: torch_attention failed"
+  python3 benchmarks/report.py attention "$OUT/bench_attention.json" "$OUT/torch_attention.json" |
+    tee "$OUT/attention.md"
+fi
 python3 benchmarks/report.py e2e "$OUT" | tee "$OUT/compare.md"

@@ -4,6 +4,7 @@
 usage: benchmarks/report.py kernels FILE.json   # memory-bound ops: time and fraction of copy bandwidth
        benchmarks/report.py conv FILE.json      # ours vs cuDNN, summed over a training step's convs
        benchmarks/report.py e2e DIR             # benchmarks/compare.sh's results: ours vs PyTorch
+       benchmarks/report.py attention KERNELS.json TORCH.json   # our attention vs PyTorch's SDPA
 """
 import glob
 import json
@@ -41,7 +42,8 @@ def e2e(folder):
     """One row per (setup, engine configuration), then the issue's ratios (docs/performance.md)."""
     rows = {}  # (setup, engine) -> merged record
     meta = []
-    for path in sorted(glob.glob(os.path.join(folder, "bench_*.json"))):
+    for path in sorted(glob.glob(os.path.join(folder, "bench_train-*.json")) +
+                       glob.glob(os.path.join(folder, "bench_sample-*.json"))):
         doc = json.load(open(path))
         engine = "ours " + os.path.basename(path)[:-5].split("-", 1)[1]
         meta.append(f"{doc['tool']} {engine[5:]}: {doc['device']}, {doc['date']}, commit {doc['commit']}")
@@ -77,10 +79,33 @@ def e2e(folder):
             print(f"| {setup} | {label} | {ratio} | {goal}x |")
 
 
+def attention(ours_doc, torch_doc):
+    """bench_kernels' "attention" records against torch_attention.py's, paired by setup and shape."""
+    print(f"ours: {ours_doc['device']}, {ours_doc['date'][:10]}, commit {ours_doc['commit']}; PyTorch "
+          f"{torch_doc['torch']} SDPA: {torch_doc['device']}, {torch_doc['date'][:10]}. Milliseconds, medians.\n")
+    ours = {(r["setup"], r["shape"], r["pass"]): r["median_us"] / 1e3
+            for r in ours_doc["records"] if r["op"] == "attention" and "median_us" in r}
+    sdpa = {(r["setup"], r["shape"], r["dtype"]): r for r in torch_doc["records"]}
+    print("| setup | shape (B x L x 3C, heads) | ours fwd | SDPA fp32 fwd | SDPA bf16 fwd | ours bwd | "
+          "SDPA fp32 bwd | SDPA bf16 bwd | ours vs SDPA bf16, fwd+bwd |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    fmt = lambda v: f"{v:.3f}" if v is not None else "-"
+    for setup, shape in dict.fromkeys((s, sh) for s, sh, _ in sdpa):
+        f32, b16 = sdpa.get((setup, shape, "fp32"), {}), sdpa.get((setup, shape, "bf16"), {})
+        of, ob = ours.get((setup, shape, "fwd")), ours.get((setup, shape, "bwd"))
+        ratio = (b16["fwd_ms"] + b16["bwd_ms"]) / (of + ob) if of and ob and b16 else None
+        print(f"| {setup} | {shape} | {fmt(of)} | {fmt(f32.get('fwd_ms'))} | {fmt(b16.get('fwd_ms'))} | {fmt(ob)} | "
+              f"{fmt(f32.get('bwd_ms'))} | {fmt(b16.get('bwd_ms'))} | {f'{ratio:.2f}x' if ratio else '-'} |")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("kernels", "conv", "e2e"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("kernels", "conv", "e2e", "attention"):
         sys.exit(__doc__)
     if sys.argv[1] == "e2e":
         e2e(sys.argv[2])
+    elif sys.argv[1] == "attention":
+        if len(sys.argv) != 4:
+            sys.exit(__doc__)
+        attention(json.load(open(sys.argv[2])), json.load(open(sys.argv[3])))
     else:
         {"kernels": kernels, "conv": conv}[sys.argv[1]](json.load(open(sys.argv[2])))
