@@ -84,6 +84,7 @@ TEST_CASE("ddpm: help exits 0, bad flags exit 2 with a message", "[cli]") {
   CHECK(ddpm_cli(dir, "sample --sampler euler").code == 2);
   CHECK(ddpm_cli(dir, "sample --guidance -1").code == 2);
   CHECK(ddpm_cli(dir, "forward --frames abc").code == 2);
+  CHECK(ddpm_cli(dir, "sample --conv fast").code == 2);
 }
 
 TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
@@ -103,6 +104,9 @@ TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
   write_file(dir / "junk.safetensors", {1, 2, 3});
   CHECK(ddpm_cli(dir, "sample --checkpoint " + (dir / "junk.safetensors")).code == 1);
   CHECK(ddpm_cli(dir, "train --resume --steps 2 --out " + (dir / "no_run")).code == 1);
+  Run conv = ddpm_cli(dir, "sample --conv ours --checkpoint " + (dir / "junk.safetensors"));  // ours is TF32-only
+  CHECK(conv.code == 1);
+  CHECK_THAT(conv.output, Catch::Contains("--conv ours needs --tf32"));
   if (!cuda_available()) {
     Run cuda = ddpm_cli(dir, "sample --device cuda");
     CHECK(cuda.code == 1);
@@ -201,7 +205,9 @@ TEST_CASE("ddpm train: Ctrl-C finishes the step, saves and exits 130", "[cli][mo
   Run r = ddpm_cli(dir,
                    "train --data " + data + " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 --T 20 "
                    "--device cpu --steps 100000000 --out " + run,
-                   "timeout --preserve-status -s INT 5");
+                   // --foreground: otherwise timeout sends SIGINT to the child and again to its process
+                   // group, and the second one is "a second Ctrl-C", which kills at once (a flaky test).
+                   "timeout --foreground --preserve-status -s INT 5");
   CHECK(r.code == 130);
   CHECK_THAT(r.output, Catch::Contains("interrupted") && Catch::Contains("--resume"));
   REQUIRE(fs::exists(run + "/model.safetensors"));
