@@ -177,9 +177,18 @@ struct E2EOptions {
     app.add_option("--commit", commit, "commit to record")->capture_default_str();
   }
 
-  Device apply() const {
-    set_gpu_settings({tf32, conv == "ours" ? ConvImpl::Ours : ConvImpl::CuDNN});
-    return device == "cuda" ? Device::CUDA : Device::CPU;
+  // Applies the GPU settings and starts the record file `doc`; false (after saying so) when the
+  // device is CUDA but none is present.
+  bool start(const char* tool, Device& dev, nlohmann::json& doc) const {
+    set_gpu_settings({tf32, parse_conv_impl(conv)});
+    dev = device == "cuda" ? Device::CUDA : Device::CPU;
+    if (dev == Device::CUDA && !cuda_available()) {
+      std::printf("%s: no CUDA device (or no CUDA backend in this build); nothing was timed.\n", tool);
+      return false;
+    }
+    doc = header(tool, dev);
+    doc["records"] = nlohmann::json::array();
+    return true;
   }
 
   std::vector<Setup> parsed_setups() const {

@@ -29,14 +29,10 @@ int main(int argc, char** argv) {
   app.add_flag("--full", full, "also time a whole 999-step DDPM chain");
   CLI11_PARSE(app, argc, argv);
   try {
-    const Device dev = o.apply();
-    if (dev == Device::CUDA && !cuda_available()) {
-      std::printf("bench_sample: no CUDA device (or no CUDA backend in this build); nothing was timed.\n");
-      return 0;
-    }
-    nlohmann::json doc = o.header("bench_sample", dev);
+    Device dev;
+    nlohmann::json doc;
+    if (!o.start("bench_sample", dev, doc)) return 0;
     doc["guidance"] = guidance;
-    doc["records"] = nlohmann::json::array();
     std::printf("bench_sample on %s, tf32 %s, conv %s, guidance %g\n", doc["device"].get<std::string>().c_str(),
                 o.tf32 ? "on" : "off", o.conv.c_str(), double(guidance));
     std::printf("| setup | reverse img-steps/s | ms/step | full 999-step chain s |\n|---|---:|---:|---:|\n");

@@ -24,13 +24,9 @@ int main(int argc, char** argv) {
   o.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
-    const Device dev = o.apply();
-    if (dev == Device::CUDA && !cuda_available()) {
-      std::printf("bench_train: no CUDA device (or no CUDA backend in this build); nothing was timed.\n");
-      return 0;
-    }
-    nlohmann::json doc = o.header("bench_train", dev);
-    doc["records"] = nlohmann::json::array();
+    Device dev;
+    nlohmann::json doc;
+    if (!o.start("bench_train", dev, doc)) return 0;
     std::printf("bench_train on %s, tf32 %s, conv %s, %ld steps after %ld warm-up\n",
                 doc["device"].get<std::string>().c_str(), o.tf32 ? "on" : "off", o.conv.c_str(), long(o.steps),
                 long(o.warmup));

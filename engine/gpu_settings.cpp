@@ -11,9 +11,15 @@ namespace {
 GpuSettings g_settings;
 }
 
+ConvImpl parse_conv_impl(const std::string& name) {
+  if (name == "ours") return ConvImpl::Ours;
+  DDPM_CHECK(name == "cudnn", "gpu settings", "unknown convolution implementation '", name, "' (cudnn or ours)");
+  return ConvImpl::CuDNN;
+}
+
 void set_gpu_settings(const GpuSettings& s) {
   DDPM_CHECK(s.tf32 || s.conv != ConvImpl::Ours, "gpu settings",
-             "our convolution kernels run on TF32 tensor cores: turn TF32 on to use them (--tf32)");
+             "--conv ours needs --tf32: our convolution kernels run on TF32 tensor cores");
 #ifdef DDPM_HAVE_CUDA
   ddpm::cuda::set_allow_tf32(s.tf32);
   kernels::cuda::set_conv_backend(s.conv == ConvImpl::Ours ? kernels::ConvBackend::Ours : kernels::ConvBackend::CuDNN);

@@ -6,6 +6,7 @@
 // - conv: which convolution implementation runs, cuDNN or ours (kernels/conv_igemm*). Ours is a
 //   TF32 tensor-core kernel, so it needs tf32 on; set_gpu_settings refuses otherwise.
 #pragma once
+#include <string>
 
 namespace ddpm {
 
@@ -16,6 +17,7 @@ struct GpuSettings {
   ConvImpl conv = ConvImpl::CuDNN;
 };
 
+ConvImpl parse_conv_impl(const std::string& name);  // "cudnn" or "ours"
 void set_gpu_settings(const GpuSettings& settings);
 GpuSettings gpu_settings();
 

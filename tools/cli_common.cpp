@@ -39,8 +39,7 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o) {
 Device apply_device_options(const DeviceOptions& o) {
   DDPM_CHECK(o.threads >= 0, "threads", "--threads must be >= 0, got ", o.threads);
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
-  DDPM_CHECK(o.tf32 || o.conv != "ours", "device", "--conv ours needs --tf32 (our convolution kernels are TF32)");
-  set_gpu_settings({o.tf32, o.conv == "ours" ? ConvImpl::Ours : ConvImpl::CuDNN});
+  set_gpu_settings({o.tf32, parse_conv_impl(o.conv)});
   return parse_device(o.device);
 }
 
