@@ -161,6 +161,7 @@ struct E2EOptions {
   int64_t steps = 20, warmup = 3, base = 64;
   bool tf32 = false;
   std::string conv = "cudnn";
+  std::string precision = "f32";
   std::string json, commit = "unknown";
 
   void add_to(CLI::App& app) {
@@ -173,9 +174,14 @@ struct E2EOptions {
     app.add_option("--conv", conv, "cudnn or ours (needs --tf32)")
         ->check(CLI::IsMember({"cudnn", "ours"}))
         ->capture_default_str();
+    app.add_option("--precision", precision, "f32, or bf16 mixed precision (UNet::set_compute_dtype)")
+        ->check(CLI::IsMember({"f32", "bf16"}))
+        ->capture_default_str();
     app.add_option("--json", json, "write the records here");
     app.add_option("--commit", commit, "commit to record")->capture_default_str();
   }
+
+  DType compute_dtype() const { return precision == "bf16" ? DType::BF16 : DType::F32; }
 
   // Applies the GPU settings and starts the record file `doc`; false (after saying so) when the
   // device is CUDA but none is present.
@@ -210,7 +216,7 @@ struct E2EOptions {
   nlohmann::json header(const char* tool, Device dev) const {
     return {{"tool", tool}, {"device", device_label(dev)}, {"date", utc_now()}, {"commit", commit},
             {"tf32", tf32},  {"conv", conv},               {"base", base},      {"steps", steps},
-            {"warmup", warmup}};
+            {"warmup", warmup}, {"precision", precision}};
   }
 };
 

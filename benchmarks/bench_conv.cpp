@@ -7,9 +7,9 @@
 // median time of:
 //   ours-tf32   kernels::cuda::conv2d_* on f32 data, backend Ours, TF32 on
 //   cudnn-tf32  the same functions, backend CuDNN (cudnnFind's fastest deterministic algorithm)
-//   ours-bf16   the bf16 kernels
-//   cudnn-bf16  cuDNN's legacy API on CUDNN_DATA_BFLOAT16 tensors, f32 compute, tensor-op math,
-//               its fastest algorithm ("n/a" where cuDNN offers none)
+//   ours-bf16   the bf16 functions, backend Ours
+//   cudnn-bf16  the bf16 functions, backend CuDNN (bf16 tensors, f32 accumulation, tensor-op math;
+//               "n/a" where cuDNN offers no algorithm)
 // with TFLOP/s (2*N*H*W*Cout*Cin*k*k per pass) and the fraction of the H200's measured dense peak
 // (415 TFLOP/s TF32, 796 bf16), then per setup the totals of one training step's convolutions
 // (count x (fwd + dgrad + wgrad); the first layer's dgrad is not needed, the image has no
@@ -32,7 +32,6 @@
 #include "engine/storage.hpp"
 #include "engine/tensor.hpp"
 #ifdef DDPM_HAVE_CUDA
-#include <cudnn.h>
 
 #include "kernels/conv.hpp"
 #include "kernels/cuda_context.hpp"
@@ -54,97 +53,6 @@ const char* const kDirs[] = {"fwd", "dgrad", "wgrad"};
 const char* const kVariants[] = {"ours-tf32", "cudnn-tf32", "ours-bf16", "cudnn-bf16"};
 
 using Options = bench::KernelBenchOptions;
-
-#define CUDNN_OK(call)                                                                                  \
-  do {                                                                                                  \
-    cudnnStatus_t s_ = (call);                                                                          \
-    if (s_ != CUDNN_STATUS_SUCCESS) throw Error(std::string(#call) + ": " + cudnnGetErrorString(s_)); \
-  } while (0)
-
-// cuDNN on bf16 tensors through the legacy API (the engine's cuDNN backend is f32 only): NHWC
-// tensors, the OHWI weight as an NHWC filter, f32 accumulation, the fastest algorithm per direction.
-class CudnnBf16 {
- public:
-  CudnnBf16(const ConvShape& s, cudnnHandle_t h) : h_(h) {
-    const int n = int(s.n), hh = int(s.h), w = int(s.w), cin = int(s.cin), cout = int(s.cout), k = int(s.k);
-    CUDNN_OK(cudnnCreateTensorDescriptor(&x_));
-    CUDNN_OK(cudnnCreateTensorDescriptor(&y_));
-    CUDNN_OK(cudnnCreateFilterDescriptor(&w_));
-    CUDNN_OK(cudnnCreateConvolutionDescriptor(&conv_));
-    CUDNN_OK(cudnnSetTensor4dDescriptor(x_, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, n, cin, hh, w));
-    CUDNN_OK(cudnnSetTensor4dDescriptor(y_, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, n, cout, hh, w));
-    CUDNN_OK(cudnnSetFilter4dDescriptor(w_, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NHWC, cout, cin, k, k));
-    CUDNN_OK(cudnnSetConvolution2dDescriptor(conv_, (k - 1) / 2, (k - 1) / 2, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION,
-                                             CUDNN_DATA_FLOAT));
-    CUDNN_OK(cudnnSetConvolutionMathType(conv_, CUDNN_TENSOR_OP_MATH));
-  }
-  ~CudnnBf16() {
-    cudnnDestroyTensorDescriptor(x_);
-    cudnnDestroyTensorDescriptor(y_);
-    cudnnDestroyFilterDescriptor(w_);
-    cudnnDestroyConvolutionDescriptor(conv_);
-    if (ws_) cudaFree(ws_);
-  }
-  CudnnBf16(const CudnnBf16&) = delete;
-  CudnnBf16& operator=(const CudnnBf16&) = delete;
-
-  // The call for direction d (0 fwd, 1 dgrad, 2 wgrad), after picking its algorithm.
-  Fn direction(int d, void* x, void* w, void* y, void* dx, void* dw, void* dy) {
-    const float one = 1.0f, zero = 0.0f;
-    if (d == 0) {
-      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      int count = 0;
-      CUDNN_OK(cudnnFindConvolutionForwardAlgorithm(h_, x_, w_, conv_, y_, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
-      const auto& p = best(perf, count);
-      void* ws = workspace(p.memory);
-      return [=, this, algo = p.algo, bytes = p.memory] {
-        CUDNN_OK(cudnnConvolutionForward(h_, &one, x_, x, w_, w, conv_, algo, ws, bytes, &zero, y_, y));
-      };
-    }
-    if (d == 1) {
-      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-      int count = 0;
-      CUDNN_OK(cudnnFindConvolutionBackwardDataAlgorithm(h_, w_, y_, conv_, x_, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                         &count, perf));
-      const auto& p = best(perf, count);
-      void* ws = workspace(p.memory);
-      return [=, this, algo = p.algo, bytes = p.memory] {
-        CUDNN_OK(cudnnConvolutionBackwardData(h_, &one, w_, w, y_, dy, conv_, algo, ws, bytes, &zero, x_, dx));
-      };
-    }
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int count = 0;
-    CUDNN_OK(cudnnFindConvolutionBackwardFilterAlgorithm(h_, x_, y_, conv_, w_, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                         &count, perf));
-    const auto& p = best(perf, count);
-    void* ws = workspace(p.memory);
-    return [=, this, algo = p.algo, bytes = p.memory] {
-      CUDNN_OK(cudnnConvolutionBackwardFilter(h_, &one, x_, x, y_, dy, conv_, algo, ws, bytes, &zero, w_, dw));
-    };
-  }
-
- private:
-  template <class Perf> static const Perf& best(const Perf* perf, int count) {
-    for (int i = 0; i < count; ++i)  // cudnnFind* sorts by time
-      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= (size_t(1) << 30)) return perf[i];
-    throw Error("cuDNN has no bf16 algorithm for this shape");
-  }
-  void* workspace(size_t bytes) {
-    if (bytes > ws_bytes_) {
-      if (ws_) CUDA_CHECK(cudaFree(ws_));
-      CUDA_CHECK(cudaMalloc(&ws_, bytes));
-      ws_bytes_ = bytes;
-    }
-    return ws_;
-  }
-
-  cudnnHandle_t h_;
-  cudnnTensorDescriptor_t x_, y_;
-  cudnnFilterDescriptor_t w_;
-  cudnnConvolutionDescriptor_t conv_;
-  void* ws_ = nullptr;
-  size_t ws_bytes_ = 0;
-};
 
 struct ConvCase {
   ConvShape s;
@@ -190,9 +98,6 @@ int run(const Options& opt) {
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   const std::string date = bench::utc_now();
-  cudnnHandle_t cudnn;
-  CUDNN_OK(cudnnCreate(&cudnn));
-  CUDNN_OK(cudnnSetStream(cudnn, cuda::stream()));
   Timer timer(opt.runs);
   Generator gen(1234);
   const bool tf32_before = cuda::allow_tf32();
@@ -237,14 +142,13 @@ int run(const Options& opt) {
       const float* bf = bias ? b.data<float>() : nullptr;
       const bf16* bb = bias ? bh.data<bf16>() : nullptr;
       const double flops = 2.0 * double(s.pixels()) * double(s.cout * s.cin * s.k * s.k);
-      CudnnBf16 cudnn_bf16(s, cudnn);
 
       for (int d = 0; d < 3; ++d) {
         const bool in_step = !(d == 1 && cc.first);
         Fn f32 = d == 0   ? Fn([&] { kernels::cuda::conv2d_fwd(s, x.data<float>(), w.data<float>(), bf, y.data<float>()); })
                  : d == 1 ? Fn([&] { kernels::cuda::conv2d_bwd_data(s, dy.data<float>(), w.data<float>(), dx.data<float>()); })
                           : Fn([&] { kernels::cuda::conv2d_bwd_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>()); });
-        Fn ours_bf16 = d == 0 ? Fn([&] { kernels::cuda::conv2d_fwd(s, xh.data<bf16>(), wh.data<bf16>(), bb, yh.data<bf16>()); })
+        Fn bf16_fn = d == 0 ? Fn([&] { kernels::cuda::conv2d_fwd(s, xh.data<bf16>(), wh.data<bf16>(), bb, yh.data<bf16>()); })
                        : d == 1
                            ? Fn([&] { kernels::cuda::conv2d_bwd_data(s, dyh.data<bf16>(), wh.data<bf16>(), dxh.data<bf16>()); })
                            : Fn([&] { kernels::cuda::conv2d_bwd_filter(s, xh.data<bf16>(), dyh.data<bf16>(), dwh.data<bf16>()); });
@@ -252,10 +156,8 @@ int run(const Options& opt) {
         std::string errors[4];
         for (int v = 0; v < 4; ++v) {
           try {
-            if (v < 2) kernels::cuda::set_conv_backend(v == 0 ? kernels::ConvBackend::Ours : kernels::ConvBackend::CuDNN);
-            Fn fn = v < 2 ? f32 : v == 2 ? ours_bf16
-                                         : cudnn_bf16.direction(d, xh.raw(), wh.raw(), yh.raw(), dxh.raw(), dwh.raw(), dyh.raw());
-            us[v] = 1e3 * timer.time(fn).median_ms;
+            kernels::cuda::set_conv_backend(v % 2 == 0 ? kernels::ConvBackend::Ours : kernels::ConvBackend::CuDNN);
+            us[v] = 1e3 * timer.time(v < 2 ? f32 : bf16_fn).median_ms;
           } catch (const Error& e) {
             us[v] = -1;
             errors[v] = e.what();
@@ -300,7 +202,6 @@ int run(const Options& opt) {
   }
   cuda::set_allow_tf32(tf32_before);
   kernels::cuda::set_conv_backend(backend_before);
-  cudnnDestroy(cudnn);
   if (!opt.json_path.empty()) std::printf("wrote %s\n", opt.json_path.c_str());
   return 0;
 }

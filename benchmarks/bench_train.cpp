@@ -2,7 +2,8 @@
 // benchmarks/torch_twin.py measures PyTorch (../shared/docs/performance-anchors.md).
 //
 //   bench_train [--device cuda|cpu] [--setups 64x3x64,32x1x128] [--steps 20] [--warmup 3]
-//               [--base 64] [--tf32] [--conv cudnn|ours] [--json FILE] [--commit SHA]
+//               [--base 64] [--tf32] [--conv cudnn|ours] [--precision f32|bf16] [--json FILE]
+//               [--commit SHA]
 //
 // A step is Trainer::step(), the step `ddpm train` runs: next batch, noising, forward, MSE,
 // backward, AdamW and EMA, on random pixels (the speed does not depend on them). It returns the
@@ -27,9 +28,9 @@ int main(int argc, char** argv) {
     Device dev;
     nlohmann::json doc;
     if (!o.start("bench_train", dev, doc)) return 0;
-    std::printf("bench_train on %s, tf32 %s, conv %s, %ld steps after %ld warm-up\n",
-                doc["device"].get<std::string>().c_str(), o.tf32 ? "on" : "off", o.conv.c_str(), long(o.steps),
-                long(o.warmup));
+    std::printf("bench_train on %s, %s, tf32 %s, conv %s, %ld steps after %ld warm-up\n",
+                doc["device"].get<std::string>().c_str(), o.precision.c_str(), o.tf32 ? "on" : "off", o.conv.c_str(),
+                long(o.steps), long(o.warmup));
     std::printf("| setup | train img/s | ms/step | first step s | peak GiB | cudaMalloc in timed steps |\n");
     std::printf("|---|---:|---:|---:|---:|---:|\n");
     for (const bench::Setup& s : o.parsed_setups()) {
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
       Generator init(0), gen(1);
       UNet model(bench::seed_config(s, o.base), init);
       model.to(dev);
+      model.set_compute_dtype(o.compute_dtype());
       const Dataset data = bench::random_dataset(s, 4 * s.batch, gen);
       TrainConfig tc;
       tc.batch = s.batch;

@@ -3,6 +3,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/dispatch.hpp"
 #include "kernels/elementwise.hpp"
 
 namespace ddpm {
@@ -36,24 +37,24 @@ Tensor record(Tensor out, const char* op, std::vector<Tensor> inputs, BackwardFn
 }
 
 void accumulate(Tensor& out, const Tensor& src) {
-  DDPM_CHECK(out.shape() == src.shape() && out.device() == src.device(), "accumulate", "cannot add ", src.desc(),
-             " into ", out.desc());
-  out.check_dtype(DType::F32, "accumulate");
-  src.check_dtype(DType::F32, "accumulate");
-  if (out.device() == Device::CPU) kernels::cpu::accumulate(out.data<float>(), src.data<float>(), out.numel());
-#ifdef DDPM_HAVE_CUDA
-  else kernels::cuda::accumulate(out.data<float>(), src.data<float>(), out.numel());
-#endif
+  DDPM_CHECK(out.shape() == src.shape() && out.device() == src.device() && out.dtype() == src.dtype(), "accumulate",
+             "cannot add ", src.desc(), " into ", out.desc());
+  DDPM_CHECK(out.dtype() == DType::F32 || out.dtype() == DType::BF16, "accumulate", "gradients are f32 or bf16, got ",
+             out.desc());
+  with_float_type(out.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(out.device(), accumulate, out.data<T>(), src.data<T>(), out.numel());
+  });
 }
 
 void Tensor::backward(const Tensor& grad) const {
   DDPM_CHECK(grad.defined() || numel() == 1, "backward", "needs a one-element tensor (a loss) or an explicit "
              "gradient, got ", desc());
-  DDPM_CHECK(!grad.defined() || (grad.shape() == shape() && grad.device() == device() && grad.dtype() == DType::F32),
+  DDPM_CHECK(!grad.defined() || (grad.shape() == shape() && grad.device() == device() && grad.dtype() == dtype()),
              "backward", "gradient ", grad.desc(), " does not match ", desc());
   DDPM_CHECK(requires_grad(), "backward", "the tensor does not require grad: no input of it requires grad, or it was "
              "computed under NoGradGuard");
-  Tensor seed = grad.defined() ? grad : Tensor::full(shape(), 1.0f, device());
+  Tensor seed = grad.defined() ? grad : Tensor::full(shape(), 1.0f, device()).to(dtype());
   if (!grad_fn()) {  // a leaf: its own gradient is 1
     if (this->grad().defined()) accumulate(impl()->grad, seed);
     else impl()->grad = seed.clone();

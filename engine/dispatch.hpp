@@ -23,6 +23,33 @@ inline void check_f32(const char* op, const Tensor& t, const char* what) {
   DDPM_CHECK(t.numel() > 0, op, what, " is empty: ", t.desc());
 }
 
+// A defined, non-empty tensor of a floating dtype (f32 or bf16).
+inline void check_float(const char* op, const Tensor& t, const char* what) {
+  DDPM_CHECK(t.defined(), op, what, " is undefined");
+  DDPM_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, op, what, " must be f32 or bf16, got ", t.desc());
+  DDPM_CHECK(t.numel() > 0, op, what, " is empty: ", t.desc());
+}
+
+// check_float on `ts` (undefined ones after the first are skipped: an absent bias), all of the
+// first one's dtype: ops never mix f32 and bf16 data silently (cast() converts, explicitly).
+inline void check_float_same(const char* op, std::initializer_list<std::pair<const Tensor*, const char*>> ts) {
+  const Tensor* first = nullptr;
+  for (auto [t, what] : ts) {
+    if (!t->defined() && first) continue;
+    check_float(op, *t, what);
+    if (!first) first = t;
+    DDPM_CHECK(t->dtype() == first->dtype(), op, "mixes dtypes: ", first->desc(), " and ", t->desc(),
+               " (cast one of them)");
+  }
+}
+
+// Calls fn(T{}) with T the C++ element type of a floating dtype (float for f32, bf16 for bf16):
+// one op body serves both, reading tensors with data<T>(); the kernels overload on T.
+template <class Fn> void with_float_type(DType t, Fn&& fn) {
+  if (t == DType::BF16) fn(bf16{});
+  else fn(float{});
+}
+
 // All defined tensors among `ts` on the device of the first.
 inline void check_same_device(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
@@ -33,6 +60,10 @@ inline void check_same_device(const char* op, std::initializer_list<const Tensor
                t->desc());
   }
 }
+
+// db[c] = sum over the rows of g viewed as [rows, cols], in g's dtype: the gradient of a bias
+// added to every row (linear and conv2d; ops/matmul.cpp). Not differentiable.
+Tensor bias_grad(const Tensor& g, int64_t rows, int64_t cols);
 
 inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
 

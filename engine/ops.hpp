@@ -3,6 +3,11 @@
 // when an input requires grad; and dispatches to the CPU or CUDA kernel of kernels/<family>.hpp.
 // The op's forward, its backward rule and its dispatch live together in engine/ops/<family>.cpp.
 //
+// Dtypes: data is f32 or bf16 (the mixed-precision path: bf16 storage, f32 arithmetic inside
+// every kernel, one rounding per output); the float inputs of one op share a dtype, except the
+// norms' affine parameters, which stay f32 (as do embedding tables and the losses' inputs).
+// Gradients have their tensor's dtype. cast() converts, differentiably.
+//
 // Layout: activations are NHWC [N, H, W, C]; conv weights OHWI [out, kh, kw, in]; linear weights
 // [out, in] (see engine/tensor.hpp).
 #pragma once
@@ -24,6 +29,8 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor add_gelu(const Tensor& a, const Tensor& b);  // gelu(a + b), same shapes: the residual of a ResNet block
+// x as f32 or bf16 (round to nearest even); the gradient is cast back. x itself if it has dtype.
+Tensor cast(const Tensor& x, DType dtype);
 
 // ---- matrix products (ops/matmul.cpp) ----
 // y = x w^T + b over the last dimension: x [..., in], w [out, in], b [out] or undefined.

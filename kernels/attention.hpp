@@ -5,6 +5,8 @@
 //   and head h uses columns h*D .. h*D + D-1 of each. out and dout are [B, L, C], heads side by
 //   side in the same way. Kernels read the heads straight from this layout (no transposes).
 // - With scale = 1/sqrt(D): s_ij = scale q_i . k_j, P_ij = softmax_j(s_ij), out_i = sum_j P_ij v_j.
+// - qkv, out, dout and dqkv are float32 or bf16 (f32 arithmetic inside, rounded once on store);
+//   lse and delta are always float32.
 // - lse [B, heads, L] is the per-row log-sum-exp of s (natural log). The forward writes it so the
 //   backward recomputes P_ij = exp(s_ij - lse_i) instead of saving the L x L matrix: neither
 //   backend ever allocates B*heads*L*L (at 64x64 images that would be 4 GiB per 16 images).
@@ -24,6 +26,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/bf16.hpp"
+
 namespace ddpm::kernels {
 
 struct AttnDims {
@@ -37,6 +41,10 @@ namespace cpu {
 void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a);
 void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
                    float* dqkv, const AttnDims& a);
+// bf16 qkv, out, dout and dqkv; lse and delta stay f32.
+void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a);
+void attention_bwd(const bf16* qkv, const bf16* out, const float* lse, const bf16* dout, float* delta, bf16* dqkv,
+                   const AttnDims& a);
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
@@ -44,6 +52,10 @@ namespace cuda {
 void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a);
 void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
                    float* dqkv, const AttnDims& a);
+// bf16 qkv, out, dout and dqkv; lse and delta stay f32.
+void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a);
+void attention_bwd(const bf16* qkv, const bf16* out, const float* lse, const bf16* dout, float* delta, bf16* dqkv,
+                   const AttnDims& a);
 }  // namespace cuda
 #endif
 

@@ -18,6 +18,7 @@
 
 #include "kernels/attention.hpp"
 #include "kernels/cpu_math.hpp"
+#include "kernels/widen.hpp"
 
 namespace ddpm::kernels::cpu {
 namespace {
@@ -164,6 +165,18 @@ void attention_bwd(const float* qkv, const float* out, const float* lse, const f
       }
     }
   }
+}
+
+// bf16: the f32 kernels on widened copies (kernels/widen.hpp).
+void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a) {
+  const int64_t rows = a.batch * a.tokens;
+  attention_fwd(Wide(qkv, rows * 3 * a.channels()), Narrow(out, rows * a.channels()), lse, a);
+}
+void attention_bwd(const bf16* qkv, const bf16* out, const float* lse, const bf16* dout, float* delta, bf16* dqkv,
+                   const AttnDims& a) {
+  const int64_t rows = a.batch * a.tokens, C = a.channels();
+  attention_bwd(Wide(qkv, rows * 3 * C), Wide(out, rows * C), lse, Wide(dout, rows * C), delta,
+                Narrow(dqkv, rows * 3 * C), a);
 }
 
 }  // namespace ddpm::kernels::cpu

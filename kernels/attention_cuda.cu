@@ -1,6 +1,9 @@
 // CUDA twin of kernels/attention_cpu.cpp. Version 1: flash-attention in plain f32 FMA (a later
 // version moves the products onto tensor cores).
 //
+// bf16 data (qkv, out, dout, dqkv) is widened on load into the same f32 registers and shared-memory
+// tiles, and rounded once on store: only the global traffic halves, the arithmetic is unchanged.
+//
 // Every kernel gives each block kRows "own" rows of one (batch, head) and streams the other side
 // through shared memory in tiles of kTile rows, read straight from the packed [B, L, 3C] layout:
 // - forward: own queries; K and V tiles; online softmax (running max m and sum l in registers,
@@ -22,14 +25,17 @@
 #include <type_traits>
 
 #include "kernels/attention.hpp"
+#include "kernels/bf16.cuh"
 #include "kernels/cuda_launch.cuh"
 
 namespace ddpm::kernels::cuda {
 namespace {
 
+using ddpm::cuda::from_f32;
 using ddpm::cuda::grid_for;
 using ddpm::cuda::kThreads;
 using ddpm::cuda::stream;
+using ddpm::cuda::to_f32;
 
 constexpr int kRows = 64;   // own rows per block
 constexpr int kTile = 64;   // streamed rows per shared-memory tile
@@ -51,14 +57,14 @@ struct Rows {
 
   // This thread's slice of a global row of d <= D values (zeros past d, and when the row is past
   // the end), times `scale`.
-  __device__ static void load(Part& x, const float* row, bool valid, int part, float scale, int d) {
+  template <class T> __device__ static void load(Part& x, const T* row, bool valid, int part, float scale, int d) {
 #pragma unroll
-    for (int e = 0; e < kPart; ++e) x[e] = valid && col(part, e) < d ? row[col(part, e)] * scale : 0.0f;
+    for (int e = 0; e < kPart; ++e) x[e] = valid && col(part, e) < d ? to_f32(row[col(part, e)]) * scale : 0.0f;
   }
-  __device__ static void store(const Part& x, float* row, int part, float scale, int d) {
+  template <class T> __device__ static void store(const Part& x, T* row, int part, float scale, int d) {
 #pragma unroll
     for (int e = 0; e < kPart; ++e)
-      if (col(part, e) < d) row[col(part, e)] = x[e] * scale;
+      if (col(part, e) < d) row[col(part, e)] = from_f32<T>(x[e] * scale);
   }
   // x . y for a row y in shared memory (16-byte aligned), summed over the kSplit threads.
   __device__ static float dot(const Part& x, const float* y, int part) {
@@ -104,22 +110,22 @@ __device__ Place place(int L, int heads, int d) {
 // Copies rows [t0, t0 + kTile) of a matrix with row stride ld (d columns from src) into dst
 // [kTile][D], zeros past row L and past column d, so masked rows never feed NaN into a product
 // and padded columns add nothing to it.
-template <int D>
-__device__ void load_tile(float* dst, const float* src, int64_t ld, int t0, int L, int d) {
+template <int D, class T>
+__device__ void load_tile(float* dst, const T* src, int64_t ld, int t0, int L, int d) {
   for (int idx = threadIdx.x; idx < kTile * D; idx += blockDim.x) {
     const int r = idx / D, c = idx % D, t = t0 + r;
-    dst[idx] = t < L && c < d ? src[int64_t(t) * ld + c] : 0.0f;
+    dst[idx] = t < L && c < d ? to_f32(src[int64_t(t) * ld + c]) : 0.0f;
   }
 }
 
-template <int D>
+template <int D, class T>
 __global__ void __launch_bounds__(Rows<D>::kThreads)
-    attention_fwd_k(const float* qkv, float* out, float* lse, int L, int heads, int d) {
+    attention_fwd_k(const T* qkv, T* out, float* lse, int L, int heads, int d) {
   using R = Rows<D>;
   __shared__ __align__(16) float ks[kTile * D];
   __shared__ __align__(16) float vs[kTile * D];
   const Place p = place<D>(L, heads, d);
-  const float* base = qkv + int64_t(p.b) * L * p.ld + p.h * d;  // q of (b, token 0, head h)
+  const T* base = qkv + int64_t(p.b) * L * p.ld + p.h * d;  // q of (b, token 0, head h)
   float q[R::kPart], o[R::kPart] = {};
   R::load(q, base + int64_t(p.row) * p.ld, p.row < L, p.part, kLog2e * rsqrtf(float(d)), d);
   float m = -INFINITY, l = 0.0f;
@@ -155,21 +161,21 @@ __global__ void __launch_bounds__(Rows<D>::kThreads)
 }
 
 // delta[b, h, i] = dout_i . out_i over head h's D columns; one thread per (b, i, h).
-__global__ void attention_delta_k(const float* out, const float* dout, float* delta, int64_t rows, int L, int heads,
-                                  int D) {
+template <class T>
+__global__ void attention_delta_k(const T* out, const T* dout, float* delta, int64_t rows, int L, int heads, int D) {
   DDPM_GRID_LOOP(r, rows) {
     const int64_t bi = r / heads, b = bi / L, i = bi % L, h = r % heads, at = r * D;
     float acc = 0.0f;
-    for (int d = 0; d < D; ++d) acc = fmaf(out[at + d], dout[at + d], acc);
+    for (int d = 0; d < D; ++d) acc = fmaf(to_f32(out[at + d]), to_f32(dout[at + d]), acc);
     delta[(b * heads + h) * L + i] = acc;
   }
 }
 
 // dq_i = scale * sum_j P_ij (dP_ij - delta_i) k_j over own queries i, streaming K and V.
-template <int D>
+template <int D, class T>
 __global__ void __launch_bounds__(Rows<D>::kThreads)
-    attention_dq_k(const float* qkv, const float* dout, const float* lse, const float* delta, float* dqkv, int L,
-                   int heads, int d) {
+    attention_dq_k(const T* qkv, const T* dout, const float* lse, const float* delta, T* dqkv, int L, int heads,
+                   int d) {
   using R = Rows<D>;
   __shared__ __align__(16) float ks[kTile * D];
   __shared__ __align__(16) float vs[kTile * D];
@@ -197,10 +203,10 @@ __global__ void __launch_bounds__(Rows<D>::kThreads)
 }
 
 // dv_j = sum_i P_ij dout_i and dk_j = scale * sum_i dS_ij q_i over own keys j, streaming Q and dout.
-template <int D>
+template <int D, class T>
 __global__ void __launch_bounds__(Rows<D>::kThreads)
-    attention_dkv_k(const float* qkv, const float* dout, const float* lse, const float* delta, float* dqkv, int L,
-                    int heads, int d) {
+    attention_dkv_k(const T* qkv, const T* dout, const float* lse, const float* delta, T* dqkv, int L, int heads,
+                    int d) {
   using R = Rows<D>;
   __shared__ __align__(16) float qs[kTile * D];
   __shared__ __align__(16) float gs[kTile * D];
@@ -253,19 +259,18 @@ unsigned blocks_for(const AttnDims& a) {
   return unsigned(blocks);
 }
 
-}  // namespace
-
-void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a) {
+template <class T> void attention_fwd_t(const T* qkv, T* out, float* lse, const AttnDims& a) {
   with_head_dim(a.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
-    attention_fwd_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, out, lse, int(a.tokens),
-                                                                           int(a.heads), int(a.head_dim));
+    attention_fwd_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, out, lse, int(a.tokens), int(a.heads),
+                                                                           int(a.head_dim));
     CUDA_CHECK_LAUNCH("attention_fwd_k");
   });
 }
 
-void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
-                   float* dqkv, const AttnDims& a) {
+template <class T>
+void attention_bwd_t(const T* qkv, const T* out, const float* lse, const T* dout, float* delta, T* dqkv,
+                     const AttnDims& a) {
   const int64_t rows = a.batch * a.tokens * a.heads;
   attention_delta_k<<<grid_for(rows), kThreads, 0, stream()>>>(out, dout, delta, rows, int(a.tokens), int(a.heads),
                                                                 int(a.head_dim));
@@ -278,6 +283,19 @@ void attention_bwd(const float* qkv, const float* out, const float* lse, const f
     attention_dq_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, dout, lse, delta, dqkv, L, heads, d);
     CUDA_CHECK_LAUNCH("attention_dq_k");
   });
+}
+
+}  // namespace
+
+void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a) { attention_fwd_t(qkv, out, lse, a); }
+void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a) { attention_fwd_t(qkv, out, lse, a); }
+void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
+                   float* dqkv, const AttnDims& a) {
+  attention_bwd_t(qkv, out, lse, dout, delta, dqkv, a);
+}
+void attention_bwd(const bf16* qkv, const bf16* out, const float* lse, const bf16* dout, float* delta, bf16* dqkv,
+                   const AttnDims& a) {
+  attention_bwd_t(qkv, out, lse, dout, delta, dqkv, a);
 }
 
 }  // namespace ddpm::kernels::cuda

@@ -1,8 +1,8 @@
 // 2-D convolution kernels: stride 1, zero padding (k-1)/2 (same spatial size out), odd square
 // kernel k (the engine uses k = 1 and 3).
 //
-// Conventions (both backends): float32 (the CUDA backend also has bf16 versions), contiguous, on
-// the backend's device.
+// Conventions (both backends): float32 or bf16 (f32 accumulation, outputs rounded once),
+// contiguous, on the backend's device.
 // - x, dx [N, H, W, Cin] and y, dy [N, H, W, Cout] are NHWC; w, dw [Cout, k, k, Cin] are OHWI; b is
 //   [Cout] or null. In OHWI each output channel's weights are one row of k*k*Cin values in
 //   (ky, kx, ci) order, which is exactly the order of an NHWC patch: w is a [Cout, k*k*Cin] matrix.
@@ -31,7 +31,7 @@
 //       3x3 3->64 at 64x64:     0.08 / 1.15 ms (the filter gradient with Cin = 3 dominates)
 //       1x1 64->3 at 64x64:     0.11 / 0.81 ms, TF32 0.11 / 0.25 ms: memory-bound (67 MB in), so
 //                               ~7x off the copy bandwidth: a target for our own kernel.
-// v2 (current): CPU unchanged. CUDA: two backends behind the same functions, chosen at run time
+// v2: CPU unchanged. CUDA: two backends behind the same functions, chosen at run time
 //   with cuda::set_conv_backend (default CuDNN, v1 above, until per-shape measurements say
 //   otherwise).
 //   Ours (kernels/conv_igemm.cuh, conv_igemm_cuda.cu): implicit GEMM on tensor cores with
@@ -47,12 +47,18 @@
 //     added by a second kernel in a fixed order: deterministic, no atomics. Bias in the epilogue.
 //     Ours is used for f32 data only when ddpm::cuda::allow_tf32(); with TF32 off the f32
 //     functions stay exact on cuDNN's FMA algorithms, whatever the backend. The bf16 functions
-//     always run Ours.
+//     always ran Ours in v2 (v3 below).
 //     Napkin math (3x3 64->64 at 64x64, batch 64, 19.3 GFLOP per pass): 47 us at the H200's
 //     415 TFLOP/s TF32, 24 us at 796 bf16; ~67 MB in and out per f32 pass (~32 us at 4.2 TB/s),
 //     so compute-bound in TF32. The fragment loads' shared-memory bandwidth caps this version
 //     near 2/3 of the mma.sync rate (docs/kernels.md, "Convolution"). Status: NOT YET MEASURED
 //     on hardware (benchmarks/bench_conv compares it with cuDNN per shape).
+// v3 (current): bf16 on both backends, for the engine's bf16 (mixed-precision) path. CPU: the f32
+//   kernels on widened copies (kernels/widen.hpp). CUDA: the bf16 functions follow the backend
+//   switch too: CuDNN (the default) describes the tensors as CUDNN_DATA_BFLOAT16 with f32
+//   accumulation and tensor-op math, Ours runs the bf16 implicit GEMM (no TF32 condition: there
+//   is no exact path to protect). Measured by bench_conv on an H200 (docs/kernels.md), one 64x64
+//   batch-64 step's convolutions: cuDNN bf16 5.5 ms, ours 19.1 ms, so CuDNN stays the default.
 #pragma once
 #include <cstdint>
 
@@ -69,9 +75,13 @@ namespace cpu {
 void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
 void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
+// bf16: the f32 kernels on widened copies (kernels/widen.hpp), the reference for the CUDA ones.
+void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y);
+void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
+void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
 }  // namespace cpu
 
-// Which implementation runs the CUDA f32 functions (see v2 above).
+// Which implementation runs the CUDA functions (v2, v3 above).
 enum class ConvBackend { Ours, CuDNN };
 
 #ifdef DDPM_HAVE_CUDA

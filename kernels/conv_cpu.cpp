@@ -4,6 +4,7 @@
 
 #include "kernels/conv.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/widen.hpp"
 
 namespace ddpm::kernels::cpu {
 namespace {
@@ -120,6 +121,18 @@ void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, floa
     gemm({.m = s.cout, .n = patch_len(s), .k = p1 - p0, .trans_a = true, .accumulate = p0 > 0},
          dy + p0 * s.cout, patches(s, x, p0, p1), dw);
   }
+}
+
+// bf16: the f32 kernels on widened copies (kernels/widen.hpp).
+void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y) {
+  conv2d_fwd(s, Wide(x, s.pixels() * s.cin), Wide(w, s.cout * patch_len(s)), Wide(b, s.cout),
+             Narrow(y, s.pixels() * s.cout));
+}
+void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx) {
+  conv2d_bwd_data(s, Wide(dy, s.pixels() * s.cout), Wide(w, s.cout * patch_len(s)), Narrow(dx, s.pixels() * s.cin));
+}
+void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw) {
+  conv2d_bwd_filter(s, Wide(x, s.pixels() * s.cin), Wide(dy, s.pixels() * s.cout), Narrow(dw, s.cout * patch_len(s)));
 }
 
 }  // namespace ddpm::kernels::cpu

@@ -2,7 +2,9 @@
 // convolution API). Backend Ours is kernels/conv_igemm_cuda.cu.
 //
 // Tensors are described to cuDNN as NHWC and the OHWI weight as an NHWC-format filter (cuDNN's
-// KRSC), so no layout conversion happens. Per shape (and TF32 setting) we keep a plan: the
+// KRSC), so no layout conversion happens. bf16 tensors run with f32 accumulation
+// (CUDNN_DATA_FLOAT compute) on tensor cores (CUDNN_TENSOR_OP_MATH). Per shape, dtype and TF32
+// setting we keep a plan: the
 // descriptors, and for each direction the algorithm measured by cudnnFind* on first use. The
 // plans, the handle and the workspace live until the process ends (they are few and small; the
 // workspace is one buffer shared by all calls, grown when an algorithm needs more). The first call
@@ -52,7 +54,12 @@ using conv_detail::workspace;
 ConvBackend g_backend = ConvBackend::CuDNN;
 
 // Our kernels run f32 data only in TF32; exact f32 stays with cuDNN's FMA algorithms.
-bool use_ours() { return g_backend == ConvBackend::Ours && ddpm::cuda::allow_tf32(); }
+// Ours runs f32 data only in TF32 (it has no exact f32 path); bf16 data whenever chosen.
+bool use_ours(const float*) { return g_backend == ConvBackend::Ours && ddpm::cuda::allow_tf32(); }
+bool use_ours(const bf16*) { return g_backend == ConvBackend::Ours; }
+
+constexpr cudnnDataType_t data_type(const float*) { return CUDNN_DATA_FLOAT; }
+constexpr cudnnDataType_t data_type(const bf16*) { return CUDNN_DATA_BFLOAT16; }
 
 // Algorithms whose workspace exceeds this are skipped: the activations need the memory more.
 constexpr size_t kMaxWorkspace = size_t(1) << 30;
@@ -94,10 +101,10 @@ Algo pick(const Perf* perf, int count, const char* direction) {
   ddpm::cuda::fail("cudnnFind", direction, __FILE__, __LINE__);
 }
 
-Plan& plan_for(const ConvShape& s) {
-  static std::map<std::array<int64_t, 7>, Plan> plans;
+Plan& plan_for(const ConvShape& s, cudnnDataType_t type) {
+  static std::map<std::array<int64_t, 8>, Plan> plans;
   const bool tf32 = ddpm::cuda::allow_tf32();
-  const std::array<int64_t, 7> key{s.n, s.h, s.w, s.cin, s.cout, s.k, tf32};
+  const std::array<int64_t, 8> key{s.n, s.h, s.w, s.cin, s.cout, s.k, tf32, type};
   if (auto it = plans.find(key); it != plans.end()) return it->second;
   DDPM_CHECK(s.pixels() * std::max(s.cin, s.cout) <= INT_MAX && s.cout * s.k * s.k * s.cin <= INT_MAX, "conv2d",
              "tensors of 2^31 elements or more exceed cuDNN's 32-bit descriptors");
@@ -108,27 +115,26 @@ Plan& plan_for(const ConvShape& s) {
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
   CUDNN_CHECK(cudnnCreateFilterDescriptor(&p.w));
   CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv));
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, cin, h, w));
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, cout, h, w));
-  CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, cout, cin, k, k));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NHWC, type, n, cin, h, w));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NHWC, type, n, cout, h, w));
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, type, CUDNN_TENSOR_NHWC, cout, cin, k, k));
   CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad, pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION,
                                               CUDNN_DATA_FLOAT));
   // FMA_MATH keeps f32 exact to ~1e-6 of the CPU; DEFAULT_MATH lets f32 convolutions use TF32
-  // tensor cores (ALLOW_CONVERSION would also permit down-conversion to FP16, which we do not want).
-  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  // tensor cores (ALLOW_CONVERSION would also permit down-conversion to FP16, which we do not want);
+  // bf16 takes the tensor cores.
+  const cudnnMathType_t math = type == CUDNN_DATA_BFLOAT16 ? CUDNN_TENSOR_OP_MATH
+                               : tf32                       ? CUDNN_DEFAULT_MATH
+                                                            : CUDNN_FMA_MATH;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
   return plans.emplace(key, p).first->second;
 }
 
-}  // namespace
-
-void set_conv_backend(ConvBackend b) { g_backend = b; }
-ConvBackend conv_backend() { return g_backend; }
-
 // y = conv(x, w) (+ b). cuDNN: the bias is written first and the convolution blended onto it
 // (beta = 1).
-void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y) {
-  if (use_ours()) return conv_detail::igemm_fwd(s, x, w, b, y);
-  Plan& p = plan_for(s);
+template <class T> void fwd_t(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
+  if (use_ours(x)) return conv_detail::igemm_fwd(s, x, w, b, y);
+  Plan& p = plan_for(s, data_type(x));
   if (p.fwd.algo < 0) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int count = 0;
@@ -143,9 +149,9 @@ void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float*
                                       workspace(p.fwd.bytes), p.fwd.bytes, &beta, p.y, y));
 }
 
-void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
-  if (use_ours()) return conv_detail::igemm_bwd_data(s, dy, w, dx);
-  Plan& p = plan_for(s);
+template <class T> void bwd_data_t(const ConvShape& s, const T* dy, const T* w, T* dx) {
+  if (use_ours(dy)) return conv_detail::igemm_bwd_data(s, dy, w, dx);
+  Plan& p = plan_for(s, data_type(dy));
   if (p.data.algo < 0) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int count = 0;
@@ -160,9 +166,9 @@ void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float*
                                            p.data.bytes, &beta, p.x, dx));
 }
 
-void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw) {
-  if (use_ours()) return conv_detail::igemm_bwd_filter(s, x, dy, dw);
-  Plan& p = plan_for(s);
+template <class T> void bwd_filter_t(const ConvShape& s, const T* x, const T* dy, T* dw) {
+  if (use_ours(x)) return conv_detail::igemm_bwd_filter(s, x, dy, dw);
+  Plan& p = plan_for(s, data_type(x));
   if (p.filter.algo < 0) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int count = 0;
@@ -176,5 +182,17 @@ void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, floa
                                              cudnnConvolutionBwdFilterAlgo_t(p.filter.algo),
                                              workspace(p.filter.bytes), p.filter.bytes, &beta, p.w, dw));
 }
+
+}  // namespace
+
+void set_conv_backend(ConvBackend b) { g_backend = b; }
+ConvBackend conv_backend() { return g_backend; }
+
+void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y) { fwd_t(s, x, w, b, y); }
+void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y) { fwd_t(s, x, w, b, y); }
+void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx) { bwd_data_t(s, dy, w, dx); }
+void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx) { bwd_data_t(s, dy, w, dx); }
+void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw) { bwd_filter_t(s, x, dy, dw); }
+void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw) { bwd_filter_t(s, x, dy, dw); }
 
 }  // namespace ddpm::kernels::cuda

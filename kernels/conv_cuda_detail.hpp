@@ -12,9 +12,12 @@ namespace ddpm::kernels::cuda::conv_detail {
 // old buffer when it is freed.
 void* workspace(size_t bytes);
 
-// Our implicit-GEMM kernels on f32 data in TF32 (conv_igemm_cuda.cu).
+// Our implicit-GEMM kernels (conv_igemm_cuda.cu): f32 data in TF32, and bf16 data.
 void igemm_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
 void igemm_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
 void igemm_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
+void igemm_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y);
+void igemm_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
+void igemm_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
 
 }  // namespace ddpm::kernels::cuda::conv_detail

@@ -1,7 +1,6 @@
 // CUDA convolution, our implicit-GEMM tensor-core kernels (the kernel and its index math:
 // kernels/conv_igemm.cuh). This file picks the block tile and the K split of each call and
-// launches; it provides the TF32 path behind kernels/conv.hpp's f32 functions (backend Ours) and
-// the bf16 functions.
+// launches; it is backend Ours behind kernels/conv.hpp's functions: TF32 for f32 data, bf16.
 //
 // Napkin math, 3x3 64->64 at 64x64, batch 64 (P = 262,144 pixels, K = 576):
 //   19.3 GFLOP per pass. At the H200's measured dense peaks that is 47 us in TF32 (415 TFLOP/s)
@@ -109,21 +108,20 @@ void igemm_bwd_filter(const ConvShape& s, const float* x, const float* dy, float
   run(filter_grad(s, x, dy, dw));
 }
 
-}  // namespace conv_detail
-
-void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y) {
+void igemm_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y) {
   check(s);
   run(forward(s, nv(x), nv(w), nv(b), nv(y)));
 }
 
-void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx) {
+void igemm_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx) {
   check(s);
   run(data_grad(s, nv(dy), nv(w), nv(dx)));
 }
 
-void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw) {
+void igemm_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw) {
   check(s);
   run(filter_grad(s, nv(x), nv(dy), nv(dw)));
 }
 
+}  // namespace conv_detail
 }  // namespace ddpm::kernels::cuda

@@ -1,6 +1,7 @@
 // Elementwise kernels: activations, broadcast arithmetic, fills, conversions.
 //
-// Conventions (both backends): float32 unless the name says bf16; n is the element count; all
+// Conventions (both backends): float32, and the same functions for bf16 data (f32 arithmetic,
+// each output rounded once to bf16: kernels/widen.hpp); n is the element count; all
 // pointers are contiguous and on the backend's device; outputs are fully overwritten (no
 // accumulation) unless the name says accumulate. GELU is the exact erf form,
 // 0.5 x (1 + erf(x / sqrt 2)); SiLU is x * sigmoid(x).
@@ -25,6 +26,11 @@ struct Broadcast {
   int64_t shape[4];
   int64_t b_stride[4];
   DDPM_HD int64_t numel() const { return shape[0] * shape[1] * shape[2] * shape[3]; }
+  DDPM_HD int64_t b_numel() const {
+    int64_t n = 1;
+    for (int d = 0; d < 4; ++d) n *= b_stride[d] ? shape[d] : 1;
+    return n;
+  }
 };
 
 // Scalar forms shared by both backends' kernels (and by fused kernels elsewhere). On the GPU exp
@@ -86,6 +92,15 @@ void binary(BinOp op, const float* a, const float* b, float* out, const Broadcas
 void reduce_to_b(const float* g, float* gb, const Broadcast& bc);
 void f32_to_bf16(const float* x, bf16* y, int64_t n);
 void bf16_to_f32(const bf16* x, float* y, int64_t n);
+// bf16 versions of the above.
+void accumulate(bf16* out, const bf16* src, int64_t n);
+void scale(bf16* x, int64_t n, float s);
+void act_fwd(Act act, const bf16* x, bf16* y, int64_t n);
+void act_bwd(Act act, const bf16* x, const bf16* dy, bf16* dx, int64_t n);
+void add_act_fwd(Act act, const bf16* a, const bf16* b, bf16* y, int64_t n);
+void add_act_bwd(Act act, const bf16* a, const bf16* b, const bf16* dy, bf16* dsum, int64_t n);
+void binary(BinOp op, const bf16* a, const bf16* b, bf16* out, const Broadcast& bc);
+void reduce_to_b(const bf16* g, bf16* gb, const Broadcast& bc);
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
@@ -101,6 +116,15 @@ void binary(BinOp op, const float* a, const float* b, float* out, const Broadcas
 void reduce_to_b(const float* g, float* gb, const Broadcast& bc);
 void f32_to_bf16(const float* x, bf16* y, int64_t n);
 void bf16_to_f32(const bf16* x, float* y, int64_t n);
+// bf16 versions of the above.
+void accumulate(bf16* out, const bf16* src, int64_t n);
+void scale(bf16* x, int64_t n, float s);
+void act_fwd(Act act, const bf16* x, bf16* y, int64_t n);
+void act_bwd(Act act, const bf16* x, const bf16* dy, bf16* dx, int64_t n);
+void add_act_fwd(Act act, const bf16* a, const bf16* b, bf16* y, int64_t n);
+void add_act_bwd(Act act, const bf16* a, const bf16* b, const bf16* dy, bf16* dsum, int64_t n);
+void binary(BinOp op, const bf16* a, const bf16* b, bf16* out, const Broadcast& bc);
+void reduce_to_b(const bf16* g, bf16* gb, const Broadcast& bc);
 }  // namespace cuda
 #endif
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/elementwise.hpp"
+#include "kernels/widen.hpp"
 
 namespace ddpm::kernels {
 
@@ -93,6 +94,26 @@ void f32_to_bf16(const float* x, bf16* y, int64_t n) {
 void bf16_to_f32(const bf16* x, float* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_float(x[i]);
+}
+
+// bf16: the f32 kernels on widened copies (kernels/widen.hpp).
+void accumulate(bf16* out, const bf16* src, int64_t n) { accumulate(Narrow(out, n, true), Wide(src, n), n); }
+void scale(bf16* x, int64_t n, float s) { scale(Narrow(x, n, true), n, s); }
+void act_fwd(Act act, const bf16* x, bf16* y, int64_t n) { act_fwd(act, Wide(x, n), Narrow(y, n), n); }
+void act_bwd(Act act, const bf16* x, const bf16* dy, bf16* dx, int64_t n) {
+  act_bwd(act, Wide(x, n), Wide(dy, n), Narrow(dx, n), n);
+}
+void add_act_fwd(Act act, const bf16* a, const bf16* b, bf16* y, int64_t n) {
+  add_act_fwd(act, Wide(a, n), Wide(b, n), Narrow(y, n), n);
+}
+void add_act_bwd(Act act, const bf16* a, const bf16* b, const bf16* dy, bf16* dsum, int64_t n) {
+  add_act_bwd(act, Wide(a, n), Wide(b, n), Wide(dy, n), Narrow(dsum, n), n);
+}
+void binary(BinOp op, const bf16* a, const bf16* b, bf16* out, const Broadcast& bc) {
+  binary(op, Wide(a, bc.numel()), Wide(b, bc.b_numel()), Narrow(out, bc.numel()), bc);
+}
+void reduce_to_b(const bf16* g, bf16* gb, const Broadcast& bc) {
+  reduce_to_b(Wide(g, bc.numel()), Narrow(gb, bc.b_numel()), bc);
 }
 
 }  // namespace cpu

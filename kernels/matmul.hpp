@@ -1,7 +1,9 @@
 // Matrix-product kernels: (batched) GEMM, and the bias broadcast and bias gradient that linear and
 // conv2d share.
 //
-// Conventions (both backends): float32, row-major, contiguous, on the backend's device.
+// Conventions (both backends): float32 or bf16 (f32 accumulation, outputs rounded once; with
+// `accumulate` the bf16 c is widened, added to and rounded again), row-major, contiguous, on the
+// backend's device.
 // - gemm: c[i] = op(a[i]) op(b[i]) for i in [0, batch), where op(a) is [m, k] and op(b) is [k, n];
 //   a is stored [m, k], or [k, m] when trans_a (then op(a) is its transpose); b is stored [k, n],
 //   or [n, k] when trans_b; c is [m, n]. The matrices of a batch are packed back to back
@@ -15,9 +17,12 @@
 //
 // CPU: OpenBLAS cblas_sgemm, single-threaded, with the work split over OpenMP threads (see
 // matmul_cpu.cpp for why). CUDA: cuBLAS on ddpm::cuda::cublas()
-// (the engine stream), in plain FP32, or with TF32 tensor cores when ddpm::cuda::allow_tf32().
+// (the engine stream), in plain FP32, or with TF32 tensor cores when ddpm::cuda::allow_tf32();
+// bf16 through cublasGemmStridedBatchedEx with bf16 operands and FP32 compute (tensor cores).
 #pragma once
 #include <cstdint>
+
+#include "kernels/bf16.hpp"
 
 namespace ddpm::kernels {
 
@@ -31,6 +36,9 @@ namespace cpu {
 void gemm(const Gemm& g, const float* a, const float* b, float* c);
 void bias_fill(float* y, const float* b, int64_t rows, int64_t cols);
 void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols);
+void gemm(const Gemm& g, const bf16* a, const bf16* b, bf16* c);
+void bias_fill(bf16* y, const bf16* b, int64_t rows, int64_t cols);
+void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols);
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
@@ -38,6 +46,9 @@ namespace cuda {
 void gemm(const Gemm& g, const float* a, const float* b, float* c);
 void bias_fill(float* y, const float* b, int64_t rows, int64_t cols);
 void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols);
+void gemm(const Gemm& g, const bf16* a, const bf16* b, bf16* c);
+void bias_fill(bf16* y, const bf16* b, int64_t rows, int64_t cols);
+void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols);
 }  // namespace cuda
 #endif
 

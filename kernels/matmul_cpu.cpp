@@ -14,6 +14,7 @@
 
 #include "kernels/error.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/widen.hpp"
 
 namespace ddpm::kernels::cpu {
 namespace {
@@ -85,5 +86,12 @@ void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols) {
     for (int64_t c = 0; c < cols; ++c) acc[size_t(c)] += dy[r * cols + c];
   for (int64_t c = 0; c < cols; ++c) db[c] = float(acc[size_t(c)]);
 }
+
+// bf16: the f32 kernels on widened copies (kernels/widen.hpp).
+void gemm(const Gemm& g, const bf16* a, const bf16* b, bf16* c) {
+  gemm(g, Wide(a, g.batch * g.m * g.k), Wide(b, g.batch * g.k * g.n), Narrow(c, g.batch * g.m * g.n, g.accumulate));
+}
+void bias_fill(bf16* y, const bf16* b, int64_t rows, int64_t cols) { bias_fill(Narrow(y, rows * cols), Wide(b, cols), rows, cols); }
+void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols) { bias_grad(Wide(dy, rows * cols), Narrow(db, cols), rows, cols); }
 
 }  // namespace ddpm::kernels::cpu

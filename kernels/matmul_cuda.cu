@@ -1,18 +1,22 @@
 // CUDA matrix products for kernels/matmul.hpp: cuBLAS for the GEMMs, two small kernels for the
 // bias.
 #include <climits>
+#include <type_traits>
 
+#include "kernels/bf16.cuh"
 #include "kernels/cuda_launch.cuh"
 #include "kernels/matmul.hpp"
 
 namespace ddpm::kernels::cuda {
 namespace {
 
+using ddpm::cuda::from_f32;
 using ddpm::cuda::grid_for;
 using ddpm::cuda::kThreads;
 using ddpm::cuda::stream;
+using ddpm::cuda::to_f32;
 
-__global__ void bias_fill_k(float* y, const float* b, int64_t rows, int64_t cols) {
+template <class T> __global__ void bias_fill_k(T* y, const T* b, int64_t rows, int64_t cols) {
   DDPM_GRID_LOOP(i, rows * cols) y[i] = b[i % cols];
 }
 
@@ -22,47 +26,62 @@ __global__ void bias_fill_k(float* y, const float* b, int64_t rows, int64_t cols
 // N*H*W values (262,144 at 64x64, batch 64), where float would drift past 1e-5 of the CPU result.
 // Memory-bound: rows*cols*4 bytes read.
 constexpr int kColTile = 32, kRowThreads = 32;
-__global__ void bias_grad_k(const float* dy, float* db, int64_t rows, int64_t cols) {
+template <class T> __global__ void bias_grad_k(const T* dy, T* db, int64_t rows, int64_t cols) {
   __shared__ double part[kRowThreads][kColTile];
   int64_t c = int64_t(blockIdx.x) * kColTile + threadIdx.x;
   double acc = 0.0;
   if (c < cols)
-    for (int64_t r = threadIdx.y; r < rows; r += kRowThreads) acc += dy[r * cols + c];
+    for (int64_t r = threadIdx.y; r < rows; r += kRowThreads) acc += to_f32(dy[r * cols + c]);
   part[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && c < cols) {
     double s = 0.0;
     for (int i = 0; i < kRowThreads; ++i) s += part[i][threadIdx.x];
-    db[c] = float(s);
+    db[c] = from_f32<T>(float(s));
   }
 }
 
-}  // namespace
+constexpr cudaDataType_t data_type(float*) { return CUDA_R_32F; }
+constexpr cudaDataType_t data_type(bf16*) { return CUDA_R_16BF; }
 
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS sees each row-major
-// matrix as its transpose, so we pass B first, A second, and swap m and n.
-void gemm(const Gemm& g, const float* a, const float* b, float* c) {
+// matrix as its transpose, so we pass B first, A second, and swap m and n. f32 data runs in FP32
+// (or TF32 when allowed); bf16 data always accumulates in FP32 on the tensor cores.
+template <class T> void gemm_t(const Gemm& g, const T* a, const T* b, T* c) {
   DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX && g.batch <= INT_MAX, "gemm", "dimensions ", g.batch,
              "x", g.m, "x", g.n, "x", g.k, " exceed the 32-bit cuBLAS interface");
   const int m = int(g.m), n = int(g.n), k = int(g.k);
   const int lda = g.trans_a ? m : k, ldb = g.trans_b ? k : n;
   const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
-  const cublasComputeType_t compute = ddpm::cuda::allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
+  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cudaDataType_t type = data_type(c);
   CUBLAS_CHECK(cublasGemmStridedBatchedEx(ddpm::cuda::cublas(), g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                          g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_32F, ldb,
-                                          g.k * g.n, a, CUDA_R_32F, lda, g.m * g.k, &beta, c, CUDA_R_32F, n, g.m * g.n,
+                                          g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, type, ldb,
+                                          g.k * g.n, a, type, lda, g.m * g.k, &beta, c, type, n, g.m * g.n,
                                           int(g.batch), compute, CUBLAS_GEMM_DEFAULT));
 }
 
-void bias_fill(float* y, const float* b, int64_t rows, int64_t cols) {
+template <class T> void bias_fill_t(T* y, const T* b, int64_t rows, int64_t cols) {
   bias_fill_k<<<grid_for(rows * cols), kThreads, 0, stream()>>>(y, b, rows, cols);
   CUDA_CHECK_LAUNCH("bias_fill_k");
 }
 
-void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols) {
+template <class T> void bias_grad_t(const T* dy, T* db, int64_t rows, int64_t cols) {
   unsigned blocks = unsigned((cols + kColTile - 1) / kColTile);
   bias_grad_k<<<blocks, dim3(kColTile, kRowThreads), 0, stream()>>>(dy, db, rows, cols);
   CUDA_CHECK_LAUNCH("bias_grad_k");
 }
+
+}  // namespace
+
+// The same functions for f32 and bf16 data.
+#define FOR_FLOAT_AND_BF16(T)                                                                                    \
+  void gemm(const Gemm& g, const T* a, const T* b, T* c) { gemm_t(g, a, b, c); }                               \
+  void bias_fill(T* y, const T* b, int64_t rows, int64_t cols) { bias_fill_t(y, b, rows, cols); }              \
+  void bias_grad(const T* dy, T* db, int64_t rows, int64_t cols) { bias_grad_t(dy, db, rows, cols); }
+FOR_FLOAT_AND_BF16(float)
+FOR_FLOAT_AND_BF16(bf16)
+#undef FOR_FLOAT_AND_BF16
 
 }  // namespace ddpm::kernels::cuda

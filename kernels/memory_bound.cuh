@@ -1,7 +1,8 @@
 // Building blocks of the memory-bound CUDA kernels (norm, reduce, resample).
 //
-// - Vec<V>: V consecutive floats moved with one load/store; V = 4 uses float4 (16 B), which
-//   needs 16-byte aligned addresses (check with aligned16() on the host before choosing V = 4).
+// - Vec<V>: V consecutive values moved with one load/store, held as floats; V = 4 uses float4
+//   (16 B) for f32 data and one 8-byte word for bf16 data (widened on load, rounded on store:
+//   kernels/bf16.cuh). Choose V = 4 only for 16-byte aligned addresses (aligned16() on the host).
 // - warp_sum / block_sum: deterministic sums. The shuffle tree and the shared-memory step always
 //   combine the same values in the same order, so a result is reproducible bit for bit from run
 //   to run (no atomics, whose arrival order varies).
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "kernels/bf16.cuh"
 #include "kernels/cuda_launch.cuh"
 
 namespace ddpm::cuda {
@@ -33,6 +35,28 @@ template <int V> __device__ __forceinline__ void store_vec(float* p, const Vec<V
     *reinterpret_cast<float4*>(p) = make_float4(r.v[0], r.v[1], r.v[2], r.v[3]);
   } else {
     for (int k = 0; k < V; ++k) p[k] = r.v[k];
+  }
+}
+
+template <int V> __device__ __forceinline__ Vec<V> load_vec(const bf16* p) {
+  Vec<V> r;
+  if constexpr (V == 4) {
+    const uint2 t = *reinterpret_cast<const uint2*>(p);  // element 0 in the low half of t.x
+    r.v[0] = __uint_as_float(t.x << 16), r.v[1] = __uint_as_float(t.x & 0xffff0000u);
+    r.v[2] = __uint_as_float(t.y << 16), r.v[3] = __uint_as_float(t.y & 0xffff0000u);
+  } else {
+    for (int k = 0; k < V; ++k) r.v[k] = to_f32(p[k]);
+  }
+  return r;
+}
+
+template <int V> __device__ __forceinline__ void store_vec(bf16* p, const Vec<V>& r) {
+  if constexpr (V == 4) {
+    uint16_t h[4];
+    for (int k = 0; k < 4; ++k) h[k] = from_f32<bf16>(r.v[k]).bits;
+    *reinterpret_cast<uint2*>(p) = make_uint2(h[0] | uint32_t(h[1]) << 16, h[2] | uint32_t(h[3]) << 16);
+  } else {
+    for (int k = 0; k < V; ++k) p[k] = from_f32<bf16>(r.v[k]);
   }
 }
 

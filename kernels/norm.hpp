@@ -19,6 +19,8 @@
 // - `work` is caller-provided scratch on the backend's device, group_norm_work / layer_norm_work
 //   doubles long; its contents on entry do not matter. Outputs (y, mean, rstd, dx, dw, db) are
 //   fully overwritten. All pointers are contiguous.
+// - Data (x, y, dy, dx) is float32 or bf16; the parameters w, b, their gradients and the
+//   statistics are always float32. bf16 data is widened on load and rounded once on store.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -68,6 +70,16 @@ void layer_norm_fwd(const float* x, const float* w, const float* b, float* y, fl
                     int64_t C, float eps);
 void layer_norm_bwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy, float* dx,
                     float* dw, float* db, int64_t R, int64_t C, double* work);
+// bf16 data, f32 parameters and statistics.
+void group_norm_fwd(Act act, const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd,
+                    int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);
+void group_norm_bwd(Act act, const bf16* x, const float* w, const float* b, const float* mean, const float* rstd,
+                    const bf16* dy, bf16* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,
+                    double* work);
+void layer_norm_fwd(const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd, int64_t R,
+                    int64_t C, float eps);
+void layer_norm_bwd(const bf16* x, const float* w, const float* mean, const float* rstd, const bf16* dy, bf16* dx,
+                    float* dw, float* db, int64_t R, int64_t C, double* work);
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
@@ -80,6 +92,16 @@ void group_norm_bwd(Act act, const float* x, const float* w, const float* b, con
 void layer_norm_fwd(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t R,
                     int64_t C, float eps);
 void layer_norm_bwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy, float* dx,
+                    float* dw, float* db, int64_t R, int64_t C, double* work);
+// bf16 data, f32 parameters and statistics.
+void group_norm_fwd(Act act, const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd,
+                    int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);
+void group_norm_bwd(Act act, const bf16* x, const float* w, const float* b, const float* mean, const float* rstd,
+                    const bf16* dy, bf16* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,
+                    double* work);
+void layer_norm_fwd(const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd, int64_t R,
+                    int64_t C, float eps);
+void layer_norm_bwd(const bf16* x, const float* w, const float* mean, const float* rstd, const bf16* dy, bf16* dx,
                     float* dw, float* db, int64_t R, int64_t C, double* work);
 }  // namespace cuda
 #endif

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/norm.hpp"
+#include "kernels/widen.hpp"
 
 namespace ddpm::kernels::cpu {
 namespace {
@@ -175,6 +176,27 @@ void layer_norm_bwd(const float* x, const float* w, const float* mean, const flo
   }
   column_sums({true, Act::None, x, dy, mean, rstd, w, nullptr, 1, R, C, 1, true}, work);
   channel_totals(work, norm_splits(1, R, C), C, dw, db);
+}
+
+// bf16: the f32 kernels on widened copies (kernels/widen.hpp).
+void group_norm_fwd(Act act, const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd,
+                    int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {
+  const int64_t n = N * P * C;
+  group_norm_fwd(act, Wide(x, n), w, b, Narrow(y, n), mean, rstd, N, P, C, G, eps, work);
+}
+void group_norm_bwd(Act act, const bf16* x, const float* w, const float* b, const float* mean, const float* rstd,
+                    const bf16* dy, bf16* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,
+                    double* work) {
+  const int64_t n = N * P * C;
+  group_norm_bwd(act, Wide(x, n), w, b, mean, rstd, Wide(dy, n), Narrow(dx, n), dw, db, N, P, C, G, work);
+}
+void layer_norm_fwd(const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd, int64_t R,
+                    int64_t C, float eps) {
+  layer_norm_fwd(Wide(x, R * C), w, b, Narrow(y, R * C), mean, rstd, R, C, eps);
+}
+void layer_norm_bwd(const bf16* x, const float* w, const float* mean, const float* rstd, const bf16* dy, bf16* dx,
+                    float* dw, float* db, int64_t R, int64_t C, double* work) {
+  layer_norm_bwd(Wide(x, R * C), w, mean, rstd, Wide(dy, R * C), Narrow(dx, R * C), dw, db, R, C, work);
 }
 
 }  // namespace ddpm::kernels::cpu

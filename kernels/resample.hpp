@@ -1,8 +1,9 @@
 // Resampling, layout and gather kernels: channel concat/split, 2x2 max pooling, bilinear 2x
 // upsampling, embedding rows.
 //
-// Conventions (both backends): float32 NHWC [N, H, W, C], contiguous, on the backend's device;
-// outputs are fully overwritten. H and W are the input's sizes.
+// Conventions (both backends): float32 or bf16 (f32 arithmetic, rounded once on store) NHWC
+// [N, H, W, C], contiguous, on the backend's device; outputs are fully overwritten (copy_channels:
+// the copied channels only). H and W are the input's sizes.
 // - copy_channels: dst[r, dst_off + c] = src[r, src_off + c] for r < rows, c < width, where a
 //   src row has src_C channels and a dst row dst_C. concat is two copies into the output, its
 //   backward two copies out of the gradient.
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/bf16.hpp"
 #include "kernels/hd.hpp"
 
 namespace ddpm::kernels {
@@ -56,6 +58,13 @@ void upsample2x_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, i
 void upsample2x_bwd(const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C);
 void embedding_fwd(const int64_t* ids, const float* table, float* out, int64_t B, int64_t D);
 void embedding_bwd(const int64_t* ids, const float* dout, float* dtable, int64_t B, int64_t num, int64_t D);
+// bf16 versions (embedding stays f32: its table is a parameter).
+void copy_channels(const bf16* src, int64_t src_C, int64_t src_off, bf16* dst, int64_t dst_C, int64_t dst_off,
+                   int64_t rows, int64_t width);
+void max_pool2x2_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
+void max_pool2x2_bwd(const bf16* x, const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
+void upsample2x_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
+void upsample2x_bwd(const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
@@ -68,6 +77,13 @@ void upsample2x_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, i
 void upsample2x_bwd(const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C);
 void embedding_fwd(const int64_t* ids, const float* table, float* out, int64_t B, int64_t D);
 void embedding_bwd(const int64_t* ids, const float* dout, float* dtable, int64_t B, int64_t num, int64_t D);
+// bf16 versions (embedding stays f32: its table is a parameter).
+void copy_channels(const bf16* src, int64_t src_C, int64_t src_off, bf16* dst, int64_t dst_C, int64_t dst_off,
+                   int64_t rows, int64_t width);
+void max_pool2x2_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
+void max_pool2x2_bwd(const bf16* x, const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
+void upsample2x_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
+void upsample2x_bwd(const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
 }  // namespace cuda
 #endif
 

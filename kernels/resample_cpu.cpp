@@ -4,14 +4,23 @@
 #include <vector>
 
 #include "kernels/resample.hpp"
+#include "kernels/widen.hpp"
 
 namespace ddpm::kernels::cpu {
 
-void copy_channels(const float* src, int64_t src_C, int64_t src_off, float* dst, int64_t dst_C, int64_t dst_off,
-                   int64_t rows, int64_t width) {
+namespace {
+template <class T>
+void copy_rows(const T* src, int64_t src_C, int64_t src_off, T* dst, int64_t dst_C, int64_t dst_off, int64_t rows,
+               int64_t width) {
 #pragma omp parallel for schedule(static) if (rows * width > 65536)
   for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(dst + r * dst_C + dst_off, src + r * src_C + src_off, size_t(width) * sizeof(float));
+    std::memcpy(dst + r * dst_C + dst_off, src + r * src_C + src_off, size_t(width) * sizeof(T));
+}
+}  // namespace
+
+void copy_channels(const float* src, int64_t src_C, int64_t src_off, float* dst, int64_t dst_C, int64_t dst_off,
+                   int64_t rows, int64_t width) {
+  copy_rows(src, src_C, src_off, dst, dst_C, dst_off, rows, width);
 }
 
 namespace {
@@ -109,6 +118,24 @@ void embedding_bwd(const int64_t* ids, const float* dout, float* dtable, int64_t
   std::fill(dtable, dtable + num * D, 0.0f);
   for (int64_t i = 0; i < B; ++i)
     for (int64_t d = 0; d < D; ++d) dtable[ids[i] * D + d] += dout[i * D + d];
+}
+
+// bf16: a copy moves the bits; the rest are the f32 kernels on widened copies (kernels/widen.hpp).
+void copy_channels(const bf16* src, int64_t src_C, int64_t src_off, bf16* dst, int64_t dst_C, int64_t dst_off,
+                   int64_t rows, int64_t width) {
+  copy_rows(src, src_C, src_off, dst, dst_C, dst_off, rows, width);
+}
+void max_pool2x2_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C) {
+  max_pool2x2_fwd(Wide(x, N * H * W * C), Narrow(y, N * (H / 2) * (W / 2) * C), N, H, W, C);
+}
+void max_pool2x2_bwd(const bf16* x, const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C) {
+  max_pool2x2_bwd(Wide(x, N * H * W * C), Wide(dy, N * (H / 2) * (W / 2) * C), Narrow(dx, N * H * W * C), N, H, W, C);
+}
+void upsample2x_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C) {
+  upsample2x_fwd(Wide(x, N * H * W * C), Narrow(y, N * 4 * H * W * C), N, H, W, C);
+}
+void upsample2x_bwd(const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C) {
+  upsample2x_bwd(Wide(dy, N * 4 * H * W * C), Narrow(dx, N * H * W * C), N, H, W, C);
 }
 
 }  // namespace ddpm::kernels::cpu

@@ -15,7 +15,8 @@
 // - embedding: forward copies rows (8 B per element). The backward gives each table element
 //   to one thread that scans the B ids in order: O(num * B) id reads, fine for class tables
 //   (num ~ 10..1000, B ~ 64); a large vocabulary would want a sort-based scatter instead.
-// Measured on an H200 (device copy of the output-sized tensor ~34 us at 67 MB): max_pool at
+// bf16 data halves every byte count above (values are widened to f32 in registers).
+// Measured (f32) on an H200 (device copy of the output-sized tensor ~34 us at 67 MB): max_pool at
 // [64, 64, 64, 64] 24 us forward, 40 us backward; upsample [64, 32, 32, 64] 37 us, 44 us.
 #include "kernels/memory_bound.cuh"
 #include "kernels/resample.hpp"
@@ -37,9 +38,9 @@ using ddpm::cuda::Vec;
 #define GRID_LOOP32(i, n) \
   for (int i = int(blockIdx.x * blockDim.x + threadIdx.x); i < (n); i += int(gridDim.x * blockDim.x))
 
-template <int V>
-__global__ void copy_channels_k(const float* src, int src_C, int src_off, float* dst, int dst_C, int dst_off,
-                                int rows, int width_v) {
+template <int V, class T>
+__global__ void copy_channels_k(const T* src, int src_C, int src_off, T* dst, int dst_C, int dst_off, int rows,
+                                int width_v) {
   GRID_LOOP32(e, rows * width_v) {
     const int r = e / width_v, c = (e - r * width_v) * V;
     store_vec<V>(dst + r * dst_C + dst_off + c, load_vec<V>(src + r * src_C + src_off + c));
@@ -54,8 +55,8 @@ template <int V> __device__ __forceinline__ void pool_window(int e, int H, int W
   at[1] = at[0] + C, at[2] = at[0] + W * C, at[3] = at[2] + C;
 }
 
-template <int V, bool kBackward>
-__global__ void max_pool_k(const float* x, const float* dy, float* out, int N, int H, int W, int C) {
+template <int V, bool kBackward, class T>
+__global__ void max_pool_k(const T* x, const T* dy, T* out, int N, int H, int W, int C) {
   GRID_LOOP32(e, N * (H / 2) * (W / 2) * (C / V)) {
     int at[4];
     pool_window<V>(e, H, W, C, at);
@@ -81,14 +82,14 @@ __global__ void max_pool_k(const float* x, const float* dy, float* out, int N, i
   }
 }
 
-template <int V>
-__global__ void upsample_fwd_k(const float* x, float* y, int N, int H, int W, int C) {
+template <int V, class T>
+__global__ void upsample_fwd_k(const T* x, T* y, int N, int H, int W, int C) {
   const int Cv = C / V;
   GRID_LOOP32(e, N * 2 * H * 2 * W * Cv) {
     const int q = e / Cv, c = (e - q * Cv) * V, j = q % (2 * W), i = (q / (2 * W)) % (2 * H), n = q / (4 * W * H);
     const UpsampleTaps a = upsample_taps(i, H), b = upsample_taps(j, W);
-    const float* r0 = x + (n * H + int(a.lo)) * W * C + c;
-    const float* r1 = x + (n * H + int(a.hi)) * W * C + c;
+    const T* r0 = x + (n * H + int(a.lo)) * W * C + c;
+    const T* r1 = x + (n * H + int(a.hi)) * W * C + c;
     const Vec<V> v00 = load_vec<V>(r0 + b.lo * C), v01 = load_vec<V>(r0 + b.hi * C);
     const Vec<V> v10 = load_vec<V>(r1 + b.lo * C), v11 = load_vec<V>(r1 + b.hi * C);
     Vec<V> o;
@@ -112,8 +113,8 @@ __device__ __forceinline__ void gather_weights(int y, int in, float w[kCandidate
   }
 }
 
-template <int V>
-__global__ void upsample_bwd_k(const float* dy, float* dx, int N, int H, int W, int C) {
+template <int V, class T>
+__global__ void upsample_bwd_k(const T* dy, T* dx, int N, int H, int W, int C) {
   const int Cv = C / V;
   GRID_LOOP32(e, N * H * W * Cv) {
     const int q = e / Cv, c = (e - q * Cv) * V, x = q % W, y = (q / W) % H, n = q / (W * H);
@@ -124,7 +125,7 @@ __global__ void upsample_bwd_k(const float* dy, float* dx, int N, int H, int W, 
 #pragma unroll
     for (int a = 0; a < kCandidates; ++a) {
       if (wy[a] == 0.0f) continue;
-      const float* row = dy + (n * 2 * H + 2 * y - 2 + a) * 2 * W * C + c;
+      const T* row = dy + (n * 2 * H + 2 * y - 2 + a) * 2 * W * C + c;
 #pragma unroll
       for (int b = 0; b < kCandidates; ++b) {
         if (wx[b] == 0.0f) continue;
@@ -138,16 +139,16 @@ __global__ void upsample_bwd_k(const float* dy, float* dx, int N, int H, int W, 
   }
 }
 
-template <int V>
-__global__ void embedding_fwd_k(const int64_t* ids, const float* table, float* out, int B, int D) {
+template <int V, class T>
+__global__ void embedding_fwd_k(const int64_t* ids, const T* table, T* out, int B, int D) {
   GRID_LOOP32(e, B * (D / V)) {
     const int i = e / (D / V), d = (e - i * (D / V)) * V;
     store_vec<V>(out + i * D + d, load_vec<V>(table + ids[i] * D + d));
   }
 }
 
-template <int V>
-__global__ void embedding_bwd_k(const int64_t* ids, const float* dout, float* dtable, int B, int num, int D) {
+template <int V, class T>
+__global__ void embedding_bwd_k(const int64_t* ids, const T* dout, T* dtable, int B, int num, int D) {
   GRID_LOOP32(e, num * (D / V)) {
     const int r = e / (D / V), d = (e - r * (D / V)) * V;
     Vec<V> acc = {};
@@ -165,62 +166,79 @@ void check_32bit(std::initializer_list<int64_t> sizes) {
     DDPM_CHECK(n < (int64_t(1) << 30), "resample (cuda)", "a tensor of ", n, " elements exceeds 32-bit indexing");
 }
 
-// Launches kernel<4> when `vec` (float4 over channels), else kernel<1>, over n / V threads.
-#define LAUNCH_V(kernel, vec, n, ...)                                                        \
+// Launches kernel<4, T> when `vec` (4 channels per access), else kernel<1, T>, over n / V threads.
+#define LAUNCH_V(kernel, T, vec, n, ...)                                                     \
   do {                                                                                       \
-    if (vec) kernel<4><<<grid_for((n) / 4), kThreads, 0, stream()>>>(__VA_ARGS__);            \
-    else kernel<1><<<grid_for(n), kThreads, 0, stream()>>>(__VA_ARGS__);                     \
+    if (vec) kernel<4, T><<<grid_for((n) / 4), kThreads, 0, stream()>>>(__VA_ARGS__);         \
+    else kernel<1, T><<<grid_for(n), kThreads, 0, stream()>>>(__VA_ARGS__);                  \
     CUDA_CHECK_LAUNCH(#kernel);                                                              \
   } while (0)
 
-template <bool kBackward>
-void max_pool(const float* x, const float* dy, float* out, int64_t N, int64_t H, int64_t W, int64_t C) {
+template <bool kBackward, class T>
+void max_pool(const T* x, const T* dy, T* out, int64_t N, int64_t H, int64_t W, int64_t C) {
   check_32bit({N * H * W * C});
   const int64_t n = N * (H / 2) * (W / 2) * C;
   if (C % 4 == 0 && aligned16({x, dy, out}))
-    max_pool_k<4, kBackward><<<grid_for(n / 4), kThreads, 0, stream()>>>(x, dy, out, int(N), int(H), int(W), int(C));
-  else max_pool_k<1, kBackward><<<grid_for(n), kThreads, 0, stream()>>>(x, dy, out, int(N), int(H), int(W), int(C));
+    max_pool_k<4, kBackward, T><<<grid_for(n / 4), kThreads, 0, stream()>>>(x, dy, out, int(N), int(H), int(W), int(C));
+  else max_pool_k<1, kBackward, T><<<grid_for(n), kThreads, 0, stream()>>>(x, dy, out, int(N), int(H), int(W), int(C));
   CUDA_CHECK_LAUNCH("max_pool_k");
+}
+
+template <class T>
+void copy_channels_t(const T* src, int64_t src_C, int64_t src_off, T* dst, int64_t dst_C, int64_t dst_off, int64_t rows,
+                     int64_t width) {
+  check_32bit({rows * src_C, rows * dst_C});
+  const bool vec = (src_C | src_off | dst_C | dst_off | width) % 4 == 0 && aligned16({src, dst});
+  const int V = vec ? 4 : 1;
+  LAUNCH_V(copy_channels_k, T, vec, rows * width, src, int(src_C), int(src_off), dst, int(dst_C), int(dst_off),
+           int(rows), int(width / V));
+}
+
+template <class T> void upsample2x_fwd_t(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C) {
+  check_32bit({N * 4 * H * W * C});
+  LAUNCH_V(upsample_fwd_k, T, C % 4 == 0 && aligned16({x, y}), N * 4 * H * W * C, x, y, int(N), int(H), int(W),
+           int(C));
+}
+
+template <class T> void upsample2x_bwd_t(const T* dy, T* dx, int64_t N, int64_t H, int64_t W, int64_t C) {
+  check_32bit({N * 4 * H * W * C});
+  LAUNCH_V(upsample_bwd_k, T, C % 4 == 0 && aligned16({dy, dx}), N * H * W * C, dy, dx, int(N), int(H), int(W),
+           int(C));
 }
 
 }  // namespace
 
-void copy_channels(const float* src, int64_t src_C, int64_t src_off, float* dst, int64_t dst_C, int64_t dst_off,
-                   int64_t rows, int64_t width) {
-  check_32bit({rows * src_C, rows * dst_C});
-  const bool vec = (src_C | src_off | dst_C | dst_off | width) % 4 == 0 && aligned16({src, dst});
-  const int V = vec ? 4 : 1;
-  LAUNCH_V(copy_channels_k, vec, rows * width, src, int(src_C), int(src_off), dst, int(dst_C), int(dst_off), int(rows),
-           int(width / V));
-}
-
-void max_pool2x2_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, int64_t C) {
-  max_pool<false>(x, nullptr, y, N, H, W, C);
-}
-
-void max_pool2x2_bwd(const float* x, const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C) {
-  max_pool<true>(x, dy, dx, N, H, W, C);
-}
-
-void upsample2x_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, int64_t C) {
-  check_32bit({N * 4 * H * W * C});
-  LAUNCH_V(upsample_fwd_k, C % 4 == 0 && aligned16({x, y}), N * 4 * H * W * C, x, y, int(N), int(H), int(W), int(C));
-}
-
-void upsample2x_bwd(const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C) {
-  check_32bit({N * 4 * H * W * C});
-  LAUNCH_V(upsample_bwd_k, C % 4 == 0 && aligned16({dy, dx}), N * H * W * C, dy, dx, int(N), int(H), int(W), int(C));
-}
+// The same functions for f32 and bf16 data.
+#define FOR_FLOAT_AND_BF16(T)                                                                                    \
+  void copy_channels(const T* src, int64_t src_C, int64_t src_off, T* dst, int64_t dst_C, int64_t dst_off,    \
+                     int64_t rows, int64_t width) {                                                           \
+    copy_channels_t(src, src_C, src_off, dst, dst_C, dst_off, rows, width);                                    \
+  }                                                                                                            \
+  void max_pool2x2_fwd(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C) {                        \
+    max_pool<false, T>(x, nullptr, y, N, H, W, C);                                                             \
+  }                                                                                                            \
+  void max_pool2x2_bwd(const T* x, const T* dy, T* dx, int64_t N, int64_t H, int64_t W, int64_t C) {          \
+    max_pool<true, T>(x, dy, dx, N, H, W, C);                                                                  \
+  }                                                                                                            \
+  void upsample2x_fwd(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C) {                         \
+    upsample2x_fwd_t(x, y, N, H, W, C);                                                                        \
+  }                                                                                                            \
+  void upsample2x_bwd(const T* dy, T* dx, int64_t N, int64_t H, int64_t W, int64_t C) {                       \
+    upsample2x_bwd_t(dy, dx, N, H, W, C);                                                                      \
+  }
+FOR_FLOAT_AND_BF16(float)
+FOR_FLOAT_AND_BF16(bf16)
+#undef FOR_FLOAT_AND_BF16
 
 void embedding_fwd(const int64_t* ids, const float* table, float* out, int64_t B, int64_t D) {
   check_32bit({B * D});
-  LAUNCH_V(embedding_fwd_k, D % 4 == 0 && aligned16({table, out}), B * D, ids, table, out, int(B), int(D));
+  LAUNCH_V(embedding_fwd_k, float, D % 4 == 0 && aligned16({table, out}), B * D, ids, table, out, int(B), int(D));
 }
 
 void embedding_bwd(const int64_t* ids, const float* dout, float* dtable, int64_t B, int64_t num, int64_t D) {
   check_32bit({B * D, num * D});
-  LAUNCH_V(embedding_bwd_k, D % 4 == 0 && aligned16({dout, dtable}), num * D, ids, dout, dtable, int(B), int(num),
-           int(D));
+  LAUNCH_V(embedding_bwd_k, float, D % 4 == 0 && aligned16({dout, dtable}), num * D, ids, dout, dtable, int(B),
+           int(num), int(D));
 }
 
 }  // namespace ddpm::kernels::cuda

@@ -3,23 +3,16 @@
 #include <cmath>
 
 #include "engine/ops.hpp"
+#include "model/init.hpp"
 
 namespace ddpm {
 namespace {
 
-// U(-bound, bound) from the generator's uniform [0, 1) draws.
-Tensor uniform(const Shape& shape, double bound, Generator& gen) {
-  Tensor t = Tensor::rand(shape, gen);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float((2.0 * p[i] - 1.0) * bound);
-  return t;
-}
-
-// PyTorch's default for conv and linear layers (kaiming_uniform with a = sqrt(5)) reduces to
-// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for the bias too.
-Tensor fan_in_uniform(const Shape& shape, int64_t fan_in, Generator& gen) {
-  return uniform(shape, 1.0 / std::sqrt(double(fan_in)), gen);
-}
+// A weight in the dtype of the data it meets. In a bf16 run the matrix products (conv, linear,
+// attention projections) take bf16 copies of the f32 master weights, made on every forward (cheap
+// next to the activations) so the optimizer only ever sees f32; gradients come back through the
+// cast as f32. Norm parameters stay f32 (the norm kernels read them as f32 either way).
+Tensor like(const Tensor& w, const Tensor& x) { return cast(w, x.dtype()); }
 
 }  // namespace
 
@@ -34,8 +27,8 @@ DoubleConv::DoubleConv(int64_t cin, int64_t cout, int64_t mid, bool residual, Ge
 }
 
 Tensor DoubleConv::forward(const Tensor& x) const {
-  Tensor h = group_norm(conv2d(x, w0_), 1, n1w_, n1b_, 1e-5f, Act::GELU);
-  h = group_norm(conv2d(h, w3_), 1, n4w_, n4b_, 1e-5f, Act::None);
+  Tensor h = group_norm(conv2d(x, like(w0_, x)), 1, n1w_, n1b_, 1e-5f, Act::GELU);
+  h = group_norm(conv2d(h, like(w3_, x)), 1, n4w_, n4b_, 1e-5f, Act::None);
   return residual_ ? add_gelu(x, h) : h;
 }
 
@@ -45,7 +38,7 @@ EmbLayer::EmbLayer(int64_t time_dim, int64_t cout, Generator& gen) {
 }
 
 Tensor EmbLayer::add_to(const Tensor& x, const Tensor& se) const {
-  return add(x, linear(se, w_, b_).reshape({x.size(0), 1, 1, x.size(3)}));
+  return add(x, linear(se, like(w_, se), like(b_, se)).reshape({x.size(0), 1, 1, x.size(3)}));
 }
 
 Down::Down(int64_t cin, int64_t cout, int64_t time_dim, Generator& gen) {
@@ -90,8 +83,10 @@ Tensor SelfAttention::forward(const Tensor& x) const {
   const Shape& s = x.shape();
   Tensor tokens = x.reshape({s[0], s[1] * s[2], s[3]});  // NHWC: token h*W + w, free
   Tensor x_ln = layer_norm(tokens, ln_w_, ln_b_);
-  Tensor a = add(multi_head_attention(x_ln, in_w_, in_b_, out_w_, out_b_, heads_), tokens);
-  Tensor f = linear(gelu(linear(layer_norm(a, ff0_w_, ff0_b_), ff1_w_, ff1_b_)), ff3_w_, ff3_b_);
+  Tensor a = add(multi_head_attention(x_ln, like(in_w_, x), like(in_b_, x), like(out_w_, x), like(out_b_, x), heads_),
+                 tokens);
+  Tensor f = linear(gelu(linear(layer_norm(a, ff0_w_, ff0_b_), like(ff1_w_, x), like(ff1_b_, x))), like(ff3_w_, x),
+                    like(ff3_b_, x));
   return add(f, a).reshape(s);
 }
 
@@ -100,7 +95,7 @@ Conv1x1::Conv1x1(int64_t cin, int64_t cout, Generator& gen) {
   b_ = register_parameter("bias", fan_in_uniform({cout}, cin, gen));
 }
 
-Tensor Conv1x1::forward(const Tensor& x) const { return conv2d(x, w_, b_); }
+Tensor Conv1x1::forward(const Tensor& x) const { return conv2d(x, like(w_, x), like(b_, x)); }
 
 Embedding::Embedding(int64_t num, int64_t dim, Generator& gen) {
   w_ = register_parameter("weight", Tensor::randn({num, dim}, gen));

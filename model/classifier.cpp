@@ -3,21 +3,13 @@
 #include <cmath>
 
 #include "engine/ops.hpp"
+#include "model/init.hpp"
 #include "model/safetensors.hpp"
 
 namespace ddpm {
 namespace {
 
 constexpr int64_t kGroups = 8;
-
-// PyTorch's default for conv and linear layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-Tensor fan_in_uniform(const Shape& shape, int64_t fan_in, Generator& gen) {
-  Tensor t = Tensor::rand(shape, gen);
-  float* p = t.data<float>();
-  const double bound = 1.0 / std::sqrt(double(fan_in));
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float((2.0 * p[i] - 1.0) * bound);
-  return t;
-}
 
 void check_config(const ClassifierConfig& c, const std::string& where) {
   DDPM_CHECK(c.image_size > 0 && c.image_size % 8 == 0, "classifier", where, "image_size must be a positive ",

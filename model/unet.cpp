@@ -77,9 +77,9 @@ Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& y) const {
     DDPM_CHECK(y.dim() == 1 && y.size(0) == x.size(0), "UNet", "y must be [", x.size(0), "], got ", y.desc());
     e = add(e, m.label_emb->forward(y));
   }
-  Tensor se = silu(e);  // shared by every emb_layer
+  Tensor se = cast(silu(e), compute_dtype_);  // shared by every emb_layer
 
-  Tensor x1 = m.inc->forward(x);
+  Tensor x1 = m.inc->forward(cast(x, compute_dtype_));
   Tensor x2 = m.sa1->forward(m.down1->forward(x1, se));
   Tensor x3 = m.sa2->forward(m.down2->forward(x2, se));
   Tensor x4 = m.sa3->forward(m.down3->forward(x3, se));
@@ -87,7 +87,13 @@ Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& y) const {
   Tensor h = m.sa4->forward(m.up1->forward(x4, x3, se));
   h = m.sa5->forward(m.up2->forward(h, x2, se));
   h = m.sa6->forward(m.up3->forward(h, x1, se));
-  return m.outc->forward(h);
+  return cast(m.outc->forward(h), DType::F32);
+}
+
+void UNet::set_compute_dtype(DType dtype) {
+  DDPM_CHECK(dtype == DType::F32 || dtype == DType::BF16, "UNet", "compute dtype must be f32 or bf16, got ",
+             dtype_name(dtype));
+  compute_dtype_ = dtype;
 }
 
 }  // namespace ddpm

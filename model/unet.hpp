@@ -31,8 +31,17 @@ class UNet : public Module {
 
   const UNetConfig& config() const { return config_; }
 
+  // The dtype of the activations: f32 (default) or bf16, mixed precision. With bf16 the input
+  // and the time/class embedding are cast on entry, conv and linear weights are cast to bf16
+  // copies on use, every activation is stored in bf16 (all kernels compute in f32 inside), and
+  // the output is cast back to f32, so the loss, the sampler and the f32 master weights do not
+  // change. A run-time setting: checkpoints hold f32 weights either way.
+  void set_compute_dtype(DType dtype);
+  DType compute_dtype() const { return compute_dtype_; }
+
  private:
   UNetConfig config_;
+  DType compute_dtype_ = DType::F32;
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

@@ -18,14 +18,14 @@ inline std::vector<Tensor> to_device(const std::vector<Tensor>& xs, Device d) {
 }
 
 // Runs f on `inputs` on the CPU and on the GPU; compares the outputs and, when `grads`, the
-// gradients of every floating input for the same random output gradient.
+// gradients of every floating (f32 or bf16) input for the same random output gradient.
 inline void compare_backends(const std::function<Tensor(const std::vector<Tensor>&)>& f,
                              const std::vector<Tensor>& inputs, Generator& gen, bool grads = true,
                              double tol = kTolF32) {
   std::vector<Tensor> cpu_in, gpu_in;
   for (const Tensor& x : inputs) {
     Tensor c = x.clone(), g = x.to(Device::CUDA);
-    if (grads && x.dtype() == DType::F32) {
+    if (grads && (x.dtype() == DType::F32 || x.dtype() == DType::BF16)) {
       c.set_requires_grad(true);
       g.set_requires_grad(true);
     }
@@ -37,7 +37,7 @@ inline void compare_backends(const std::function<Tensor(const std::vector<Tensor
   REQUIRE(cpu_out.shape() == gpu_out.shape());
   CHECK(rel_err(gpu_out, cpu_out) < tol);
   if (!grads) return;
-  Tensor r = Tensor::randn(cpu_out.shape(), gen);
+  Tensor r = Tensor::randn(cpu_out.shape(), gen).to(cpu_out.dtype());
   cpu_out.backward(r);
   gpu_out.backward(r.to(Device::CUDA));
   for (size_t i = 0; i < inputs.size(); ++i) {

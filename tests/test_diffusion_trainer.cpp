@@ -21,9 +21,11 @@ std::vector<std::vector<float>> snapshot(const std::vector<Tensor>& ts) {
 
 }  // namespace
 
-TEST_CASE("a tiny U-Net's loss falls well below its start", "[diffusion][trainer][model]") {
+TEST_CASE("a tiny U-Net's loss falls well below its start, in f32 and in bf16", "[diffusion][trainer][model]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
+  const DType dtype = GENERATE(DType::F32, DType::BF16);
+  CAPTURE(dtype_name(dtype));
   Dataset data = stripes(64, gen);
   TrainConfig cfg;
   cfg.batch = 8;
@@ -32,6 +34,7 @@ TEST_CASE("a tiny U-Net's loss falls well below its start", "[diffusion][trainer
   cfg.seed = gen.seed();
   Generator init = model_init_generator(cfg.seed);
   UNet model(tiny_config(2), init);
+  model.set_compute_dtype(dtype);
   Trainer trainer(model, data, cfg);
   std::vector<double> losses;
   for (int i = 0; i < 300; ++i) {

@@ -1,7 +1,8 @@
 // Our implicit-GEMM convolution kernels (kernels/conv_igemm.cuh, backend Ours) against the CPU
 // (im2col + OpenBLAS in f32): forward (with and without bias), data gradient, filter gradient and
 // the bias gradient, in TF32 through the engine's conv2d and in bf16 through the kernels' bf16
-// functions; bit-identical results from run to run; the exact-f32 route when TF32 is off.
+// functions (ours, and cuDNN's bf16 behind the same functions); bit-identical results from run to
+// run; the exact-f32 route when TF32 is off.
 //
 // Tolerances, as ||gpu - cpu|| / ||cpu|| over a whole tensor:
 // - TF32 (5e-3): each operand is rounded to 10 mantissa bits, a relative error of at most 2^-11
@@ -11,7 +12,7 @@
 //   ~1e-7*sqrt(K)). 5e-3 leaves a 10x margin and still fails any wrong index (errors of O(1)).
 // - bf16 (1e-2, kTolBF16): inputs are exactly bf16 (the CPU gets the same rounded values), products
 //   are exact in f32 and sums are f32, so the error is the final rounding of each output to bf16:
-//   at most 2^-9, rms ~1.1e-3.
+//   at most 2^-8 relative, rms ~1.1e-3.
 #include "gpu_helpers.hpp"
 #ifdef DDPM_HAVE_CUDA
 #include "kernels/conv.hpp"
@@ -26,12 +27,13 @@ namespace {
 
 constexpr double kTolTF32 = 5e-3;
 
-// Backend Ours with TF32 `on` for one test; restores the previous settings even when a check throws.
+// Backend `use` (Ours unless named) with TF32 `on` for one test; restores the previous settings
+// even when a check throws.
 struct UseOurs {
   ConvBackend backend = kernels::cuda::conv_backend();
   bool tf32 = cuda::allow_tf32();
-  explicit UseOurs(bool on = true) {
-    kernels::cuda::set_conv_backend(ConvBackend::Ours);
+  explicit UseOurs(bool on = true, ConvBackend use = ConvBackend::Ours) {
+    kernels::cuda::set_conv_backend(use);
     cuda::set_allow_tf32(on);
   }
   ~UseOurs() {
@@ -141,9 +143,12 @@ TEST_CASE("gpu igemm: with TF32 off, backend Ours stays exact f32 (cuDNN's FMA p
   check_conv(2, 16, 16, 64, 64, 3, false, gen, kTolF32);
 }
 
-TEST_CASE("gpu igemm: bf16 kernels match the CPU on bf16-rounded inputs", "[gpu][conv][bf16]") {
+TEST_CASE("gpu: bf16 convolutions (ours and cuDNN's) match the CPU on bf16-rounded inputs", "[gpu][conv][bf16]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
+  const ConvBackend backend = GENERATE(ConvBackend::Ours, ConvBackend::CuDNN);
+  CAPTURE(backend == ConvBackend::Ours ? "ours" : "cudnn");
+  UseOurs use(true, backend);
   check_bf16({.n = 2, .h = 64, .w = 64, .cin = 3, .cout = 64, .k = 3}, false, gen);
   check_bf16({.n = 2, .h = 64, .w = 64, .cin = 64, .cout = 64, .k = 3}, false, gen);
   check_bf16({.n = 2, .h = 32, .w = 32, .cin = 128, .cout = 128, .k = 3}, false, gen);

@@ -25,7 +25,7 @@ Device parse_device(const std::string& name) {
 
 }  // namespace
 
-void add_device_options(CLI::App* cmd, DeviceOptions& o) {
+void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
   cmd->add_option("--device", o.device, "auto (CUDA when present), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
@@ -34,6 +34,18 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o) {
   cmd->add_option("--conv", o.conv, "GPU convolutions: cudnn, or ours (needs --tf32)")
       ->check(CLI::IsMember({"cudnn", "ours"}))
       ->capture_default_str();
+  if (with_precision)
+    cmd->add_option("--precision", o.precision,
+                    "f32, or bf16: mixed precision (bf16 activations and weight copies, f32 master weights, "
+                    "optimizer and loss; pays on the GPU, slower on the CPU)")
+        ->check(CLI::IsMember({"f32", "bf16"}))
+        ->capture_default_str();
+}
+
+DType compute_dtype(const DeviceOptions& o) {
+  DDPM_CHECK(o.precision == "f32" || o.precision == "bf16", "precision", "unknown precision '", o.precision,
+             "' (expected f32 or bf16)");
+  return o.precision == "bf16" ? DType::BF16 : DType::F32;
 }
 
 Device apply_device_options(const DeviceOptions& o) {
@@ -43,12 +55,13 @@ Device apply_device_options(const DeviceOptions& o) {
   return parse_device(o.device);
 }
 
-LoadedModel load_checkpoint(const std::string& path, Device device, int64_t image_size, bool use_ema) {
+LoadedModel load_checkpoint(const std::string& path, Device device, DType compute, int64_t image_size, bool use_ema) {
   LoadedModel m;
   m.path = std::filesystem::is_directory(path) ? path + "/model.safetensors" : path;
   DDPM_CHECK(std::filesystem::is_regular_file(m.path), "checkpoint", m.path, ": file not found");
   const auto meta = load_safetensors(m.path).metadata;
   m.model = load_model(m.path, device);
+  m.model->set_compute_dtype(compute);
   auto get = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string(); };
   m.image_size = image_size;
   if (m.image_size == 0) {

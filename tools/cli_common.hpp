@@ -15,16 +15,20 @@
 
 namespace ddpm::cli {
 
-// Where a command runs: --device, --threads (CPU), --tf32 and --conv (GPU; engine/gpu_settings.hpp).
+// Where and how a command runs: --device, --threads (CPU), --tf32 and --conv (GPU;
+// engine/gpu_settings.hpp), and for the commands that run the U-Net --precision.
 struct DeviceOptions {
   std::string device = "auto";  // "auto" (CUDA when built and present), "cpu" or "cuda"
   int64_t threads = 0;          // OpenMP threads for the CPU kernels; 0 = all cores
   bool tf32 = false;
   std::string conv = "cudnn";   // "cudnn" or "ours"
+  std::string precision = "f32";  // "f32" or "bf16" (UNet::set_compute_dtype)
 };
-void add_device_options(CLI::App* cmd, DeviceOptions& o);
+void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision = true);
 // Applies the threads and GPU settings and returns the device, with a clear error for bad choices.
 Device apply_device_options(const DeviceOptions& o);
+// The U-Net's activation dtype that --precision asks for.
+DType compute_dtype(const DeviceOptions& o);
 
 // A trained model and what its checkpoint says about it.
 struct LoadedModel {
@@ -37,8 +41,9 @@ struct LoadedModel {
   bool ema = false;                      // EMA weights loaded from the state file
 };
 // `path` is a model file or a training folder holding model.safetensors. image_size = 0 takes it
-// from the metadata (PyTorch checkpoints have none: then the flag is required).
-LoadedModel load_checkpoint(const std::string& path, Device device, int64_t image_size, bool use_ema);
+// from the metadata (PyTorch checkpoints have none: then the flag is required). The model runs
+// on `device` with activations in `compute` (f32 or bf16).
+LoadedModel load_checkpoint(const std::string& path, Device device, DType compute, int64_t image_size, bool use_ema);
 
 // The flags of `sample` and `trace`.
 struct SamplingOptions {

@@ -112,7 +112,7 @@ void add_classifier(CLI::App& app) {
   te->add_option("--classifier", o->weights, "weights file")->capture_default_str();
   for (CLI::App* sub : {tr, te}) {
     sub->add_option("--data-dir", o->data_dir, "folder of the Fashion-MNIST IDX .gz files")->capture_default_str();
-    add_device_options(sub, o->dev);
+    add_device_options(sub, o->dev, false);  // the classifier runs in f32
   }
   tr->callback([o] { train(*o); });
   te->callback([o] { test(*o); });

@@ -103,6 +103,7 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     model = std::make_unique<UNet>(mc, init);
     model->to(device);
   }
+  model->set_compute_dtype(compute_dtype(o.dev));
   Trainer trainer(*model, data, o.train);
   if (o.resume) {
     trainer.load_state(model_path);
@@ -117,10 +118,10 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   const UNetConfig& mc = model->config();
   std::fprintf(stderr,
                "data %s: %ld images %ldx%ldx%ld, %ld classes | model b=%ld time_dim=%ld, %ld parameters | "
-               "%s, batch %ld, %ld steps (%.2f epochs)\n",
+               "%s %s, batch %ld, %ld steps (%.2f epochs)\n",
                o.data.c_str(), long(data.count()), long(data.size), long(data.size), long(data.channels),
                long(mc.num_classes), long(mc.base_channels), long(mc.time_dim), long(model->parameter_count()),
-               device_name(device), long(o.train.batch), long(total), double(total) / double(steps_per_epoch));
+               device_name(device), dtype_name(model->compute_dtype()), long(o.train.batch), long(total), double(total) / double(steps_per_epoch));
 
   std::ofstream log(log_path, std::ios::app);
   const std::map<std::string, std::string> meta{{"data", o.data}};

@@ -163,16 +163,19 @@ if [ -x "$BUILD/benchmarks/bench_conv" ]; then
   else note bench_conv "PROBLEM: exit $? (see bench_conv.txt)"; fi
 fi
 
-# End to end at the seed size with TF32: training img/s and reverse img-steps/s (ours; the
-# comparison with PyTorch is benchmarks/compare.sh), and the caching allocator's promise that a
-# training step in the steady state makes no cudaMalloc call.
-for bench in bench_train bench_sample; do
-  [ -x "$BUILD/benchmarks/$bench" ] || { note "$bench" "skipped: not built"; continue; }
-  t=$(limit 60)
-  echo "== $bench --tf32 (limit ${t}s)"
-  if timeout -k 5 "$t" "$BUILD/benchmarks/$bench" --tf32 --steps 10 --json "$OUT/$bench.json" --commit "$COMMIT" \
-    >"$OUT/$bench.txt" 2>&1; then
-    res=$(python3 - "$OUT/$bench.json" <<'EOF'
+# End to end at the seed size, TF32 and bf16 mixed precision: training img/s and reverse
+# img-steps/s (ours; the comparison with PyTorch is benchmarks/compare.sh), and the caching
+# allocator's promise that a training step in the steady state makes no cudaMalloc call.
+for cfg in "tf32|--tf32" "bf16|--precision bf16"; do
+  name=${cfg%%|*}
+  read -r -a flags <<<"${cfg#*|}"
+  for bench in bench_train bench_sample; do
+    [ -x "$BUILD/benchmarks/$bench" ] || { note "$bench" "skipped: not built"; continue; }
+    t=$(limit 45)
+    echo "== $bench ${flags[*]} (limit ${t}s)"
+    if timeout -k 5 "$t" "$BUILD/benchmarks/$bench" "${flags[@]}" --steps 10 --json "$OUT/$bench-$name.json" \
+      --commit "$COMMIT" >"$OUT/$bench-$name.txt" 2>&1; then
+      res=$(python3 - "$OUT/$bench-$name.json" <<'EOF'
 import json, sys
 recs = json.load(open(sys.argv[1]))["records"]
 key = "train_img_s" if "train_img_s" in recs[0] else "reverse_img_steps_s"
@@ -184,10 +187,11 @@ print(out)
 sys.exit(1 if sum(mallocs) else 0)
 EOF
 )
-    if [ $? -eq 0 ]; then note "$bench" "ok: $res"; else fail "$bench" "steady-state cudaMalloc: $res"; fi
-  else
-    note "$bench" "PROBLEM: exit $? (see $bench.txt)"
-  fi
+      if [ $? -eq 0 ]; then note "$bench $name" "ok: $res"; else fail "$bench $name" "steady-state cudaMalloc: $res"; fi
+    else
+      note "$bench $name" "PROBLEM: exit $? (see $bench-$name.txt)"
+    fi
+  done
 done
 
 for name in test_engine test_model; do

@@ -1,4 +1,5 @@
-// Elementwise ops: activations and broadcast arithmetic. Kernels: kernels/elementwise.hpp.
+// Elementwise ops: activations, broadcast arithmetic and the f32/bf16 cast. Kernels:
+// kernels/elementwise.hpp.
 #include "engine/dispatch.hpp"
 #include "engine/ops.hpp"
 
@@ -6,12 +7,18 @@ namespace ddpm {
 namespace {
 
 Tensor activation(const Tensor& x, Act act, const char* op) {
-  check_f32(op, x, "input");
+  check_float(op, x, "input");
   Tensor y = empty_like(x);
-  DDPM_DISPATCH(x.device(), act_fwd, act, x.data<float>(), y.data<float>(), x.numel());
+  with_float_type(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(x.device(), act_fwd, act, x.data<T>(), y.data<T>(), x.numel());
+  });
   return record(y, op, {x}, [xs = x.detach(), act](const Tensor& g) {
     Tensor dx = empty_like(xs);
-    DDPM_DISPATCH(xs.device(), act_bwd, act, xs.data<float>(), g.data<float>(), dx.data<float>(), xs.numel());
+    with_float_type(xs.dtype(), [&](auto t) {
+      using T = decltype(t);
+      DDPM_DISPATCH(xs.device(), act_bwd, act, xs.data<T>(), g.data<T>(), dx.data<T>(), xs.numel());
+    });
     return std::vector<Tensor>{dx};
   });
 }
@@ -36,18 +43,29 @@ kernels::Broadcast broadcast_of(const Tensor& a, const Tensor& b, const char* op
 // Sums g (a's shape) over b's broadcast dimensions; g itself when nothing was broadcast.
 Tensor reduce_to(const Tensor& g, const Shape& bshape, const kernels::Broadcast& bc) {
   if (g.shape() == bshape) return g;
-  Tensor gb = Tensor::empty(bshape, DType::F32, g.device());
-  DDPM_DISPATCH(g.device(), reduce_to_b, g.data<float>(), gb.data<float>(), bc);
+  Tensor gb = Tensor::empty(bshape, g.dtype(), g.device());
+  with_float_type(g.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(g.device(), reduce_to_b, g.data<T>(), gb.data<T>(), bc);
+  });
   return gb;
 }
 
+// out = a op b, b broadcast as bc says (a fresh tensor of a's shape and dtype).
+Tensor apply(kernels::BinOp op, const Tensor& a, const Tensor& b, const kernels::Broadcast& bc) {
+  Tensor out = empty_like(a);
+  with_float_type(a.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(a.device(), binary, op, a.data<T>(), b.data<T>(), out.data<T>(), bc);
+  });
+  return out;
+}
+
 Tensor binary(const Tensor& a, const Tensor& b, kernels::BinOp op, const char* name) {
-  check_f32(name, a, "a");
-  check_f32(name, b, "b");
+  check_float_same(name, {{&a, "a"}, {&b, "b"}});
   check_same_device(name, {&a, &b});
   kernels::Broadcast bc = broadcast_of(a, b, name);
-  Tensor out = empty_like(a);
-  DDPM_DISPATCH(a.device(), binary, op, a.data<float>(), b.data<float>(), out.data<float>(), bc);
+  Tensor out = apply(op, a, b, bc);
   bool save = op == kernels::BinOp::Mul;  // only mul needs its inputs for the backward
   return record(out, name, {a, b},
                 [as = save ? a.detach() : Tensor(), bs = save ? b.detach() : Tensor(), bshape = b.shape(), bc,
@@ -55,15 +73,13 @@ Tensor binary(const Tensor& a, const Tensor& b, kernels::BinOp op, const char* n
                   if (op == kernels::BinOp::Add) return std::vector<Tensor>{g, reduce_to(g, bshape, bc)};
                   if (op == kernels::BinOp::Sub) {
                     Tensor db = reduce_to(g, bshape, bc).clone();
-                    DDPM_DISPATCH(g.device(), scale, db.data<float>(), db.numel(), -1.0f);
+                    with_float_type(db.dtype(), [&](auto t) {
+                      DDPM_DISPATCH(g.device(), scale, db.data<decltype(t)>(), db.numel(), -1.0f);
+                    });
                     return std::vector<Tensor>{g, db};
                   }
-                  Tensor da = empty_like(g), gb = empty_like(g);
-                  DDPM_DISPATCH(g.device(), binary, kernels::BinOp::Mul, g.data<float>(), bs.data<float>(),
-                                da.data<float>(), bc);
-                  kernels::Broadcast same = broadcast_of(g, g, "mul");
-                  DDPM_DISPATCH(g.device(), binary, kernels::BinOp::Mul, g.data<float>(), as.data<float>(),
-                                gb.data<float>(), same);
+                  Tensor da = apply(kernels::BinOp::Mul, g, bs, bc);
+                  Tensor gb = apply(kernels::BinOp::Mul, g, as, broadcast_of(g, g, "mul"));
                   return std::vector<Tensor>{da, reduce_to(gb, bshape, bc)};
                 });
 }
@@ -77,18 +93,31 @@ Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, kernels::BinO
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, kernels::BinOp::Mul, "mul"); }
 
 Tensor add_gelu(const Tensor& a, const Tensor& b) {
-  check_f32("add_gelu", a, "a");
-  check_f32("add_gelu", b, "b");
+  check_float_same("add_gelu", {{&a, "a"}, {&b, "b"}});
   check_same_device("add_gelu", {&a, &b});
   DDPM_CHECK(a.shape() == b.shape(), "add_gelu", "shapes differ: ", a.desc(), " and ", b.desc());
   Tensor y = empty_like(a);
-  DDPM_DISPATCH(a.device(), add_act_fwd, Act::GELU, a.data<float>(), b.data<float>(), y.data<float>(), a.numel());
+  with_float_type(a.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(a.device(), add_act_fwd, Act::GELU, a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+  });
   return record(y, "add_gelu", {a, b}, [as = a.detach(), bs = b.detach()](const Tensor& g) {
     Tensor d = empty_like(as);
-    DDPM_DISPATCH(as.device(), add_act_bwd, Act::GELU, as.data<float>(), bs.data<float>(), g.data<float>(),
-                  d.data<float>(), as.numel());
+    with_float_type(as.dtype(), [&](auto t) {
+      using T = decltype(t);
+      DDPM_DISPATCH(as.device(), add_act_bwd, Act::GELU, as.data<T>(), bs.data<T>(), g.data<T>(), d.data<T>(),
+                    as.numel());
+    });
     return std::vector<Tensor>{d, d};
   });
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  check_float("cast", x, "input");
+  DDPM_CHECK(dtype == DType::F32 || dtype == DType::BF16, "cast", "target must be f32 or bf16, got ",
+             dtype_name(dtype));
+  if (x.dtype() == dtype) return x;
+  return record(x.to(dtype), "cast", {x}, [from = x.dtype()](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
 }
 
 }  // namespace ddpm

@@ -14,17 +14,27 @@ using kernels::Gemm;
 
 // A fresh tensor of `shape` holding op(a) op(b) as described by g.
 Tensor product(const Gemm& g, const Tensor& a, const Tensor& b, const Shape& shape) {
-  Tensor c = Tensor::empty(shape, DType::F32, a.device());
-  DDPM_DISPATCH(a.device(), gemm, g, a.data<float>(), b.data<float>(), c.data<float>());
+  Tensor c = Tensor::empty(shape, a.dtype(), a.device());
+  with_float_type(a.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(a.device(), gemm, g, a.data<T>(), b.data<T>(), c.data<T>());
+  });
   return c;
 }
 
 }  // namespace
 
+Tensor bias_grad(const Tensor& g, int64_t rows, int64_t cols) {
+  Tensor db = Tensor::empty({cols}, g.dtype(), g.device());
+  with_float_type(g.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(g.device(), bias_grad, g.data<T>(), db.data<T>(), rows, cols);
+  });
+  return db;
+}
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  check_f32("linear", x, "x");
-  check_f32("linear", w, "w");
-  if (b.defined()) check_f32("linear", b, "b");
+  check_float_same("linear", {{&x, "x"}, {&w, "w"}, {&b, "b"}});
   check_same_device("linear", {&x, &w, &b});
   DDPM_CHECK(w.dim() == 2, "linear", "w must be [out, in], got ", w.desc());
   DDPM_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear", "x ", x.desc(), " must end in w's in dimension, w is ", w.desc());
@@ -33,11 +43,14 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
   Shape y_shape = x.shape();
   y_shape.back() = out;
-  Tensor y = Tensor::empty(y_shape, DType::F32, x.device());
+  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
   // y = b (each row), then y += x w^T.
-  if (b.defined()) DDPM_DISPATCH(x.device(), bias_fill, y.data<float>(), b.data<float>(), rows, out);
-  const Gemm fwd{.m = rows, .n = out, .k = in, .trans_b = true, .accumulate = b.defined()};
-  DDPM_DISPATCH(x.device(), gemm, fwd, x.data<float>(), w.data<float>(), y.data<float>());
+  with_float_type(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    if (b.defined()) DDPM_DISPATCH(x.device(), bias_fill, y.data<T>(), b.data<T>(), rows, out);
+    const Gemm fwd{.m = rows, .n = out, .k = in, .trans_b = true, .accumulate = b.defined()};
+    DDPM_DISPATCH(x.device(), gemm, fwd, x.data<T>(), w.data<T>(), y.data<T>());
+  });
 
   std::vector<Tensor> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
@@ -47,17 +60,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
                   std::vector<Tensor> grads(has_b ? 3 : 2);
                   if (need_x) grads[0] = product({.m = rows, .n = in, .k = out}, g, ws, xs.shape());  // g w
                   if (need_w) grads[1] = product({.m = out, .n = in, .k = rows, .trans_a = true}, g, xs, ws.shape());
-                  if (need_b) {
-                    grads[2] = Tensor::empty({out}, DType::F32, g.device());
-                    DDPM_DISPATCH(g.device(), bias_grad, g.data<float>(), grads[2].data<float>(), rows, out);
-                  }
+                  if (need_b) grads[2] = bias_grad(g, rows, out);
                   return grads;
                 });
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
-  check_f32("bmm", a, "a");
-  check_f32("bmm", b, "b");
+  check_float_same("bmm", {{&a, "a"}, {&b, "b"}});
   check_same_device("bmm", {&a, &b});
   DDPM_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0), "bmm", "needs [B, M, K] and [B, K, N], got ",
              a.desc(), " and ", b.desc());

@@ -22,7 +22,7 @@ void check_affine(const char* op, const Tensor& x, const Tensor& w, const Tensor
 
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps, Act act) {
   const char* op = "group_norm";
-  check_f32(op, x, "input");
+  check_float(op, x, "input");
   DDPM_CHECK(x.dim() >= 2, op, "input must be [N, ..., C], got ", x.desc());
   check_affine(op, x, w, b);
   const int64_t N = x.size(0), C = x.size(-1), P = x.numel() / (N * C);
@@ -32,39 +32,51 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor
   Tensor y = empty_like(x);
   Tensor mean = Tensor::empty({N, groups}, DType::F32, dev), rstd = Tensor::empty({N, groups}, DType::F32, dev);
   Tensor work = scratch_doubles(kernels::group_norm_work(N, P, C, groups), dev);
-  DDPM_DISPATCH(dev, group_norm_fwd, act, x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(),
-                mean.data<float>(), rstd.data<float>(), N, P, C, groups, eps, as_doubles(work));
+  with_float_type(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(dev, group_norm_fwd, act, x.data<T>(), w.data<float>(), b.data<float>(), y.data<T>(),
+                  mean.data<float>(), rstd.data<float>(), N, P, C, groups, eps, as_doubles(work));
+  });
   return record(y, op, {x, w, b},
                 [xs = x.detach(), ws = w.detach(), bs = b.detach(), mean, rstd, groups, act](const Tensor& g) {
                   const int64_t N = xs.size(0), C = xs.size(-1), P = xs.numel() / (N * C);
                   Tensor dx = empty_like(xs), dw = empty_like(ws), db = empty_like(bs);
                   Tensor work = scratch_doubles(kernels::group_norm_work(N, P, C, groups), xs.device());
-                  DDPM_DISPATCH(xs.device(), group_norm_bwd, act, xs.data<float>(), ws.data<float>(),
-                                bs.data<float>(), mean.data<float>(), rstd.data<float>(), g.data<float>(),
-                                dx.data<float>(), dw.data<float>(), db.data<float>(), N, P, C, groups,
-                                as_doubles(work));
+                  with_float_type(xs.dtype(), [&](auto t) {
+                    using T = decltype(t);
+                    DDPM_DISPATCH(xs.device(), group_norm_bwd, act, xs.data<T>(), ws.data<float>(),
+                                  bs.data<float>(), mean.data<float>(), rstd.data<float>(), g.data<T>(),
+                                  dx.data<T>(), dw.data<float>(), db.data<float>(), N, P, C, groups,
+                                  as_doubles(work));
+                  });
                   return std::vector<Tensor>{dx, dw, db};
                 });
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
   const char* op = "layer_norm";
-  check_f32(op, x, "input");
+  check_float(op, x, "input");
   DDPM_CHECK(x.dim() >= 1, op, "input must be [..., C], got ", x.desc());
   check_affine(op, x, w, b);
   const int64_t C = x.size(-1), R = x.numel() / C;
   const Device dev = x.device();
   Tensor y = empty_like(x);
   Tensor mean = Tensor::empty({R}, DType::F32, dev), rstd = Tensor::empty({R}, DType::F32, dev);
-  DDPM_DISPATCH(dev, layer_norm_fwd, x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(),
-                mean.data<float>(), rstd.data<float>(), R, C, eps);
+  with_float_type(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(dev, layer_norm_fwd, x.data<T>(), w.data<float>(), b.data<float>(), y.data<T>(),
+                  mean.data<float>(), rstd.data<float>(), R, C, eps);
+  });
   return record(y, op, {x, w, b}, [xs = x.detach(), ws = w.detach(), bshape = b.shape(), mean, rstd](const Tensor& g) {
     const int64_t C = xs.size(-1), R = xs.numel() / C;
     Tensor dx = empty_like(xs), dw = empty_like(ws), db = Tensor::empty(bshape, DType::F32, xs.device());
     Tensor work = scratch_doubles(kernels::layer_norm_work(R, C), xs.device());
-    DDPM_DISPATCH(xs.device(), layer_norm_bwd, xs.data<float>(), ws.data<float>(), mean.data<float>(),
-                  rstd.data<float>(), g.data<float>(), dx.data<float>(), dw.data<float>(), db.data<float>(), R, C,
-                  as_doubles(work));
+    with_float_type(xs.dtype(), [&](auto t) {
+      using T = decltype(t);
+      DDPM_DISPATCH(xs.device(), layer_norm_bwd, xs.data<T>(), ws.data<float>(), mean.data<float>(),
+                    rstd.data<float>(), g.data<T>(), dx.data<T>(), dw.data<float>(), db.data<float>(), R, C,
+                    as_doubles(work));
+    });
     return std::vector<Tensor>{dx, dw, db};
   });
 }

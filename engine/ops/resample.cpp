@@ -8,7 +8,7 @@ namespace ddpm {
 namespace {
 
 void check_nhwc(const char* op, const Tensor& x) {
-  check_f32(op, x, "input");
+  check_float(op, x, "input");
   DDPM_CHECK(x.dim() == 4, op, "input must be NHWC [N, H, W, C], got ", x.desc());
 }
 
@@ -16,8 +16,7 @@ void check_nhwc(const char* op, const Tensor& x) {
 
 Tensor concat_channels(const Tensor& a, const Tensor& b) {
   const char* op = "concat_channels";
-  check_f32(op, a, "a");
-  check_f32(op, b, "b");
+  check_float_same(op, {{&a, "a"}, {&b, "b"}});
   check_same_device(op, {&a, &b});
   DDPM_CHECK(a.dim() >= 1 && a.dim() == b.dim(), op, "inputs must be [..., C] of the same rank: ", a.desc(), " and ",
              b.desc());
@@ -26,14 +25,20 @@ Tensor concat_channels(const Tensor& a, const Tensor& b) {
   const int64_t Ca = a.size(-1), Cb = b.size(-1), C = Ca + Cb, rows = a.numel() / Ca;
   Shape shape = lead_a;
   shape.push_back(C);
-  Tensor out = Tensor::empty(shape, DType::F32, a.device());
-  DDPM_DISPATCH(a.device(), copy_channels, a.data<float>(), Ca, 0, out.data<float>(), C, 0, rows, Ca);
-  DDPM_DISPATCH(a.device(), copy_channels, b.data<float>(), Cb, 0, out.data<float>(), C, Ca, rows, Cb);
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  with_float_type(a.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(a.device(), copy_channels, a.data<T>(), Ca, 0, out.data<T>(), C, 0, rows, Ca);
+    DDPM_DISPATCH(a.device(), copy_channels, b.data<T>(), Cb, 0, out.data<T>(), C, Ca, rows, Cb);
+  });
   return record(out, op, {a, b}, [sa = a.shape(), sb = b.shape(), rows](const Tensor& g) {
     const int64_t Ca = sa.back(), Cb = sb.back(), C = Ca + Cb;
-    Tensor da = Tensor::empty(sa, DType::F32, g.device()), db = Tensor::empty(sb, DType::F32, g.device());
-    DDPM_DISPATCH(g.device(), copy_channels, g.data<float>(), C, 0, da.data<float>(), Ca, 0, rows, Ca);
-    DDPM_DISPATCH(g.device(), copy_channels, g.data<float>(), C, Ca, db.data<float>(), Cb, 0, rows, Cb);
+    Tensor da = Tensor::empty(sa, g.dtype(), g.device()), db = Tensor::empty(sb, g.dtype(), g.device());
+    with_float_type(g.dtype(), [&](auto t) {
+      using T = decltype(t);
+      DDPM_DISPATCH(g.device(), copy_channels, g.data<T>(), C, 0, da.data<T>(), Ca, 0, rows, Ca);
+      DDPM_DISPATCH(g.device(), copy_channels, g.data<T>(), C, Ca, db.data<T>(), Cb, 0, rows, Cb);
+    });
     return std::vector<Tensor>{da, db};
   });
 }
@@ -43,13 +48,19 @@ Tensor max_pool2x2(const Tensor& x) {
   check_nhwc(op, x);
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   DDPM_CHECK(H % 2 == 0 && W % 2 == 0, op, "height and width must be even, got ", x.desc());
-  Tensor y = Tensor::empty({N, H / 2, W / 2, C}, DType::F32, x.device());
-  DDPM_DISPATCH(x.device(), max_pool2x2_fwd, x.data<float>(), y.data<float>(), N, H, W, C);
+  Tensor y = Tensor::empty({N, H / 2, W / 2, C}, x.dtype(), x.device());
+  with_float_type(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(x.device(), max_pool2x2_fwd, x.data<T>(), y.data<T>(), N, H, W, C);
+  });
   // The backward recomputes each window's argmax from x (kernels/resample_cuda.cu says why).
   return record(y, op, {x}, [xs = x.detach()](const Tensor& g) {
     Tensor dx = empty_like(xs);
-    DDPM_DISPATCH(xs.device(), max_pool2x2_bwd, xs.data<float>(), g.data<float>(), dx.data<float>(), xs.size(0),
-                  xs.size(1), xs.size(2), xs.size(3));
+    with_float_type(xs.dtype(), [&](auto t) {
+      using T = decltype(t);
+      DDPM_DISPATCH(xs.device(), max_pool2x2_bwd, xs.data<T>(), g.data<T>(), dx.data<T>(), xs.size(0), xs.size(1),
+                    xs.size(2), xs.size(3));
+    });
     return std::vector<Tensor>{dx};
   });
 }
@@ -58,12 +69,17 @@ Tensor upsample2x(const Tensor& x) {
   const char* op = "upsample2x";
   check_nhwc(op, x);
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  Tensor y = Tensor::empty({N, 2 * H, 2 * W, C}, DType::F32, x.device());
-  DDPM_DISPATCH(x.device(), upsample2x_fwd, x.data<float>(), y.data<float>(), N, H, W, C);
+  Tensor y = Tensor::empty({N, 2 * H, 2 * W, C}, x.dtype(), x.device());
+  with_float_type(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DDPM_DISPATCH(x.device(), upsample2x_fwd, x.data<T>(), y.data<T>(), N, H, W, C);
+  });
   return record(y, op, {x}, [shape = x.shape()](const Tensor& g) {
-    Tensor dx = Tensor::empty(shape, DType::F32, g.device());
-    DDPM_DISPATCH(g.device(), upsample2x_bwd, g.data<float>(), dx.data<float>(), shape[0], shape[1], shape[2],
-                  shape[3]);
+    Tensor dx = Tensor::empty(shape, g.dtype(), g.device());
+    with_float_type(g.dtype(), [&](auto t) {
+      using T = decltype(t);
+      DDPM_DISPATCH(g.device(), upsample2x_bwd, g.data<T>(), dx.data<T>(), shape[0], shape[1], shape[2], shape[3]);
+    });
     return std::vector<Tensor>{dx};
   });
 }

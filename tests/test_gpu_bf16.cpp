@@ -1,0 +1,70 @@
+// The bf16 path of every op the U-Net uses, GPU against CPU (kernels/widen.hpp defines the CPU's
+// bf16 results: the f32 kernel, each output rounded once). Both compute in f32 and round once per
+// stored value, so they differ only where a different summation order moves a value across a
+// rounding boundary: one bf16 ulp (2^-8 relative) on a few elements, kTolBF16 overall. Shapes
+// cover the 4-wide vector paths (channels a multiple of 4) and the scalar ones (odd channels),
+// plus the model's own sizes for conv and attention.
+#include "gpu_helpers.hpp"
+
+using namespace ddpm;
+using namespace ddpm::test;
+
+namespace {
+
+Tensor bf16_randn(const Shape& s, Generator& gen) { return Tensor::randn(s, gen).to(DType::BF16); }
+
+}  // namespace
+
+TEST_CASE("gpu: bf16 ops match the CPU's bf16 ops", "[gpu][bf16]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  using V = const std::vector<Tensor>&;
+  struct Case {
+    const char* name;
+    std::vector<Shape> data, params;  // bf16 inputs, then f32 ones (norm parameters)
+    std::function<Tensor(V)> f;
+  };
+  const Case cases[] = {
+      {"gelu", {{4, 8, 8, 16}}, {}, [](V in) { return gelu(in[0]); }},
+      {"silu, odd size", {{3, 7, 5}}, {}, [](V in) { return silu(in[0]); }},
+      {"add, per-channel broadcast", {{4, 8, 8, 32}, {4, 1, 1, 32}}, {}, [](V in) { return add(in[0], in[1]); }},
+      {"add, odd channels", {{2, 5, 3, 7}, {2, 1, 1, 7}}, {}, [](V in) { return add(in[0], in[1]); }},
+      {"mul", {{6, 20}, {6, 20}}, {}, [](V in) { return mul(in[0], in[1]); }},
+      {"add_gelu", {{4, 8, 8, 16}, {4, 8, 8, 16}}, {}, [](V in) { return add_gelu(in[0], in[1]); }},
+      {"used twice", {{64, 33}}, {}, [](V in) { return add(gelu(in[0]), in[0]); }},
+      {"linear", {{4, 100, 64}, {192, 64}, {192}}, {}, [](V in) { return linear(in[0], in[1], in[2]); }},
+      {"linear, odd sizes", {{3, 7, 13}, {5, 13}, {5}}, {}, [](V in) { return linear(in[0], in[1], in[2]); }},
+      {"bmm", {{3, 17, 9}, {3, 9, 11}}, {}, [](V in) { return bmm(in[0], in[1]); }},
+      {"conv2d 3x3 64->64 at 32x32", {{4, 32, 32, 64}, {64, 3, 3, 64}}, {}, [](V in) { return conv2d(in[0], in[1]); }},
+      {"conv2d 3x3, Cin 3", {{2, 16, 16, 3}, {64, 3, 3, 3}}, {}, [](V in) { return conv2d(in[0], in[1]); }},
+      {"conv2d 1x1 with bias, Cout 1", {{2, 16, 16, 64}, {1, 1, 1, 64}, {1}}, {},
+       [](V in) { return conv2d(in[0], in[1], in[2]); }},
+      {"group_norm(1) + GELU", {{4, 16, 16, 64}}, {{64}, {64}},
+       [](V in) { return group_norm(in[0], 1, in[1], in[2], 1e-5f, Act::GELU); }},
+      {"group_norm, odd channels", {{2, 5, 3, 9}}, {{9}, {9}}, [](V in) { return group_norm(in[0], 3, in[1], in[2]); }},
+      {"layer_norm", {{4, 256, 128}}, {{128}, {128}}, [](V in) { return layer_norm(in[0], in[1], in[2]); }},
+      {"layer_norm, odd channels", {{3, 7, 13}}, {{13}, {13}}, [](V in) { return layer_norm(in[0], in[1], in[2]); }},
+      {"concat_channels", {{2, 8, 8, 32}, {2, 8, 8, 64}}, {}, [](V in) { return concat_channels(in[0], in[1]); }},
+      {"concat_channels, odd", {{2, 3, 3, 5}, {2, 3, 3, 3}}, {}, [](V in) { return concat_channels(in[0], in[1]); }},
+      {"max_pool2x2", {{4, 16, 16, 64}}, {}, [](V in) { return max_pool2x2(in[0]); }},
+      {"max_pool2x2, odd channels", {{2, 6, 4, 3}}, {}, [](V in) { return max_pool2x2(in[0]); }},
+      {"upsample2x", {{4, 8, 8, 128}}, {}, [](V in) { return upsample2x(in[0]); }},
+      {"upsample2x, odd channels", {{2, 3, 5, 3}}, {}, [](V in) { return upsample2x(in[0]); }},
+      {"attention L 1024, D 32", {{2, 1024, 384}}, {}, [](V in) { return attention(in[0], 4); }},
+      {"attention L 7, D 16", {{3, 7, 96}}, {}, [](V in) { return attention(in[0], 2); }},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    std::vector<Tensor> in;
+    for (const Shape& s : c.data) in.push_back(bf16_randn(s, gen));
+    for (const Shape& s : c.params) in.push_back(Tensor::randn(s, gen));
+    compare_backends(c.f, in, gen, true, kTolBF16);
+  }
+}
+
+TEST_CASE("gpu: cast between f32 and bf16 gives the CPU's bits", "[gpu][bf16]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  Tensor x = Tensor::randn({1001}, gen);
+  CHECK(cast(x.to(Device::CUDA), DType::BF16).to_floats() == cast(x, DType::BF16).to_floats());
+}
