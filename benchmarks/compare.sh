@@ -2,9 +2,10 @@
 # benchmarks/compare.sh OUT_DIR: our training and sampling speed against PyTorch's, on the same
 # card in the same run (docs/performance.md). Run from the repository root on the GPU machine with
 # a build made on the development machine (docs/gpu.md):
-#   1. bench_train and bench_sample in five configurations: f32 (exact), tf32 (TF32 tensor cores,
-#      cuDNN convolutions), tf32-ours (TF32, our convolution kernels), bf16 (mixed precision:
-#      bf16 activations, cuDNN bf16 convolutions, cuBLAS bf16 GEMMs) and bf16-ours (our bf16 convs);
+#   1. bench_train and bench_sample in seven configurations: f32 (exact), tf32 (TF32 tensor cores,
+#      cuDNN convolutions), tf32-ours (TF32, our convolution kernels), tf32-auto (per shape the
+#      faster), and the same three for bf16 mixed precision (bf16 activations, cuBLAS bf16 GEMMs;
+#      bf16 = cuDNN's bf16 convolutions, bf16-ours, bf16-auto);
 #   2. benchmarks/torch_twin.py: PyTorch eager fp32, eager bf16 autocast, bf16 + torch.compile;
 #   3. on the GPU, the attention alone: bench_kernels --filter attention against
 #      benchmarks/torch_attention.py (PyTorch's scaled_dot_product_attention, fp32 and bf16) at the
@@ -29,7 +30,8 @@ STEPS=${STEPS:-20}
 MODES=${MODES:-fp32,bf16,compile}
 BASE=${BASE:-64}
 DEVICE=${DEVICE:-cuda}
-configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours" "bf16|--precision bf16" "bf16-ours|--precision bf16 --tf32 --conv ours")
+configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours" "tf32-auto|--tf32 --conv auto" "bf16|--precision bf16"
+  "bf16-ours|--precision bf16 --tf32 --conv ours" "bf16-auto|--precision bf16 --conv auto")
 [ "$DEVICE" = cpu ] && configs=("f32|")
 # For our binaries only: with it, a pyenv Python can pick up the system libpython and lose its packages.
 LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

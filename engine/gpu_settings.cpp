@@ -13,16 +13,20 @@ GpuSettings g_settings;
 
 ConvImpl parse_conv_impl(const std::string& name) {
   if (name == "ours") return ConvImpl::Ours;
-  DDPM_CHECK(name == "cudnn", "gpu settings", "unknown convolution implementation '", name, "' (cudnn or ours)");
+  if (name == "auto") return ConvImpl::Auto;
+  DDPM_CHECK(name == "cudnn", "gpu settings", "unknown convolution implementation '", name,
+             "' (cudnn, ours or auto)");
   return ConvImpl::CuDNN;
 }
 
 void set_gpu_settings(const GpuSettings& s) {
   DDPM_CHECK(s.tf32 || s.conv != ConvImpl::Ours, "gpu settings",
-             "--conv ours needs --tf32: our convolution kernels run on TF32 tensor cores");
+             "--conv ours needs --tf32: our convolution kernels have no exact f32 path (f32 data runs them in TF32)");
 #ifdef DDPM_HAVE_CUDA
   ddpm::cuda::set_allow_tf32(s.tf32);
-  kernels::cuda::set_conv_backend(s.conv == ConvImpl::Ours ? kernels::ConvBackend::Ours : kernels::ConvBackend::CuDNN);
+  kernels::cuda::set_conv_backend(s.conv == ConvImpl::Ours   ? kernels::ConvBackend::Ours
+                                  : s.conv == ConvImpl::Auto ? kernels::ConvBackend::Auto
+                                                             : kernels::ConvBackend::CuDNN);
 #endif
   g_settings = s;
 }

@@ -3,21 +3,24 @@
 // - tf32: f32 convolutions and matrix products on TF32 tensor cores (inputs rounded to 10-bit
 //   mantissas, f32 accumulation: about 1e-3 relative error, what PyTorch does for convolutions by
 //   default). Off: exact f32 (FMA) everywhere, matching the CPU to ~1e-6.
-// - conv: which convolution implementation runs, cuDNN or ours (kernels/conv_igemm*). Ours is a
-//   TF32 tensor-core kernel, so it needs tf32 on; set_gpu_settings refuses otherwise.
+// - conv: which convolution implementation runs: cuDNN, ours (kernels/conv_igemm*), or auto (per
+//   shape, dtype and direction the faster of the two, timed on first use; the choice depends on
+//   timing, so runs may differ in the last bits). Ours has no exact f32 path: f32 data runs it in
+//   TF32, so `ours` needs tf32 on (set_gpu_settings refuses otherwise) and `auto` without tf32
+//   only chooses for bf16 data.
 #pragma once
 #include <string>
 
 namespace ddpm {
 
-enum class ConvImpl { CuDNN, Ours };
+enum class ConvImpl { CuDNN, Ours, Auto };
 
 struct GpuSettings {
   bool tf32 = false;
   ConvImpl conv = ConvImpl::CuDNN;
 };
 
-ConvImpl parse_conv_impl(const std::string& name);  // "cudnn" or "ours"
+ConvImpl parse_conv_impl(const std::string& name);  // "cudnn", "ours" or "auto"
 void set_gpu_settings(const GpuSettings& settings);
 GpuSettings gpu_settings();
 

@@ -59,6 +59,10 @@
 //   accumulation and tensor-op math, Ours runs the bf16 implicit GEMM (no TF32 condition: there
 //   is no exact path to protect). Measured by bench_conv on an H200 (docs/kernels.md), one 64x64
 //   batch-64 step's convolutions: cuDNN bf16 5.5 ms, ours 19.1 ms, so CuDNN stays the default.
+//   A third backend, Auto, times both on the first call of each shape, dtype and direction and
+//   keeps the faster (the same H200 data: ours wins 3 of 124 cases, e.g. the first layer's filter
+//   gradient). Not the default: its choice depends on timing, so two runs may differ in the last
+//   bits, where Ours and CuDNN are reproducible. NOT YET RUN on hardware.
 #pragma once
 #include <cstdint>
 
@@ -81,8 +85,10 @@ void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx
 void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
 }  // namespace cpu
 
-// Which implementation runs the CUDA functions (v2, v3 above).
-enum class ConvBackend { Ours, CuDNN };
+// Which implementation runs the CUDA functions (v2, v3 above). Auto: per shape, dtype and
+// direction the faster of the two, timed on first use (conv_cuda.cu). Ours and Auto use our
+// kernels for f32 data only in TF32.
+enum class ConvBackend { Ours, CuDNN, Auto };
 
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {
@@ -93,7 +99,7 @@ void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float*
 void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
 void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
 
-// bf16 storage, f32 accumulation, outputs rounded to bf16 (nearest even); always our kernels.
+// bf16 storage, f32 accumulation, outputs rounded to bf16 (nearest even); either backend (v3).
 void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y);
 void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
 void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <functional>
 #include <map>
 
 #include "kernels/conv.hpp"
@@ -54,9 +55,9 @@ using conv_detail::workspace;
 ConvBackend g_backend = ConvBackend::CuDNN;
 
 // Our kernels run f32 data only in TF32; exact f32 stays with cuDNN's FMA algorithms.
-// Ours runs f32 data only in TF32 (it has no exact f32 path); bf16 data whenever chosen.
-bool use_ours(const float*) { return g_backend == ConvBackend::Ours && ddpm::cuda::allow_tf32(); }
-bool use_ours(const bf16*) { return g_backend == ConvBackend::Ours; }
+// Ours may run f32 data only in TF32 (it has no exact f32 path), bf16 data always.
+bool ours_allowed(const float*) { return ddpm::cuda::allow_tf32(); }
+bool ours_allowed(const bf16*) { return true; }
 
 constexpr cudnnDataType_t data_type(const float*) { return CUDNN_DATA_FLOAT; }
 constexpr cudnnDataType_t data_type(const bf16*) { return CUDNN_DATA_BFLOAT16; }
@@ -82,10 +83,14 @@ struct Algo {
   cudnnMathType_t math = CUDNN_FMA_MATH;
 };
 
+// `math` is the math type every cudnnFind* starts from: running a direction sets the descriptor
+// to its own algorithm's math type, so each Find sets `math` again first (otherwise the second
+// direction measured would search only the first one's math, e.g. FMA without tensor cores).
 struct Plan {
   cudnnTensorDescriptor_t x, y;
   cudnnFilterDescriptor_t w;
   cudnnConvolutionDescriptor_t conv;
+  cudnnMathType_t math;
   Algo fwd, data, filter;
 };
 
@@ -123,21 +128,20 @@ Plan& plan_for(const ConvShape& s, cudnnDataType_t type) {
   // FMA_MATH keeps f32 exact to ~1e-6 of the CPU; DEFAULT_MATH lets f32 convolutions use TF32
   // tensor cores (ALLOW_CONVERSION would also permit down-conversion to FP16, which we do not want);
   // bf16 takes the tensor cores.
-  const cudnnMathType_t math = type == CUDNN_DATA_BFLOAT16 ? CUDNN_TENSOR_OP_MATH
-                               : tf32                       ? CUDNN_DEFAULT_MATH
-                                                            : CUDNN_FMA_MATH;
-  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
+  p.math = type == CUDNN_DATA_BFLOAT16 ? CUDNN_TENSOR_OP_MATH
+           : tf32                       ? CUDNN_DEFAULT_MATH
+                                        : CUDNN_FMA_MATH;
   return plans.emplace(key, p).first->second;
 }
 
 // y = conv(x, w) (+ b). cuDNN: the bias is written first and the convolution blended onto it
 // (beta = 1).
-template <class T> void fwd_t(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
-  if (use_ours(x)) return conv_detail::igemm_fwd(s, x, w, b, y);
+template <class T> void cudnn_fwd(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
   Plan& p = plan_for(s, data_type(x));
   if (p.fwd.algo < 0) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int count = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y,
                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
     p.fwd = pick(perf, count, "no usable forward convolution algorithm");
@@ -149,12 +153,12 @@ template <class T> void fwd_t(const ConvShape& s, const T* x, const T* w, const 
                                       workspace(p.fwd.bytes), p.fwd.bytes, &beta, p.y, y));
 }
 
-template <class T> void bwd_data_t(const ConvShape& s, const T* dy, const T* w, T* dx) {
-  if (use_ours(dy)) return conv_detail::igemm_bwd_data(s, dy, w, dx);
+template <class T> void cudnn_bwd_data(const ConvShape& s, const T* dy, const T* w, T* dx) {
   Plan& p = plan_for(s, data_type(dy));
   if (p.data.algo < 0) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int count = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x,
                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
     p.data = pick(perf, count, "no usable backward-data convolution algorithm");
@@ -166,12 +170,12 @@ template <class T> void bwd_data_t(const ConvShape& s, const T* dy, const T* w, 
                                            p.data.bytes, &beta, p.x, dx));
 }
 
-template <class T> void bwd_filter_t(const ConvShape& s, const T* x, const T* dy, T* dw) {
-  if (use_ours(x)) return conv_detail::igemm_bwd_filter(s, x, dy, dw);
+template <class T> void cudnn_bwd_filter(const ConvShape& s, const T* x, const T* dy, T* dw) {
   Plan& p = plan_for(s, data_type(x));
   if (p.filter.algo < 0) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int count = 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w,
                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
     p.filter = pick(perf, count, "no usable backward-filter convolution algorithm");
@@ -181,6 +185,66 @@ template <class T> void bwd_filter_t(const ConvShape& s, const T* x, const T* dy
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle(), &alpha, p.x, x, p.y, dy, p.conv,
                                              cudnnConvolutionBwdFilterAlgo_t(p.filter.algo),
                                              workspace(p.filter.bytes), p.filter.bytes, &beta, p.w, dw));
+}
+
+enum class Dir { Fwd, Data, Filter };
+
+// Median milliseconds of three runs of fn on the engine stream.
+float median_ms(const std::function<void()>& fn) {
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  float ms[3];
+  for (float& m : ms) {
+    CUDA_CHECK(cudaEventRecord(start, ddpm::cuda::stream()));
+    fn();
+    CUDA_CHECK(cudaEventRecord(stop, ddpm::cuda::stream()));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
+  }
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(ms, ms + 3);
+  return ms[1];
+}
+
+// Backend Auto: the first call of each (shape, dtype, TF32 setting, direction) runs both
+// implementations once (cudnnFind, workspace growth, kernel set-up), then times three runs of each
+// on the call's own buffers (every output is overwritten, never accumulated, so repeating the call
+// is harmless) and keeps the faster for the rest of the process. The choice depends on timing, so
+// two processes may choose differently and differ in the last bits; Ours and CuDNN never do.
+bool auto_picks_ours(const ConvShape& s, cudnnDataType_t type, Dir dir, const std::function<void()>& ours,
+                     const std::function<void()>& theirs) {
+  static std::map<std::array<int64_t, 9>, bool> choice;
+  const std::array<int64_t, 9> key{s.n, s.h, s.w, s.cin, s.cout, s.k, ddpm::cuda::allow_tf32(), type, int64_t(dir)};
+  if (auto it = choice.find(key); it != choice.end()) return it->second;
+  theirs();
+  ours();
+  const bool faster = median_ms(ours) < median_ms(theirs);
+  return choice.emplace(key, faster).first->second;
+}
+
+// Runs one direction on the backend the switch (and, for Auto, the timing) selects.
+template <class T>
+void dispatch(const T* data, const ConvShape& s, Dir dir, const std::function<void()>& ours,
+              const std::function<void()>& theirs) {
+  const bool use_ours = ours_allowed(data) && (g_backend == ConvBackend::Ours ||
+                                               (g_backend == ConvBackend::Auto &&
+                                                auto_picks_ours(s, data_type(data), dir, ours, theirs)));
+  if (use_ours) ours();
+  else theirs();
+}
+
+template <class T> void fwd_t(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
+  dispatch(x, s, Dir::Fwd, [&] { conv_detail::igemm_fwd(s, x, w, b, y); }, [&] { cudnn_fwd(s, x, w, b, y); });
+}
+template <class T> void bwd_data_t(const ConvShape& s, const T* dy, const T* w, T* dx) {
+  dispatch(dy, s, Dir::Data, [&] { conv_detail::igemm_bwd_data(s, dy, w, dx); },
+           [&] { cudnn_bwd_data(s, dy, w, dx); });
+}
+template <class T> void bwd_filter_t(const ConvShape& s, const T* x, const T* dy, T* dw) {
+  dispatch(x, s, Dir::Filter, [&] { conv_detail::igemm_bwd_filter(s, x, dy, dw); },
+           [&] { cudnn_bwd_filter(s, x, dy, dw); });
 }
 
 }  // namespace

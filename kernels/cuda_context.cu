@@ -29,6 +29,8 @@ cublasHandle_t cublas() {
     cublasHandle_t handle;
     CUBLAS_CHECK(cublasCreate(&handle));
     CUBLAS_CHECK(cublasSetStream(handle, stream()));
+    // bf16 GEMMs: no split-K partial sums in bf16, so each output is rounded once (the CPU's rule).
+    CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
     return handle;
   }();
   return h;

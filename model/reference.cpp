@@ -54,11 +54,11 @@ int64_t ReferenceReport::failures() const {
   return std::count_if(rows.begin(), rows.end(), [](const ReferenceRow& r) { return !r.ok(); });
 }
 
-ReferenceReport check_reference(const std::string& path, Device device) {
-  return check_reference(load_safetensors(path), device);
+ReferenceReport check_reference(const std::string& path, Device device, DType compute) {
+  return check_reference(load_safetensors(path), device, compute);
 }
 
-ReferenceReport check_reference(const SafeTensors& f, Device device) {
+ReferenceReport check_reference(const SafeTensors& f, Device device, DType compute) {
   auto meta = [&](const std::string& k) {
     auto it = f.metadata.find(k);
     return it == f.metadata.end() ? std::string("(none)") : it->second;
@@ -74,6 +74,9 @@ ReferenceReport check_reference(const SafeTensors& f, Device device) {
   std::vector<Tensor> params = model.parameters();
   from_pytorch_layout(model, f, params);
   model.to(device);
+  model.set_compute_dtype(compute);
+  const bool bf16 = compute == DType::BF16;
+  const double out_tol = bf16 ? kRefOutputTolBF16 : kRefOutputTol, grad_tol = bf16 ? INFINITY : kRefGradTol;
 
   Tensor x = nchw_to_nhwc(f.at("x_t")).to(device);
   Tensor eps = nchw_to_nhwc(f.at("eps")).to(device);
@@ -86,16 +89,28 @@ ReferenceReport check_reference(const SafeTensors& f, Device device) {
   Tensor eps_pred = model.forward(x, t, y);
   Tensor loss = mse_loss(eps_pred, eps);
   loss.backward();
-  report.rows.push_back(compare("eps_pred", nhwc_to_nchw(eps_pred), f.at("eps_pred"), kRefOutputTol));
-  report.rows.push_back(compare("loss", loss, f.at("loss"), kRefOutputTol));
+  report.rows.push_back(compare("eps_pred", nhwc_to_nchw(eps_pred), f.at("eps_pred"), out_tol));
+  report.rows.push_back(compare("loss", loss, f.at("loss"), out_tol));
 
   std::vector<Tensor> grads;
   for (const Tensor& p : params) {
     DDPM_CHECK(p.grad().defined(), "check_reference", "a parameter got no gradient: ", p.desc());
     grads.push_back(p.grad());
   }
-  for (const auto& [name, g] : to_pytorch_layout(model, grads, "grad."))
-    report.rows.push_back(compare(name, g, f.at(name), kRefGradTol));
+  std::vector<float> all_ours, all_ref;
+  for (const auto& [name, g] : to_pytorch_layout(model, grads, "grad.")) {
+    report.rows.push_back(compare(name, g, f.at(name), grad_tol));
+    for (float v : g.to_floats()) all_ours.push_back(v);
+    for (float v : f.at(name).to_floats()) all_ref.push_back(v);
+  }
+  // In bf16 a small parameter's gradient is a short sum of rounded terms, and some are ~0 in exact
+  // arithmetic (the key bias), so per tensor the error says little; the bf16 check is on all
+  // gradients together, and the per-tensor rows are printed for reading only.
+  if (bf16) {
+    const int64_t n = int64_t(all_ours.size());
+    report.rows.push_back(compare("grad (all parameters together)", Tensor::from_floats(all_ours, {n}),
+                                  Tensor::from_floats(all_ref, {n}), kRefGradAllTolBF16));
+  }
 
   // The AdamW step starts from the reference's gradients, not ours: Adam divides each gradient
   // by its own magnitude, so where the exact gradient is ~0 (the attention's key bias: softmax

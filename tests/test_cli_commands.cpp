@@ -85,6 +85,8 @@ TEST_CASE("ddpm: help exits 0, bad flags exit 2 with a message", "[cli]") {
   CHECK(ddpm_cli(dir, "sample --guidance -1").code == 2);
   CHECK(ddpm_cli(dir, "forward --frames abc").code == 2);
   CHECK(ddpm_cli(dir, "sample --conv fast").code == 2);
+  CHECK(ddpm_cli(dir, "sample --precision fp16").code == 2);
+  CHECK(ddpm_cli(dir, "classifier train --precision bf16").code == 2);  // the classifier runs in f32 only
 }
 
 TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
@@ -177,7 +179,7 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   CHECK(grid.width == 2 + 3 * 10);  // 3 per class
   CHECK(grid.height == 2 + 2 * 10);  // a row per class
   Run ddim = ddpm_cli(dir, "sample --checkpoint " + run + "/model.safetensors --sampler ddim --steps 2 --schedule "
-                               "cosine --classes 1 --per-class 2 --guidance 0 --out " + (dir / "d.png"));
+                               "cosine --classes 1 --per-class 2 --guidance 0 --precision bf16 --out " + (dir / "d.png"));
   REQUIRE(ddim.code == 0);
   CHECK(read_image(dir / "d.png", 3).height == 2 + 10);
   Run bad_class = ddpm_cli(dir, "sample --checkpoint " + run + " --classes 0,5 --out " + (dir / "x.png"));
@@ -191,9 +193,10 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   CHECK(strip.height == 2 + 2 * 10);
   CHECK(ddpm_cli(dir, "trace --checkpoint " + run + " --class 2").code == 1);
 
-  Run resume = ddpm_cli(dir, "train --resume --steps 6 --device cpu --out " + run);
+  // Checkpoints hold f32 weights whatever the precision: an f32 run continues in bf16.
+  Run resume = ddpm_cli(dir, "train --resume --steps 6 --device cpu --precision bf16 --out " + run);
   REQUIRE(resume.code == 0);
-  CHECK_THAT(resume.output, Catch::Contains("resuming"));
+  CHECK_THAT(resume.output, Catch::Contains("resuming") && Catch::Contains("cpu bf16"));
   CHECK(count_lines(run + "/loss.csv") == 1 + 6);
   CHECK(load_safetensors(run + "/model.safetensors").metadata.at("step") == "6");
 }

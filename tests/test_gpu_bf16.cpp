@@ -65,6 +65,17 @@ TEST_CASE("gpu: bf16 ops match the CPU's bf16 ops", "[gpu][bf16]") {
 TEST_CASE("gpu: cast between f32 and bf16 gives the CPU's bits", "[gpu][bf16]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  Tensor x = Tensor::randn({1001}, gen);
-  CHECK(cast(x.to(Device::CUDA), DType::BF16).to_floats() == cast(x, DType::BF16).to_floats());
+  std::vector<float> v = Tensor::randn({1001}, gen).to_floats();
+  // The edges of rounding: ties to even (1 + 2^-8 down, 1 + 3 * 2^-8 up), FLT_MAX up to infinity,
+  // infinities, a subnormal, signed zero, NaN.
+  for (float e : {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 3.4028235e38f, -3.4028235e38f, INFINITY, -INFINITY, 1e-40f,
+                  -0.0f, NAN})
+    v.push_back(e);
+  const Tensor x = Tensor::from_floats(v, {int64_t(v.size())});
+  const Tensor gpu = cast(x.to(Device::CUDA), DType::BF16).to(Device::CPU), cpu = cast(x, DType::BF16);
+  const bf16 *g = gpu.data<bf16>(), *c = cpu.data<bf16>();
+  for (size_t i = 0; i < v.size(); ++i) {
+    INFO(i << ": " << v[i]);
+    CHECK(g[i].bits == c[i].bits);
+  }
 }

@@ -134,6 +134,19 @@ TEST_CASE("gpu igemm: TF32 conv2d matches the CPU at awkward sizes", "[gpu][conv
   }
 }
 
+TEST_CASE("gpu: backend Auto (per shape the faster, timed once) matches the CPU and keeps its choice",
+          "[gpu][conv]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  UseOurs use(true, ConvBackend::Auto);
+  // check_conv runs each shape twice on the GPU and requires identical bits: the second run must
+  // reuse the first run's choice rather than time again.
+  check_conv(2, 64, 64, 3, 64, 3, false, gen);
+  check_conv(2, 8, 8, 512, 256, 3, false, gen);
+  check_conv(1, 9, 15, 64, 136, 3, true, gen);
+  check_conv(2, 16, 16, 64, 3, 1, true, gen);
+}
+
 TEST_CASE("gpu igemm: with TF32 off, backend Ours stays exact f32 (cuDNN's FMA path)", "[gpu][conv]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());

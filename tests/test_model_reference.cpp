@@ -50,6 +50,26 @@ TEST_CASE("one training step matches PyTorch on every reference file", "[model][
   }
 }
 
+TEST_CASE("in bf16 mixed precision one training step matches PyTorch within bf16's tolerances",
+          "[model][reference][bf16]") {
+  for (const std::string& path : reference_files()) {
+    CAPTURE(path);
+    ReferenceReport r = check_reference(path, Device::CPU, DType::BF16);
+    Generator gen(0);
+    size_t params = UNet(r.config, gen).named_parameters().size();
+    REQUIRE(r.rows.size() == 3 + 2 * params);  // plus "grad (all parameters together)"
+    for (const ReferenceRow& row : r.rows) {
+      INFO(row.name << ": relative error " << row.rel_err << ", tolerance " << row.tolerance);
+      CHECK(row.ok());
+    }
+  }
+  // Still able to fail: the output conv's weight half again as large.
+  SafeTensors f = load_safetensors(kShared);
+  Tensor& w = editable(f, "outc.weight");
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] *= 1.5f;
+  CHECK_FALSE(check_reference(f, Device::CPU, DType::BF16).ok());
+}
+
 TEST_CASE("the reference check fails on a wrong model or wrong inputs", "[model][reference]") {
   SafeTensors clean = load_safetensors(kShared);
   auto failed = [](const ReferenceReport& r, const std::string& name) {

@@ -102,6 +102,14 @@ TEST_CASE("cast rounds to nearest even, and its gradient is cast back", "[op][bf
     CHECK(yv[i] == bf16_to_float(float_to_bf16(xv[i])));
   }
   CHECK(cast(x, DType::F32).same(x));  // no copy, no node when nothing changes
+  // Ties go to the even neighbour (bf16 keeps 7 fraction bits: the ulp of 1 is 2^-7); FLT_MAX
+  // rounds up to infinity; NaN stays NaN.
+  const std::vector<float> edge =
+      cast(Tensor::from_floats({1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -3.4028235e38f, NAN}, {4}), DType::BF16).to_floats();
+  CHECK(edge[0] == 1.0f);
+  CHECK(edge[1] == 1.0f + 0x1p-6f);
+  CHECK(edge[2] == -INFINITY);
+  CHECK(std::isnan(edge[3]));
   Tensor g = bf16_values({5, 7}, gen);
   cast(gelu(y), DType::F32).backward(g);
   REQUIRE(x.grad().dtype() == DType::F32);

@@ -5,7 +5,7 @@
 # (default ./build; BUILD=path to change). Steps, each under `timeout`, all within a 290 s budget:
 #   1. nvidia-smi -L
 #   2. build/tests/test_gpu            (Catch2 JUnit -> OUT_DIR/test_gpu.xml)
-#   3. ddpm check-reference --device cuda for each tests/data/*.safetensors (if build/tools/ddpm exists)
+#   3. ddpm check-reference --device cuda, in f32 and bf16, for each tests/data/*.safetensors (if built)
 #   4. bench_kernels --json OUT_DIR/bench_kernels.json   (table in OUT_DIR/bench_kernels.txt)
 #   5. bench_train and bench_sample at the seed size with TF32 (fails if a timed training step
 #      called cudaMalloc: the caching allocator must serve the steady state)
@@ -118,25 +118,29 @@ DEVICE=$(head -n 1 "$OUT/nvidia-smi.txt" 2>/dev/null | sed 's/ (UUID.*//')
 
 run_catch test_gpu "$BUILD/tests/test_gpu" 150
 
-# Reference checks: the model's float64 PyTorch runs replayed on the GPU.
+# Reference checks: the model's float64 PyTorch runs replayed on the GPU, in f32 and in bf16
+# mixed precision (bf16's tolerances, model/reference.hpp).
 if [ -x "$BUILD/tools/ddpm" ]; then
   shopt -s nullglob
   refs=(tests/data/*.safetensors)
-  passed=0
-  bad=()
-  for f in "${refs[@]}"; do
-    t=$(limit 30)
-    if [ "$t" -le 5 ]; then bad+=("$(basename "$f") (no time left)"); continue; fi
-    echo "== check-reference $f"
-    if timeout -k 5 "$t" "$BUILD/tools/ddpm" check-reference "$f" --device cuda >>"$OUT/check-reference.log" 2>&1; then
-      passed=$((passed + 1))
-    else
-      bad+=("$(basename "$f")")
-    fi
+  for prec in f32 bf16; do
+    passed=0
+    bad=()
+    for f in "${refs[@]}"; do
+      t=$(limit 30)
+      if [ "$t" -le 5 ]; then bad+=("$(basename "$f") (no time left)"); continue; fi
+      echo "== check-reference $f --precision $prec"
+      if timeout -k 5 "$t" "$BUILD/tools/ddpm" check-reference "$f" --device cuda --precision "$prec" \
+        >>"$OUT/check-reference.log" 2>&1; then
+        passed=$((passed + 1))
+      else
+        bad+=("$(basename "$f")")
+      fi
+    done
+    if [ ${#refs[@]} -eq 0 ]; then note "check-reference $prec" "skipped: no tests/data/*.safetensors"
+    elif [ ${#bad[@]} -eq 0 ]; then note "check-reference $prec" "PASS: $passed/${#refs[@]} files"
+    else fail "check-reference $prec" "$passed/${#refs[@]} passed; failed: ${bad[*]} (see check-reference.log)"; fi
   done
-  if [ ${#refs[@]} -eq 0 ]; then note check-reference "skipped: no tests/data/*.safetensors"
-  elif [ ${#bad[@]} -eq 0 ]; then note check-reference "PASS: $passed/${#refs[@]} files"
-  else fail check-reference "$passed/${#refs[@]} passed; failed: ${bad[*]} (see check-reference.log)"; fi
 else
   note check-reference "skipped: no $BUILD/tools/ddpm"
 fi
