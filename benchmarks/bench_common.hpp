@@ -105,15 +105,16 @@ class Timer {
 
 // The flags of the per-kernel GPU benchmarks.
 struct KernelBenchOptions {
-  std::string json_path, commit = "unknown", filter;
+  std::string json_path, commit = "unknown", filter, precision = "f32";
   int runs = 20;
 };
 
 // main() of a per-kernel GPU benchmark: parses --json, --commit (default $DDPM_COMMIT), --runs and,
-// where `filter_help` is given, --filter; then calls `run` if a GPU is present. Without one, or
-// without the CUDA backend (`run` null), it says so and exits 0: CI runs these without a GPU.
+// where `filter_help` / `precision_help` are given, --filter / --precision; then calls `run` if a
+// GPU is present. Without one, or without the CUDA backend (`run` null), it says so and exits 0:
+// CI runs these without a GPU.
 inline int kernel_bench_main(const char* name, int argc, char** argv, int default_runs, const char* filter_help,
-                             const std::function<int(const KernelBenchOptions&)>& run) {
+                             const char* precision_help, const std::function<int(const KernelBenchOptions&)>& run) {
   KernelBenchOptions o;
   o.runs = default_runs;
   if (const char* c = std::getenv("DDPM_COMMIT")) o.commit = c;
@@ -124,6 +125,10 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   if (filter_help) app.add_option("--filter", o.filter, filter_help);
+  if (precision_help)
+    app.add_option("--precision", o.precision, precision_help)
+        ->check(CLI::IsMember({"f32", "bf16"}))
+        ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!run) {
     std::printf("%s: this build has no CUDA backend; nothing was timed.\n", name);

@@ -213,4 +213,6 @@ int run(const Options& opt) {
 constexpr std::nullptr_t run = nullptr;  // a CPU-only build has no kernels to time
 #endif
 
-int main(int argc, char** argv) { return ddpm::bench::kernel_bench_main("bench_conv", argc, argv, 5, nullptr, run); }
+int main(int argc, char** argv) {
+  return ddpm::bench::kernel_bench_main("bench_conv", argc, argv, 5, nullptr, nullptr, run);
+}

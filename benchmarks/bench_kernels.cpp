@@ -1,6 +1,6 @@
 // bench_kernels: times every engine op on the GPU at the seed U-Net's real shapes.
 //
-//   bench_kernels [--json PATH] [--commit SHA] [--runs N] [--filter TEXT]
+//   bench_kernels [--json PATH] [--commit SHA] [--runs N] [--filter TEXT] [--precision f32|bf16]
 //
 // The op list comes from walking the seed network (docs: shared seed-model.md, base width 64,
 // time_dim 256, 10 classes, 4 heads) for two setups: 64x64 RGB at batch 64 and 32x32 gray at
@@ -19,9 +19,14 @@
 // lower bound on traffic; it is compared with a device-to-device copy timed the same way
 // (bytes read + written). FLOPs (2 per multiply-add) for the matrix products.
 //
+// --precision bf16 times the network's ops on bf16 data instead (the mixed-precision path: norm
+// parameters, the embedding table and the loss stay f32, as in the model); the diffusion updates
+// and the optimizer are f32 either way and are timed only in the f32 run.
+//
 // Without a GPU (or in a CPU-only build) it says so and exits 0.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -54,6 +59,7 @@ using Fn = std::function<void()>;
 using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 constexpr Device kGpu = Device::CUDA;
+DType g_data = DType::F32;  // the dtype of the network's data inputs: --precision
 using bench::kFlushBytes;
 using bench::Stat;
 using bench::Timer;
@@ -104,10 +110,13 @@ Spec op_spec(std::string op, std::string shape, double flops, std::function<std:
     };
     if (!backward) return p;
     std::vector<Tensor> leaves;
-    for (const Tensor& t : in) leaves.push_back(t.dtype() == DType::F32 ? t.detach().set_requires_grad(true) : t);
+    for (const Tensor& t : in) {
+      const bool floating = t.dtype() == DType::F32 || t.dtype() == DType::BF16;
+      leaves.push_back(floating ? t.detach().set_requires_grad(true) : t);
+    }
     Tensor y = f(leaves);
     std::shared_ptr<Node> node = y.grad_fn();
-    Tensor g = Tensor::randn(y.shape(), gen, kGpu);
+    Tensor g = Tensor::randn(y.shape(), gen, kGpu).to(y.dtype());
     // Ops that end in a reshape: the work is in the node below it.
     while (node && node->op == "reshape") {
       g = node->backward(g)[0];
@@ -122,10 +131,12 @@ Spec op_spec(std::string op, std::string shape, double flops, std::function<std:
   return {std::move(op), std::move(shape), flops, 0, prepare};
 }
 
-std::function<std::vector<Tensor>(Generator&)> randn_inputs(std::vector<Shape> shapes) {
-  return [shapes](Generator& gen) {
+// Random inputs of these shapes: the first `data` of them (all by default) in the run's data
+// dtype, the rest (norm parameters) f32.
+std::function<std::vector<Tensor>(Generator&)> randn_inputs(std::vector<Shape> shapes, size_t data = SIZE_MAX) {
+  return [shapes, data](Generator& gen) {
     std::vector<Tensor> out;
-    for (const Shape& s : shapes) out.push_back(Tensor::randn(s, gen, kGpu));
+    for (const Shape& s : shapes) out.push_back(Tensor::randn(s, gen, kGpu).to(out.size() < data ? g_data : DType::F32));
     return out;
   };
 }
@@ -154,7 +165,8 @@ class SeedWalk {
     self_attention(H, b);                                        // sa6
     conv(H, b, channels, 1, true);                               // outc
     Shape img{N, H, H, channels};
-    use(op_spec("mse_loss", dims(img), 0, randn_inputs({img, img}), [](auto& in) { return mse_loss(in[0], in[1]); }));
+    use(op_spec("mse_loss", dims(img), 0, randn_inputs({img, img}, 0),  // f32: the model's output is cast back
+                [](auto& in) { return mse_loss(in[0], in[1]); }));
     // Engine ops the network does not call itself (losses, diffusion): count 0.
     Shape act{N, H, H, b};
     extra(op_spec("sum", dims(act), 0, randn_inputs({act}), [](auto& in) { return sum(in[0]); }));
@@ -192,7 +204,7 @@ class SeedWalk {
         },
         [](auto& in) { return embedding(in[0], in[1]); }));
     Shape e{N, kTimeDim};
-    use(op_spec("add", dims(e), 0, randn_inputs({e, e}), [](auto& in) { return add(in[0], in[1]); }));
+    use(op_spec("add", dims(e), 0, randn_inputs({e, e}, 0), [](auto& in) { return add(in[0], in[1]); }));  // f32
   }
 
   void conv(int64_t H, int64_t cin, int64_t cout, int64_t k, bool bias) {
@@ -212,7 +224,7 @@ class SeedWalk {
     Shape x{N, H, H, C};
     params.push_back({C});
     params.push_back({C});
-    use(op_spec(act == Act::GELU ? "group_norm+gelu" : "group_norm", dims(x), 0, randn_inputs({x, {C}, {C}}),
+    use(op_spec(act == Act::GELU ? "group_norm+gelu" : "group_norm", dims(x), 0, randn_inputs({x, {C}, {C}}, 1),
                 [act](auto& in) { return group_norm(in[0], 1, in[1], in[2], 1e-5f, act); }));
   }
 
@@ -238,7 +250,7 @@ class SeedWalk {
   // emb_layer: SiLU, Linear(time_dim -> C), added over H, W.
   void embedding_add(int64_t H, int64_t C) {
     Shape e{N, kTimeDim}, x{N, H, H, C}, eb{N, 1, 1, C};
-    use(op_spec("silu", dims(e), 0, randn_inputs({e}), [](auto& in) { return silu(in[0]); }));
+    use(op_spec("silu", dims(e), 0, randn_inputs({e}, 0), [](auto& in) { return silu(in[0]); }));  // f32, then cast
     linear_layer(e, C);
     use(op_spec("add [N,1,1,C]", dims(x), 0, randn_inputs({x, eb}), [](auto& in) { return add(in[0], in[1]); }));
   }
@@ -266,7 +278,7 @@ class SeedWalk {
     int64_t C = x.back();
     params.push_back({C});
     params.push_back({C});
-    use(op_spec("layer_norm", dims(x), 0, randn_inputs({x, {C}, {C}}),
+    use(op_spec("layer_norm", dims(x), 0, randn_inputs({x, {C}, {C}}, 1),
                 [](auto& in) { return layer_norm(in[0], in[1], in[2]); }));
   }
 
@@ -388,7 +400,9 @@ int run(const Options& opt) {
   Timer timer(opt.runs);
   const double copy = copy_gbps(timer);
   const std::string date = bench::utc_now();
-  std::printf("bench_kernels on %s, %s, commit %s\n", prop.name, date.c_str(), opt.commit.c_str());
+  g_data = opt.precision == "bf16" ? DType::BF16 : DType::F32;
+  std::printf("bench_kernels on %s, %s, commit %s, %s data\n", prop.name, date.c_str(), opt.commit.c_str(),
+              opt.precision.c_str());
   std::printf("method: median of %d runs after 3 warm-ups, L2 flushed by a 256 MB memset before each run\n", opt.runs);
   std::printf("copy bandwidth (device-to-device, read + write): %.0f GB/s\n\n", copy);
   std::printf("%-14s %-26s %-44s %-4s %5s %10s %8s %6s %8s\n", "setup", "op", "shape", "pass", "count", "median us",
@@ -400,6 +414,7 @@ int run(const Options& opt) {
     if (opt.json_path.empty()) return;
     nlohmann::json doc = {{"device", prop.name}, {"date", date},       {"commit", opt.commit},
                           {"runs", opt.runs},    {"l2_flush_bytes", kFlushBytes}, {"copy_gbps", copy},
+                          {"precision", opt.precision},
                           {"setups", setups},    {"records", records}};
     std::ofstream(opt.json_path) << doc.dump(1) << "\n";
   };
@@ -450,9 +465,9 @@ int run(const Options& opt) {
     setups.push_back({{"name", s.name}, {"image", s.image}, {"channels", s.channels}, {"batch", s.batch},
                       {"forward_gflop_per_image", gflop}, {"parameters", nparams}});
     bench(s.name, walk.specs);
-    bench(s.name, diffusion_specs({s.batch, s.image, s.image, s.channels}));
+    if (g_data == DType::F32) bench(s.name, diffusion_specs({s.batch, s.image, s.image, s.channels}));
   }
-  bench("params", optimizer_specs(seed_params));  // 23,335,299 parameters: the seed's count
+  if (g_data == DType::F32) bench("params", optimizer_specs(seed_params));  // 23,335,299: the seed's count
   if (!opt.json_path.empty()) std::printf("\nwrote %s\n", opt.json_path.c_str());
   return 0;
 }
@@ -466,5 +481,6 @@ constexpr std::nullptr_t run = nullptr;  // a CPU-only build has no kernels to t
 
 int main(int argc, char** argv) {
   return ddpm::bench::kernel_bench_main("bench_kernels", argc, argv, 20,
-                                        "only the cases whose \"op shape\" contains this text", run);
+                                        "only the cases whose \"op shape\" contains this text",
+                                        "the network's data: f32, or bf16 (the mixed-precision path)", run);
 }

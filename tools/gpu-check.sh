@@ -6,7 +6,8 @@
 #   1. nvidia-smi -L
 #   2. build/tests/test_gpu            (Catch2 JUnit -> OUT_DIR/test_gpu.xml)
 #   3. ddpm check-reference --device cuda, in f32 and bf16, for each tests/data/*.safetensors (if built)
-#   4. bench_kernels --json OUT_DIR/bench_kernels.json   (table in OUT_DIR/bench_kernels.txt)
+#   4. bench_kernels --json OUT_DIR/bench_kernels.json   (table in OUT_DIR/bench_kernels.txt); later,
+#      if time is left, the same on bf16 data (bench_kernels_bf16.*)
 #   5. bench_train and bench_sample at the seed size with TF32 (fails if a timed training step
 #      called cudaMalloc: the caching allocator must serve the steady state)
 #   6. the CPU test binaries (test_engine, test_model), if time is left
@@ -163,7 +164,9 @@ if [ -x "$BUILD/benchmarks/bench_conv" ]; then
   t=$(limit 75)
   echo "== bench_conv (limit ${t}s)"
   if timeout -k 5 "$t" "$BUILD/benchmarks/bench_conv" --json "$OUT/bench_conv.json" --commit "$COMMIT" \
-    >"$OUT/bench_conv.txt" 2>&1; then note bench_conv "ok: ours vs cuDNN in bench_conv.txt / .json"
+    >"$OUT/bench_conv.txt" 2>&1; then
+    if [ -s "$OUT/bench_conv.json" ]; then note bench_conv "ok: ours vs cuDNN in bench_conv.txt / .json"
+    else note bench_conv "no timings: $(head -n 1 "$OUT/bench_conv.txt")"; fi
   else note bench_conv "PROBLEM: exit $? (see bench_conv.txt)"; fi
 fi
 
@@ -179,6 +182,10 @@ for cfg in "tf32|--tf32" "bf16|--precision bf16"; do
     echo "== $bench ${flags[*]} (limit ${t}s)"
     if timeout -k 5 "$t" "$BUILD/benchmarks/$bench" "${flags[@]}" --steps 10 --json "$OUT/$bench-$name.json" \
       --commit "$COMMIT" >"$OUT/$bench-$name.txt" 2>&1; then
+      if [ ! -s "$OUT/$bench-$name.json" ]; then
+        note "$bench $name" "no timings: $(head -n 1 "$OUT/$bench-$name.txt")"
+        continue
+      fi
       res=$(python3 - "$OUT/$bench-$name.json" <<'EOF'
 import json, sys
 recs = json.load(open(sys.argv[1]))["records"]
@@ -197,6 +204,17 @@ EOF
     fi
   done
 done
+
+# The network's kernels on bf16 data (the mixed-precision path), if time is left.
+if [ -x "$BUILD/benchmarks/bench_kernels" ]; then
+  t=$(limit 60)
+  echo "== bench_kernels --precision bf16 (limit ${t}s)"
+  if timeout -k 5 "$t" "$BUILD/benchmarks/bench_kernels" --precision bf16 --json "$OUT/bench_kernels_bf16.json" \
+    --commit "$COMMIT" >"$OUT/bench_kernels_bf16.txt" 2>&1; then
+    if [ -s "$OUT/bench_kernels_bf16.json" ]; then note "bench_kernels bf16" "ok: bench_kernels_bf16.txt / .json"
+    else note "bench_kernels bf16" "no timings: $(head -n 1 "$OUT/bench_kernels_bf16.txt")"; fi
+  else note "bench_kernels bf16" "stopped: exit $? (bench_kernels_bf16.txt holds what was measured)"; fi
+fi
 
 for name in test_engine test_model; do
   if [ -x "$BUILD/tests/$name" ]; then run_catch "$name" "$BUILD/tests/$name" 60
