@@ -2,6 +2,7 @@
 // messages, and the files each command writes. DDPM_CLI is the built binary's path.
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -199,6 +200,25 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   CHECK_THAT(resume.output, Catch::Contains("resuming") && Catch::Contains("cpu bf16"));
   CHECK(count_lines(run + "/loss.csv") == 1 + 6);
   CHECK(load_safetensors(run + "/model.safetensors").metadata.at("step") == "6");
+}
+
+TEST_CASE("ddpm train --max-minutes stops on time, saves, and --resume continues", "[cli][model]") {
+  Generator gen = fresh_generator();
+  TempDir dir;
+  const std::string data = write_folder_data(dir, gen), run = dir / "run";
+  const auto t0 = std::chrono::steady_clock::now();
+  Run r = ddpm_cli(dir, "train --data " + data + " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 --T 20 "
+                        "--device cpu --steps 100000000 --max-minutes 0.03 --out " + run);  // 1.8 s
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.output, Catch::Contains("--max-minutes 0.03 reached") && Catch::Contains("--resume"));
+  CHECK(seconds < 30);
+  const int64_t step = std::stoll(load_safetensors(run + "/model.safetensors").metadata.at("step"));
+  CHECK(step > 0);
+  CHECK(count_lines(run + "/loss.csv") == 1 + step);
+  CHECK(ddpm_cli(dir, "train --resume --steps " + std::to_string(step + 2) + " --device cpu --out " + run).code == 0);
+  CHECK(count_lines(run + "/loss.csv") == 1 + step + 2);
+  CHECK(ddpm_cli(dir, "train --max-minutes 0 --steps 1").code == 2);
 }
 
 TEST_CASE("ddpm train: Ctrl-C finishes the step, saves and exits 130", "[cli][model]") {

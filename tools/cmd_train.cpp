@@ -1,6 +1,7 @@
 // `ddpm train`: trains a (class-conditional) U-Net with the seed's recipe; checkpoints, a loss
 // log and optional sample grids go to --out. Ctrl-C finishes the step, saves and exits (130).
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -38,6 +39,7 @@ struct TrainOptions {
   int64_t save_every = 1000;
   bool resume = false;
   double log_every = 5.0;
+  double max_minutes = 0;  // 0 = no time limit
   DeviceOptions dev;
 };
 
@@ -130,7 +132,13 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   Progress progress("step", total, trainer.steps_done(), double(o.train.batch), "img", o.log_every);
   double loss_sum = 0;
   int64_t loss_count = 0;
-  while (trainer.steps_done() < total && !g_interrupted) {
+  const auto started = std::chrono::steady_clock::now();
+  auto time_is_up = [&] {
+    return o.max_minutes > 0 &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() >= 60.0 * o.max_minutes;
+  };
+  bool timed_out = false;
+  while (trainer.steps_done() < total && !g_interrupted && !(timed_out = time_is_up())) {
     const float loss = trainer.step();
     const int64_t step = trainer.steps_done();
     log << step << ',' << loss << '\n';
@@ -155,6 +163,9 @@ void run(TrainOptions& o, const CLI::App& cmd) {
                  model_path.c_str(), long(trainer.steps_done()), o.out.c_str());
     throw CLI::RuntimeError(130);
   }
+  if (timed_out)
+    std::fprintf(stderr, "--max-minutes %g reached at step %ld of %ld; continue with: ddpm train --resume --out %s\n",
+                 o.max_minutes, long(trainer.steps_done()), long(total), o.out.c_str());
   std::fprintf(stderr, "done: %s (step %ld), loss log %s\n", model_path.c_str(), long(trainer.steps_done()),
                log_path.c_str());
 }
@@ -204,6 +215,9 @@ void add_train(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "continue the run in --out with its saved settings");
+  cmd->add_option("--max-minutes", o->max_minutes,
+                  "stop after this many minutes of training (saved like a finished run; --resume continues)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--log-every", o->log_every, "seconds between progress lines")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -19,7 +19,7 @@ out=${OUT:-runs/main-job}
 
 if nvidia-smi >/dev/null 2>&1 && ldd "$ddpm" | grep -q libcudart; then
   echo "main-job: GPU found: training the seed-size model on it"
-  train=(--device cuda --tf32 --base-channels 64 --time-dim 256 --batch 64 --steps 12000)
+  train=(--device cuda --tf32 --base-channels 64 --time-dim 256 --batch 64 --steps 12000 --max-minutes 10)
   sample=(--device cuda --tf32 --sampler ddpm)
 else
   echo "main-job: no GPU: training a small model on the CPU"

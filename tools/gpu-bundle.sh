@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# tools/gpu-bundle.sh: prepares what a lent GPU session carries (docs/gpu.md, "A GPU session").
+# Builds Release for sm_90 only (H100/H200) into BUILD_DIR (default build-sm90), and packs into
+# gpu-bundle/ (git-ignored): the binaries, stripped of host debug info and xz-compressed (the
+# device tool carries at most 64 MiB, and eight statically linked binaries are ~150 MB raw), the
+# Fashion-MNIST files for the real run and `ddpm eval`, and the commit they were built from.
+# Then carry `gpu-bundle` and run tools/gpu-session.sh there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${BUILD_DIR:-build-sm90}
+BUILD_DIR=$dir bash tools/build.sh -DCMAKE_CUDA_ARCHITECTURES=90
+bins=(tests/test_gpu tests/test_engine tests/test_model tools/ddpm
+      benchmarks/bench_kernels benchmarks/bench_conv benchmarks/bench_train benchmarks/bench_sample)
+rm -rf gpu-bundle
+mkdir -p gpu-bundle/stage gpu-bundle/fashion-mnist
+for b in "${bins[@]}"; do
+  mkdir -p "gpu-bundle/stage/$(dirname "$b")"
+  strip --strip-debug -o "gpu-bundle/stage/$b" "$dir/$b"
+done
+tar -C gpu-bundle/stage -cJf gpu-bundle/bin.tar.xz "${bins[@]}"
+rm -rf gpu-bundle/stage
+cp /usr/share/datasets/fashion-mnist/*.gz gpu-bundle/fashion-mnist/
+git rev-parse --short HEAD >gpu-bundle/COMMIT
+du -sh gpu-bundle
+size=$(du -sm gpu-bundle | cut -f1)
+[ "$size" -lt 64 ] || { echo "gpu-bundle: ${size} MiB, over the device tool's 64 MiB" >&2; exit 1; }
