@@ -19,7 +19,7 @@
 # MODES=fp32,bf16 for a comparison on the development machine).
 set -uo pipefail
 if [ $# -ne 1 ]; then
-  echo "usage: [BUILD=build] [MODES=fp32,bf16,compile] benchmarks/compare.sh OUT_DIR" >&2
+  echo "usage: [BUILD=build] [MODES=fp32,bf16,compile] [CONFIGS='f32 tf32 ...'] benchmarks/compare.sh OUT_DIR" >&2
   exit 2
 fi
 OUT=$1
@@ -33,6 +33,12 @@ DEVICE=${DEVICE:-cuda}
 configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours" "tf32-auto|--tf32 --conv auto" "bf16|--precision bf16"
   "bf16-ours|--precision bf16 --tf32 --conv ours" "bf16-auto|--precision bf16 --conv auto")
 [ "$DEVICE" = cpu ] && configs=("f32|")
+# CONFIGS="tf32 bf16 ..." runs only the configurations named (default: all).
+if [ -n "${CONFIGS:-}" ]; then
+  chosen=()
+  for cfg in "${configs[@]}"; do [[ " $CONFIGS " == *" ${cfg%%|*} "* ]] && chosen+=("$cfg"); done
+  configs=("${chosen[@]}")
+fi
 # For our binaries only: with it, a pyenv Python can pick up the system libpython and lose its packages.
 LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$OUT"

@@ -4,7 +4,8 @@
 # OUT_DIR defaults to $OUT, the device tool's output folder. Each stage fits one call (10 min):
 #   check    tools/gpu-check.sh: GPU tests, reference checks (f32, bf16), kernel and end-to-end
 #            benchmarks                                                         (~5 min)
-#   compare  benchmarks/compare.sh with MODES (default fp32,bf16: no torch.compile)  (~4 min)
+#   compare  benchmarks/compare.sh with MODES (default fp32,bf16: no torch.compile) and CONFIGS
+#            (default: f32, tf32, tf32-auto, bf16, bf16-auto)                       (~4 min)
 #   run      the real run: the seed-size model on Fashion-MNIST for MINUTES (default 3) in
 #            PRECISION (default bf16; tf32 = f32 on TF32 tensor cores), then a sample grid (8 per
 #            class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000 samples     (~5 min)
@@ -26,7 +27,9 @@ LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 
 case $stage in
   check) bash tools/gpu-check.sh "$out/check" ;;
-  compare) MODES=${MODES:-fp32,bf16} bash benchmarks/compare.sh "$out/compare" ;;
+  compare)  # the configurations most worth their time; CONFIGS= (empty) runs all seven
+    CONFIGS=${CONFIGS-"f32 tf32 tf32-auto bf16 bf16-auto"} MODES=${MODES:-fp32,bf16} \
+      bash benchmarks/compare.sh "$out/compare" ;;
   run)
     export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     precision=${PRECISION:-bf16}
