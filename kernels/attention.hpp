@@ -17,7 +17,10 @@
 //   widths 16, 32 and 64, and a smaller D runs zero-padded to the next width (so the tiny models of
 //   the reference files run too); the op checks cuda_head_dim_supported before dispatching.
 // - CUDA version 1: flash-attention in plain f32 FMA, one thread (two at D = 64) per row
-//   (kernels/attention_cuda.cu); tensor cores come later.
+//   (kernels/attention_cuda.cu). Version 2, the forward for bf16 data: the same algorithm on
+//   tensor cores (mma.sync, bf16 operands, f32 accumulation; P rounded to bf16 before P V, as
+//   flash-attention does), NOT YET RUN on hardware. The f32 forward and both backwards are
+//   version 1.
 //
 // Napkin math per call (B, heads, L, D): forward 4*B*heads*L^2*D FLOPs (q k^T and P v); backward
 // recomputes q k^T and adds dout v^T, dS k, dS^T q, P^T dout: 10*B*heads*L^2*D FLOPs (the CUDA

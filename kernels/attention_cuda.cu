@@ -27,6 +27,7 @@
 #include "kernels/attention.hpp"
 #include "kernels/bf16.cuh"
 #include "kernels/cuda_launch.cuh"
+#include "kernels/tensor_core.cuh"
 
 namespace ddpm::kernels::cuda {
 namespace {
@@ -241,6 +242,130 @@ __global__ void __launch_bounds__(Rows<D>::kThreads)
   R::store(dv, dqkv + k_row + p.C, p.part, 1.0f, d);
 }
 
+// Version 2 of the forward, for bf16 data: the same online-softmax flash forward on tensor cores
+// (mma.sync m16n8k16, bf16 operands, f32 accumulation; kernels/tensor_core.cuh has the fragment
+// layouts). A block of 4 warps owns kRows = 64 query rows of one (batch, head), 16 per warp, and
+// streams 64-key tiles through shared memory: K row-major (a key's D values are the B operand of
+// S = Q K^T) and V transposed (a dimension's 64 values are the B operand of O += P V). Each warp
+// keeps its Q fragments, its 16 x 64 S tile and its 16 x D output in registers. P = exp2(S - m),
+// rounded to bf16, goes straight back in as the A operand: the accumulator layout of two adjacent
+// 8-key S tiles is the A layout of one 16-key k step, so P never touches shared memory.
+// Rows past L read zeros and are not stored; keys past L get -inf scores.
+// Napkin math at L = 4096, D = 16, 4 heads, batch 64: 275 GFLOP per forward, ~0.35 ms at the
+// H200's 796 TFLOP/s bf16 dense peak, but 4.3e9 exp2f at ~16 per clock per SM (~4e12/s) take
+// >= ~1 ms: at D = 16 the exponentials, not the products, bound it (v1 measured 12.8 ms). The
+// tile fill (scalar loads, no cp.async, the transposing store into vt) is the next thing to
+// measure and improve. Shared memory rows
+// are padded by 8 bf16 (16 bytes), so the 32-bit fragment loads of a warp hit 32 different banks.
+// NOT YET RUN on hardware.
+namespace tc {
+constexpr int kWarps = 4, kKeys = 64, kPad = 8;
+static_assert(kWarps * 16 == kRows, "a block owns kRows query rows, 16 per warp");
+
+__device__ __forceinline__ uint32_t pack(bf16 lo, bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
+__device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack(from_f32<bf16>(lo), from_f32<bf16>(hi)); }
+__device__ __forceinline__ uint32_t load32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_fwd_k(const bf16* qkv, bf16* out, float* lse, int L, int heads, int d) {
+  __shared__ __align__(16) bf16 ks[kKeys * (D + kPad)];
+  __shared__ __align__(16) bf16 vt[D * (kKeys + kPad)];
+  const int tiles = (L + kRows - 1) / kRows, bh = blockIdx.x / tiles, b = bh / heads, h = bh % heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int row0 = (blockIdx.x % tiles) * kRows + warp * 16;  // this warp's first query row
+  const int64_t C = int64_t(heads) * d, ld = 3 * C;
+  const bf16* base = qkv + int64_t(b) * L * ld + int64_t(h) * d;  // q of (b, token 0, head h)
+  const bf16 zero{0};
+  auto q_at = [&](int r, int c) { return r < L && c < d ? base[int64_t(r) * ld + c] : zero; };
+  uint32_t qa[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int c = 16 * kk + 2 * t;
+    qa[kk][0] = pack(q_at(row0 + g, c), q_at(row0 + g, c + 1));
+    qa[kk][1] = pack(q_at(row0 + g + 8, c), q_at(row0 + g + 8, c + 1));
+    qa[kk][2] = pack(q_at(row0 + g, c + 8), q_at(row0 + g, c + 9));
+    qa[kk][3] = pack(q_at(row0 + g + 8, c + 8), q_at(row0 + g + 8, c + 9));
+  }
+  const float scale = kLog2e * rsqrtf(float(d));  // scores in log2 units, as version 1
+  float o[D / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l over this thread's keys
+  for (int j0 = 0; j0 < L; j0 += kKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    for (int idx = threadIdx.x; idx < kKeys * D; idx += blockDim.x) {
+      const int key = idx / D, c = idx % D;
+      const bool in = j0 + key < L && c < d;
+      const int64_t at = int64_t(j0 + key) * ld + c;
+      ks[key * (D + kPad) + c] = in ? base[C + at] : zero;
+      vt[c * (kKeys + kPad) + key] = in ? base[2 * C + at] : zero;
+    }
+    __syncthreads();
+    float s[kKeys / 8][4];
+#pragma unroll
+    for (int nb = 0; nb < kKeys / 8; ++nb) {
+      s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
+      const bf16* krow = ks + (nb * 8 + g) * (D + kPad) + 2 * t;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t kb[2] = {load32(krow + 16 * kk), load32(krow + 16 * kk + 8)};
+        ddpm::cuda::ptx::mma_bf16(s[nb], qa[kk], kb);
+      }
+    }
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int nb = 0; nb < kKeys / 8; ++nb)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        s[nb][r] = j0 + nb * 8 + 2 * t + r % 2 < L ? s[nb][r] * scale : -INFINITY;
+        mx[r / 2] = fmaxf(mx[r / 2], s[nb][r]);
+      }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {  // the four lanes of a quad hold one row's keys
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+      const float corr = exp2f(m[i] - mx[i]);  // 0 on the first tile, where m = -inf
+      m[i] = mx[i];
+      l[i] *= corr;
+#pragma unroll
+      for (int nb = 0; nb < D / 8; ++nb) o[nb][2 * i] *= corr, o[nb][2 * i + 1] *= corr;
+    }
+#pragma unroll
+    for (int j = 0; j < kKeys / 16; ++j) {
+      float p[2][4];
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          p[half][r] = exp2f(s[2 * j + half][r] - m[r / 2]);
+          l[r / 2] += p[half][r];
+        }
+      const uint32_t pa[4] = {pack(p[0][0], p[0][1]), pack(p[0][2], p[0][3]), pack(p[1][0], p[1][1]),
+                              pack(p[1][2], p[1][3])};
+#pragma unroll
+      for (int nb = 0; nb < D / 8; ++nb) {
+        const bf16* vrow = vt + (nb * 8 + g) * (kKeys + kPad) + 16 * j + 2 * t;
+        const uint32_t vb[2] = {load32(vrow), load32(vrow + 8)};
+        ddpm::cuda::ptx::mma_bf16(o[nb], pa, vb);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    const int row = row0 + g + 8 * i;
+    if (row >= L) continue;
+    bf16* orow = out + (int64_t(b) * L + row) * C + int64_t(h) * d;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (nb * 8 + 2 * t + e < d) orow[nb * 8 + 2 * t + e] = from_f32<bf16>(o[nb][2 * i + e] / l[i]);
+    if (t == 0) lse[int64_t(bh) * L + row] = (m[i] + log2f(l[i])) / kLog2e;
+  }
+}
+}  // namespace tc
+
 // Calls f(std::integral_constant<int, D>) with the compiled width D in {16, 32, 64} that holds
 // head dim d: smaller head dims (tiny test models) run zero-padded to 16 in registers and shared
 // memory, which leaves every dot product and output unchanged.
@@ -288,7 +413,14 @@ void attention_bwd_t(const T* qkv, const T* out, const float* lse, const T* dout
 }  // namespace
 
 void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a) { attention_fwd_t(qkv, out, lse, a); }
-void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a) { attention_fwd_t(qkv, out, lse, a); }
+void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a) {
+  with_head_dim(a.head_dim, [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    tc::attention_fwd_k<D><<<blocks_for(a), tc::kWarps * 32, 0, stream()>>>(qkv, out, lse, int(a.tokens),
+                                                                           int(a.heads), int(a.head_dim));
+    CUDA_CHECK_LAUNCH("tc::attention_fwd_k");
+  });
+}
 void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
                    float* dqkv, const AttnDims& a) {
   attention_bwd_t(qkv, out, lse, dout, delta, dqkv, a);
