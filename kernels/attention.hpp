@@ -40,26 +40,24 @@ struct AttnDims {
 
 inline bool cuda_head_dim_supported(int64_t d) { return d >= 1 && d <= 64; }
 
+// The kernels of both backends (attention_cpu.cpp, attention_cuda.cu), declared once for qkv, out,
+// dout and dqkv of T = float and T = bf16 (lse and delta are float either way).
+#define DDPM_ATTENTION_KERNELS(T)                                                                   \
+  void attention_fwd(const T* qkv, T* out, float* lse, const AttnDims& a);                         \
+  void attention_bwd(const T* qkv, const T* out, const float* lse, const T* dout, float* delta, T* dqkv, \
+                     const AttnDims& a);
+
 namespace cpu {
-void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a);
-void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
-                   float* dqkv, const AttnDims& a);
-// bf16 qkv, out, dout and dqkv; lse and delta stay f32.
-void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a);
-void attention_bwd(const bf16* qkv, const bf16* out, const float* lse, const bf16* dout, float* delta, bf16* dqkv,
-                   const AttnDims& a);
+DDPM_ATTENTION_KERNELS(float)
+DDPM_ATTENTION_KERNELS(bf16)
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {
-void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a);
-void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
-                   float* dqkv, const AttnDims& a);
-// bf16 qkv, out, dout and dqkv; lse and delta stay f32.
-void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a);
-void attention_bwd(const bf16* qkv, const bf16* out, const float* lse, const bf16* dout, float* delta, bf16* dqkv,
-                   const AttnDims& a);
+DDPM_ATTENTION_KERNELS(float)
+DDPM_ATTENTION_KERNELS(bf16)
 }  // namespace cuda
 #endif
+#undef DDPM_ATTENTION_KERNELS
 
 }  // namespace ddpm::kernels

@@ -75,14 +75,17 @@ struct ConvShape {
   int64_t pixels() const { return n * h * w; }
 };
 
+// The kernels of both backends, declared once for T = float and T = bf16 (f32 accumulation,
+// outputs rounded once). CPU: conv_cpu.cpp, bf16 through kernels/widen.hpp. CUDA: conv_cuda.cu
+// (the backend switch and cuDNN) and conv_igemm_cuda.cu (ours).
+#define DDPM_CONV_KERNELS(T)                                                             \
+  void conv2d_fwd(const ConvShape& s, const T* x, const T* w, const T* b, T* y);        \
+  void conv2d_bwd_data(const ConvShape& s, const T* dy, const T* w, T* dx);             \
+  void conv2d_bwd_filter(const ConvShape& s, const T* x, const T* dy, T* dw);
+
 namespace cpu {
-void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
-void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
-void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
-// bf16: the f32 kernels on widened copies (kernels/widen.hpp), the reference for the CUDA ones.
-void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y);
-void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
-void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
+DDPM_CONV_KERNELS(float)
+DDPM_CONV_KERNELS(bf16)
 }  // namespace cpu
 
 // Which implementation runs the CUDA functions (v2, v3 above). Auto: per shape, dtype and
@@ -94,16 +97,10 @@ enum class ConvBackend { Ours, CuDNN, Auto };
 namespace cuda {
 void set_conv_backend(ConvBackend backend);
 ConvBackend conv_backend();
-
-void conv2d_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
-void conv2d_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
-void conv2d_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
-
-// bf16 storage, f32 accumulation, outputs rounded to bf16 (nearest even); either backend (v3).
-void conv2d_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y);
-void conv2d_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
-void conv2d_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
+DDPM_CONV_KERNELS(float)
+DDPM_CONV_KERNELS(bf16)
 }  // namespace cuda
 #endif
+#undef DDPM_CONV_KERNELS
 
 }  // namespace ddpm::kernels

@@ -67,6 +67,24 @@ DDPM_HD float activate_grad(Act act, float x) {
   return act == Act::GELU ? gelu_grad(x) : act == Act::SiLU ? silu_grad(x) : 1.0f;
 }
 
+// The typed kernels of both backends (elementwise_cpu.cpp, elementwise_cuda.cu), declared once for
+// T = float and T = bf16:
+// - accumulate: out += src; scale: x *= s;
+// - act_fwd / act_bwd: y = act(x), dx = dy * act'(x);
+// - add_act_fwd / add_act_bwd: y = act(a + b) and d(a + b) = dy * act'(a + b) (the ResNet block's
+//   residual);
+// - binary: out = a op b, b broadcast as bc says; reduce_to_b: gb = sum of g over the dimensions
+//   where b was broadcast (gb has b's element count).
+#define DDPM_ELEMENTWISE_KERNELS(T)                                                  \
+  void accumulate(T* out, const T* src, int64_t n);                                 \
+  void scale(T* x, int64_t n, float s);                                             \
+  void act_fwd(Act act, const T* x, T* y, int64_t n);                               \
+  void act_bwd(Act act, const T* x, const T* dy, T* dx, int64_t n);                 \
+  void add_act_fwd(Act act, const T* a, const T* b, T* y, int64_t n);               \
+  void add_act_bwd(Act act, const T* a, const T* b, const T* dy, T* dsum, int64_t n); \
+  void binary(BinOp op, const T* a, const T* b, T* out, const Broadcast& bc);       \
+  void reduce_to_b(const T* g, T* gb, const Broadcast& bc);
+
 namespace cpu {
 // Calls fn with the activation as a compile-time constant: activate(A, x) then folds to a single
 // formula, the loop body has no branch, and GCC vectorises it (with a run-time Act it does not).
@@ -80,52 +98,21 @@ void with_act(Act act, Fn fn) {
 }
 
 void fill(float* x, int64_t n, float value);
-void accumulate(float* out, const float* src, int64_t n);  // out += src
-void scale(float* x, int64_t n, float s);                  // x *= s
-void act_fwd(Act act, const float* x, float* y, int64_t n);
-void act_bwd(Act act, const float* x, const float* dy, float* dx, int64_t n);
-// y = act(a + b) and its backward d(a + b) = dy * act'(a + b) (the ResNet block's residual).
-void add_act_fwd(Act act, const float* a, const float* b, float* y, int64_t n);
-void add_act_bwd(Act act, const float* a, const float* b, const float* dy, float* dsum, int64_t n);
-void binary(BinOp op, const float* a, const float* b, float* out, const Broadcast& bc);
-// gb = sum of g over the dimensions where b was broadcast (gb has b's element count).
-void reduce_to_b(const float* g, float* gb, const Broadcast& bc);
 void f32_to_bf16(const float* x, bf16* y, int64_t n);
 void bf16_to_f32(const bf16* x, float* y, int64_t n);
-// bf16 versions of the above.
-void accumulate(bf16* out, const bf16* src, int64_t n);
-void scale(bf16* x, int64_t n, float s);
-void act_fwd(Act act, const bf16* x, bf16* y, int64_t n);
-void act_bwd(Act act, const bf16* x, const bf16* dy, bf16* dx, int64_t n);
-void add_act_fwd(Act act, const bf16* a, const bf16* b, bf16* y, int64_t n);
-void add_act_bwd(Act act, const bf16* a, const bf16* b, const bf16* dy, bf16* dsum, int64_t n);
-void binary(BinOp op, const bf16* a, const bf16* b, bf16* out, const Broadcast& bc);
-void reduce_to_b(const bf16* g, bf16* gb, const Broadcast& bc);
+DDPM_ELEMENTWISE_KERNELS(float)
+DDPM_ELEMENTWISE_KERNELS(bf16)
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {
 void fill(float* x, int64_t n, float value);
-void accumulate(float* out, const float* src, int64_t n);
-void scale(float* x, int64_t n, float s);
-void act_fwd(Act act, const float* x, float* y, int64_t n);
-void act_bwd(Act act, const float* x, const float* dy, float* dx, int64_t n);
-void add_act_fwd(Act act, const float* a, const float* b, float* y, int64_t n);
-void add_act_bwd(Act act, const float* a, const float* b, const float* dy, float* dsum, int64_t n);
-void binary(BinOp op, const float* a, const float* b, float* out, const Broadcast& bc);
-void reduce_to_b(const float* g, float* gb, const Broadcast& bc);
 void f32_to_bf16(const float* x, bf16* y, int64_t n);
 void bf16_to_f32(const bf16* x, float* y, int64_t n);
-// bf16 versions of the above.
-void accumulate(bf16* out, const bf16* src, int64_t n);
-void scale(bf16* x, int64_t n, float s);
-void act_fwd(Act act, const bf16* x, bf16* y, int64_t n);
-void act_bwd(Act act, const bf16* x, const bf16* dy, bf16* dx, int64_t n);
-void add_act_fwd(Act act, const bf16* a, const bf16* b, bf16* y, int64_t n);
-void add_act_bwd(Act act, const bf16* a, const bf16* b, const bf16* dy, bf16* dsum, int64_t n);
-void binary(BinOp op, const bf16* a, const bf16* b, bf16* out, const Broadcast& bc);
-void reduce_to_b(const bf16* g, bf16* gb, const Broadcast& bc);
+DDPM_ELEMENTWISE_KERNELS(float)
+DDPM_ELEMENTWISE_KERNELS(bf16)
 }  // namespace cuda
 #endif
+#undef DDPM_ELEMENTWISE_KERNELS
 
 }  // namespace ddpm::kernels

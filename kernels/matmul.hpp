@@ -32,24 +32,24 @@ struct Gemm {
   bool accumulate = false;  // c += product instead of c = product
 };
 
+// The kernels of both backends (matmul_cpu.cpp, matmul_cuda.cu), declared once for T = float and
+// T = bf16.
+#define DDPM_MATMUL_KERNELS(T)                                  \
+  void gemm(const Gemm& g, const T* a, const T* b, T* c);      \
+  void bias_fill(T* y, const T* b, int64_t rows, int64_t cols); \
+  void bias_grad(const T* dy, T* db, int64_t rows, int64_t cols);
+
 namespace cpu {
-void gemm(const Gemm& g, const float* a, const float* b, float* c);
-void bias_fill(float* y, const float* b, int64_t rows, int64_t cols);
-void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols);
-void gemm(const Gemm& g, const bf16* a, const bf16* b, bf16* c);
-void bias_fill(bf16* y, const bf16* b, int64_t rows, int64_t cols);
-void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols);
+DDPM_MATMUL_KERNELS(float)
+DDPM_MATMUL_KERNELS(bf16)
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {
-void gemm(const Gemm& g, const float* a, const float* b, float* c);
-void bias_fill(float* y, const float* b, int64_t rows, int64_t cols);
-void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols);
-void gemm(const Gemm& g, const bf16* a, const bf16* b, bf16* c);
-void bias_fill(bf16* y, const bf16* b, int64_t rows, int64_t cols);
-void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols);
+DDPM_MATMUL_KERNELS(float)
+DDPM_MATMUL_KERNELS(bf16)
 }  // namespace cuda
 #endif
+#undef DDPM_MATMUL_KERNELS
 
 }  // namespace ddpm::kernels

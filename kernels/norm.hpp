@@ -60,50 +60,30 @@ DDPM_HD float norm_dx(float rstd, float w, NormGradAt t, float c1, float c2) {
   return rstd * (w * t.du - c1 - t.z * c2);
 }
 
+// The kernels of both backends (norm_cpu.cpp, norm_cuda.cu), declared once for data T = float and
+// T = bf16 (parameters w, b, their gradients and the statistics are float either way).
+#define DDPM_NORM_KERNELS(T)                                                                                     \
+  void group_norm_fwd(Act act, const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,      \
+                      int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);                   \
+  void group_norm_bwd(Act act, const T* x, const float* w, const float* b, const float* mean, const float* rstd, \
+                      const T* dy, T* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,     \
+                      double* work);                                                                          \
+  void layer_norm_fwd(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd, int64_t R,   \
+                      int64_t C, float eps);                                                                  \
+  void layer_norm_bwd(const T* x, const float* w, const float* mean, const float* rstd, const T* dy, T* dx,    \
+                      float* dw, float* db, int64_t R, int64_t C, double* work);
+
 namespace cpu {
-void group_norm_fwd(Act act, const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-                    int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);
-void group_norm_bwd(Act act, const float* x, const float* w, const float* b, const float* mean, const float* rstd,
-                    const float* dy, float* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,
-                    double* work);
-void layer_norm_fwd(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t R,
-                    int64_t C, float eps);
-void layer_norm_bwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy, float* dx,
-                    float* dw, float* db, int64_t R, int64_t C, double* work);
-// bf16 data, f32 parameters and statistics.
-void group_norm_fwd(Act act, const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd,
-                    int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);
-void group_norm_bwd(Act act, const bf16* x, const float* w, const float* b, const float* mean, const float* rstd,
-                    const bf16* dy, bf16* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,
-                    double* work);
-void layer_norm_fwd(const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd, int64_t R,
-                    int64_t C, float eps);
-void layer_norm_bwd(const bf16* x, const float* w, const float* mean, const float* rstd, const bf16* dy, bf16* dx,
-                    float* dw, float* db, int64_t R, int64_t C, double* work);
+DDPM_NORM_KERNELS(float)
+DDPM_NORM_KERNELS(bf16)
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {
-void group_norm_fwd(Act act, const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-                    int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);
-void group_norm_bwd(Act act, const float* x, const float* w, const float* b, const float* mean, const float* rstd,
-                    const float* dy, float* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,
-                    double* work);
-void layer_norm_fwd(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t R,
-                    int64_t C, float eps);
-void layer_norm_bwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy, float* dx,
-                    float* dw, float* db, int64_t R, int64_t C, double* work);
-// bf16 data, f32 parameters and statistics.
-void group_norm_fwd(Act act, const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd,
-                    int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);
-void group_norm_bwd(Act act, const bf16* x, const float* w, const float* b, const float* mean, const float* rstd,
-                    const bf16* dy, bf16* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,
-                    double* work);
-void layer_norm_fwd(const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd, int64_t R,
-                    int64_t C, float eps);
-void layer_norm_bwd(const bf16* x, const float* w, const float* mean, const float* rstd, const bf16* dy, bf16* dx,
-                    float* dw, float* db, int64_t R, int64_t C, double* work);
+DDPM_NORM_KERNELS(float)
+DDPM_NORM_KERNELS(bf16)
 }  // namespace cuda
 #endif
+#undef DDPM_NORM_KERNELS
 
 }  // namespace ddpm::kernels

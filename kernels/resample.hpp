@@ -49,42 +49,29 @@ DDPM_HD float upsample_weight(UpsampleTaps t, int64_t j) {
   return (t.lo == j ? 1.0f - t.frac : 0.0f) + (t.hi == j ? t.frac : 0.0f);
 }
 
+// The kernels of both backends (resample_cpu.cpp, resample_cuda.cu): the data kernels declared once
+// for T = float and T = bf16; embedding is f32 only (its table is a parameter).
+#define DDPM_RESAMPLE_KERNELS(T)                                                                                 \
+  void copy_channels(const T* src, int64_t src_C, int64_t src_off, T* dst, int64_t dst_C, int64_t dst_off,     \
+                     int64_t rows, int64_t width);                                                            \
+  void max_pool2x2_fwd(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C);                         \
+  void max_pool2x2_bwd(const T* x, const T* dy, T* dx, int64_t N, int64_t H, int64_t W, int64_t C);           \
+  void upsample2x_fwd(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C);                          \
+  void upsample2x_bwd(const T* dy, T* dx, int64_t N, int64_t H, int64_t W, int64_t C);                        \
+  void embedding_fwd(const int64_t* ids, const float* table, float* out, int64_t B, int64_t D);               \
+  void embedding_bwd(const int64_t* ids, const float* dout, float* dtable, int64_t B, int64_t num, int64_t D);
+
 namespace cpu {
-void copy_channels(const float* src, int64_t src_C, int64_t src_off, float* dst, int64_t dst_C, int64_t dst_off,
-                   int64_t rows, int64_t width);
-void max_pool2x2_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void max_pool2x2_bwd(const float* x, const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_bwd(const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C);
-void embedding_fwd(const int64_t* ids, const float* table, float* out, int64_t B, int64_t D);
-void embedding_bwd(const int64_t* ids, const float* dout, float* dtable, int64_t B, int64_t num, int64_t D);
-// bf16 versions (embedding stays f32: its table is a parameter).
-void copy_channels(const bf16* src, int64_t src_C, int64_t src_off, bf16* dst, int64_t dst_C, int64_t dst_off,
-                   int64_t rows, int64_t width);
-void max_pool2x2_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void max_pool2x2_bwd(const bf16* x, const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_bwd(const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
+DDPM_RESAMPLE_KERNELS(float)
+DDPM_RESAMPLE_KERNELS(bf16)
 }  // namespace cpu
 
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {
-void copy_channels(const float* src, int64_t src_C, int64_t src_off, float* dst, int64_t dst_C, int64_t dst_off,
-                   int64_t rows, int64_t width);
-void max_pool2x2_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void max_pool2x2_bwd(const float* x, const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_fwd(const float* x, float* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_bwd(const float* dy, float* dx, int64_t N, int64_t H, int64_t W, int64_t C);
-void embedding_fwd(const int64_t* ids, const float* table, float* out, int64_t B, int64_t D);
-void embedding_bwd(const int64_t* ids, const float* dout, float* dtable, int64_t B, int64_t num, int64_t D);
-// bf16 versions (embedding stays f32: its table is a parameter).
-void copy_channels(const bf16* src, int64_t src_C, int64_t src_off, bf16* dst, int64_t dst_C, int64_t dst_off,
-                   int64_t rows, int64_t width);
-void max_pool2x2_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void max_pool2x2_bwd(const bf16* x, const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_fwd(const bf16* x, bf16* y, int64_t N, int64_t H, int64_t W, int64_t C);
-void upsample2x_bwd(const bf16* dy, bf16* dx, int64_t N, int64_t H, int64_t W, int64_t C);
+DDPM_RESAMPLE_KERNELS(float)
+DDPM_RESAMPLE_KERNELS(bf16)
 }  // namespace cuda
 #endif
+#undef DDPM_RESAMPLE_KERNELS
 
 }  // namespace ddpm::kernels
