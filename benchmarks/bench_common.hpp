@@ -191,7 +191,7 @@ struct E2EOptions {
   // Applies the GPU settings and starts the record file `doc`; false (after saying so) when the
   // device is CUDA but none is present.
   bool start(const char* tool, Device& dev, nlohmann::json& doc) const {
-    set_gpu_settings({tf32, parse_conv_impl(conv)});
+    set_gpu_settings({tf32, parse_conv_impl(conv), compute_dtype() == DType::BF16});
     dev = device == "cuda" ? Device::CUDA : Device::CPU;
     if (dev == Device::CUDA && !cuda_available()) {
       std::printf("%s: no CUDA device (or no CUDA backend in this build); nothing was timed.\n", tool);

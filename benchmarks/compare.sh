@@ -31,7 +31,7 @@ MODES=${MODES:-fp32,bf16,compile}
 BASE=${BASE:-64}
 DEVICE=${DEVICE:-cuda}
 configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours" "tf32-auto|--tf32 --conv auto" "bf16|--precision bf16"
-  "bf16-ours|--precision bf16 --tf32 --conv ours" "bf16-auto|--precision bf16 --conv auto")
+  "bf16-ours|--precision bf16 --conv ours" "bf16-auto|--precision bf16 --conv auto")
 [ "$DEVICE" = cpu ] && configs=("f32|")
 # CONFIGS="tf32 bf16 ..." runs only the configurations named (default: all).
 if [ -n "${CONFIGS:-}" ]; then

@@ -20,8 +20,8 @@ ConvImpl parse_conv_impl(const std::string& name) {
 }
 
 void set_gpu_settings(const GpuSettings& s) {
-  DDPM_CHECK(s.tf32 || s.conv != ConvImpl::Ours, "gpu settings",
-             "--conv ours needs --tf32: our convolution kernels have no exact f32 path (f32 data runs them in TF32)");
+  DDPM_CHECK(s.tf32 || s.bf16_data || s.conv != ConvImpl::Ours, "gpu settings",
+             "--conv ours needs --tf32 (or --precision bf16): our convolution kernels have no exact f32 path");
 #ifdef DDPM_HAVE_CUDA
   ddpm::cuda::set_allow_tf32(s.tf32);
   kernels::cuda::set_conv_backend(s.conv == ConvImpl::Ours   ? kernels::ConvBackend::Ours

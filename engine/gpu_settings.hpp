@@ -6,8 +6,10 @@
 // - conv: which convolution implementation runs: cuDNN, ours (kernels/conv_igemm*), or auto (per
 //   shape, dtype and direction the faster of the two, timed on first use; the choice depends on
 //   timing, so runs may differ in the last bits). Ours has no exact f32 path: f32 data runs it in
-//   TF32, so `ours` needs tf32 on (set_gpu_settings refuses otherwise) and `auto` without tf32
-//   only chooses for bf16 data.
+//   TF32, so `ours` needs tf32 on unless the run's network computes in bf16 (set_gpu_settings
+//   refuses otherwise, rather than quietly running cuDNN), and `auto` without tf32 only chooses
+//   for bf16 data.
+// - bf16_data: the run's network computes in bf16 (--precision bf16); only that rule reads it.
 #pragma once
 #include <string>
 
@@ -18,6 +20,7 @@ enum class ConvImpl { CuDNN, Ours, Auto };
 struct GpuSettings {
   bool tf32 = false;
   ConvImpl conv = ConvImpl::CuDNN;
+  bool bf16_data = false;
 };
 
 ConvImpl parse_conv_impl(const std::string& name);  // "cudnn", "ours" or "auto"

@@ -110,6 +110,10 @@ TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
   Run conv = ddpm_cli(dir, "sample --conv ours --checkpoint " + (dir / "junk.safetensors"));  // ours is TF32-only
   CHECK(conv.code == 1);
   CHECK_THAT(conv.output, Catch::Contains("--conv ours needs --tf32"));
+  // In bf16 our kernels need no TF32: the run gets as far as the (junk) checkpoint.
+  Run conv16 = ddpm_cli(dir, "sample --conv ours --precision bf16 --checkpoint " + (dir / "junk.safetensors"));
+  CHECK(conv16.code == 1);
+  CHECK_THAT(conv16.output, !Catch::Contains("needs --tf32"));
   if (!cuda_available()) {
     Run cuda = ddpm_cli(dir, "sample --device cuda");
     CHECK(cuda.code == 1);

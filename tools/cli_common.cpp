@@ -53,7 +53,7 @@ DType compute_dtype(const DeviceOptions& o) {
 Device apply_device_options(const DeviceOptions& o) {
   DDPM_CHECK(o.threads >= 0, "threads", "--threads must be >= 0, got ", o.threads);
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
-  set_gpu_settings({o.tf32, parse_conv_impl(o.conv)});
+  set_gpu_settings({o.tf32, parse_conv_impl(o.conv), compute_dtype(o) == DType::BF16});
   return parse_device(o.device);
 }
 
