@@ -105,7 +105,8 @@ class Timer {
 
 // The flags of the per-kernel GPU benchmarks.
 struct KernelBenchOptions {
-  std::string json_path, commit = "unknown", filter, precision = "f32";
+  std::string json_path, commit = "unknown", filter;
+  DType precision = DType::F32;
   int runs = 20;
 };
 
@@ -127,8 +128,8 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
   if (filter_help) app.add_option("--filter", o.filter, filter_help);
   if (precision_help)
     app.add_option("--precision", o.precision, precision_help)
-        ->check(CLI::IsMember({"f32", "bf16"}))
-        ->capture_default_str();
+        ->transform(CLI::CheckedTransformer(precision_names()))
+        ->default_str("f32");
   CLI11_PARSE(app, argc, argv);
   if (!run) {
     std::printf("%s: this build has no CUDA backend; nothing was timed.\n", name);
@@ -166,7 +167,7 @@ struct E2EOptions {
   int64_t steps = 20, warmup = 3, base = 64;
   bool tf32 = false;
   std::string conv = "cudnn";
-  std::string precision = "f32";
+  DType precision = DType::F32;
   std::string json, commit = "unknown";
 
   void add_to(CLI::App& app) {
@@ -180,18 +181,16 @@ struct E2EOptions {
         ->check(CLI::IsMember({"cudnn", "ours", "auto"}))
         ->capture_default_str();
     app.add_option("--precision", precision, "f32, or bf16 mixed precision (UNet::set_compute_dtype)")
-        ->check(CLI::IsMember({"f32", "bf16"}))
-        ->capture_default_str();
+        ->transform(CLI::CheckedTransformer(precision_names()))
+        ->default_str("f32");
     app.add_option("--json", json, "write the records here");
     app.add_option("--commit", commit, "commit to record")->capture_default_str();
   }
 
-  DType compute_dtype() const { return precision == "bf16" ? DType::BF16 : DType::F32; }
-
   // Applies the GPU settings and starts the record file `doc`; false (after saying so) when the
   // device is CUDA but none is present.
   bool start(const char* tool, Device& dev, nlohmann::json& doc) const {
-    set_gpu_settings({tf32, parse_conv_impl(conv), compute_dtype() == DType::BF16});
+    set_gpu_settings({tf32, parse_conv_impl(conv), precision == DType::BF16});
     dev = device == "cuda" ? Device::CUDA : Device::CPU;
     if (dev == Device::CUDA && !cuda_available()) {
       std::printf("%s: no CUDA device (or no CUDA backend in this build); nothing was timed.\n", tool);
@@ -221,7 +220,7 @@ struct E2EOptions {
   nlohmann::json header(const char* tool, Device dev) const {
     return {{"tool", tool}, {"device", device_label(dev)}, {"date", utc_now()}, {"commit", commit},
             {"tf32", tf32},  {"conv", conv},               {"base", base},      {"steps", steps},
-            {"warmup", warmup}, {"precision", precision}};
+            {"warmup", warmup}, {"precision", dtype_name(precision)}};
   }
 };
 

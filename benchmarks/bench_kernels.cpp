@@ -400,9 +400,9 @@ int run(const Options& opt) {
   Timer timer(opt.runs);
   const double copy = copy_gbps(timer);
   const std::string date = bench::utc_now();
-  g_data = opt.precision == "bf16" ? DType::BF16 : DType::F32;
+  g_data = opt.precision;
   std::printf("bench_kernels on %s, %s, commit %s, %s data\n", prop.name, date.c_str(), opt.commit.c_str(),
-              opt.precision.c_str());
+              dtype_name(opt.precision));
   std::printf("method: median of %d runs after 3 warm-ups, L2 flushed by a 256 MB memset before each run\n", opt.runs);
   std::printf("copy bandwidth (device-to-device, read + write): %.0f GB/s\n\n", copy);
   std::printf("%-14s %-26s %-44s %-4s %5s %10s %8s %6s %8s\n", "setup", "op", "shape", "pass", "count", "median us",
@@ -414,7 +414,7 @@ int run(const Options& opt) {
     if (opt.json_path.empty()) return;
     nlohmann::json doc = {{"device", prop.name}, {"date", date},       {"commit", opt.commit},
                           {"runs", opt.runs},    {"l2_flush_bytes", kFlushBytes}, {"copy_gbps", copy},
-                          {"precision", opt.precision},
+                          {"precision", dtype_name(opt.precision)},
                           {"setups", setups},    {"records", records}};
     std::ofstream(opt.json_path) << doc.dump(1) << "\n";
   };

@@ -34,14 +34,14 @@ int main(int argc, char** argv) {
     if (!o.start("bench_sample", dev, doc)) return 0;
     doc["guidance"] = guidance;
     std::printf("bench_sample on %s, %s, tf32 %s, conv %s, guidance %g\n", doc["device"].get<std::string>().c_str(),
-                o.precision.c_str(), o.tf32 ? "on" : "off", o.conv.c_str(), double(guidance));
+                dtype_name(o.precision), o.tf32 ? "on" : "off", o.conv.c_str(), double(guidance));
     std::printf("| setup | reverse img-steps/s | ms/step | full 999-step chain s |\n|---|---:|---:|---:|\n");
     const Schedule schedule = make_schedule(ScheduleKind::Linear, 1000);
     for (const bench::Setup& s : o.parsed_setups()) {
       Generator init(0), gen(1);
       UNet model(bench::seed_config(s, o.base), init);
       model.to(dev);
-      model.set_compute_dtype(o.compute_dtype());
+      model.set_compute_dtype(o.precision);
       std::vector<int64_t> y;
       for (int64_t i = 0; i < s.batch; ++i) y.push_back(i % 10);
       const Tensor labels = Tensor::from_ints(y, {s.batch});

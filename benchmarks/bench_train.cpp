@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     nlohmann::json doc;
     if (!o.start("bench_train", dev, doc)) return 0;
     std::printf("bench_train on %s, %s, tf32 %s, conv %s, %ld steps after %ld warm-up\n",
-                doc["device"].get<std::string>().c_str(), o.precision.c_str(), o.tf32 ? "on" : "off", o.conv.c_str(),
+                doc["device"].get<std::string>().c_str(), dtype_name(o.precision), o.tf32 ? "on" : "off", o.conv.c_str(),
                 long(o.steps), long(o.warmup));
     std::printf("| setup | train img/s | ms/step | first step s | peak GiB | cudaMalloc in timed steps |\n");
     std::printf("|---|---:|---:|---:|---:|---:|\n");
@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
       Generator init(0), gen(1);
       UNet model(bench::seed_config(s, o.base), init);
       model.to(dev);
-      model.set_compute_dtype(o.compute_dtype());
+      model.set_compute_dtype(o.precision);
       const Dataset data = bench::random_dataset(s, 4 * s.batch, gen);
       TrainConfig tc;
       tc.batch = s.batch;

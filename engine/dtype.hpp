@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "kernels/bf16.hpp"
@@ -31,6 +32,9 @@ inline const char* dtype_name(DType t) {
   }
   return "?";
 }
+
+// The values of the --precision flags: the dtypes a network computes in, by name.
+inline std::map<std::string, DType> precision_names() { return {{"f32", DType::F32}, {"bf16", DType::BF16}}; }
 
 inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 

@@ -1,8 +1,9 @@
 // CUDA twin of kernels/attention_cpu.cpp. Version 1: flash-attention in plain f32 FMA (a later
 // version moves the products onto tensor cores).
 //
-// bf16 data (qkv, out, dout, dqkv) is widened on load into the same f32 registers and shared-memory
-// tiles, and rounded once on store: only the global traffic halves, the arithmetic is unchanged.
+// The backward kernels also take bf16 data (qkv, out, dout, dqkv), widened on load into the same f32
+// registers and shared-memory tiles and rounded once on store: only the global traffic halves. The
+// bf16 forward is version 2 below (tensor cores).
 //
 // Every kernel gives each block kRows "own" rows of one (batch, head) and streams the other side
 // through shared memory in tiles of kTile rows, read straight from the packed [B, L, 3C] layout:
@@ -119,14 +120,14 @@ __device__ void load_tile(float* dst, const T* src, int64_t ld, int t0, int L, i
   }
 }
 
-template <int D, class T>
+template <int D>
 __global__ void __launch_bounds__(Rows<D>::kThreads)
-    attention_fwd_k(const T* qkv, T* out, float* lse, int L, int heads, int d) {
+    attention_fwd_k(const float* qkv, float* out, float* lse, int L, int heads, int d) {
   using R = Rows<D>;
   __shared__ __align__(16) float ks[kTile * D];
   __shared__ __align__(16) float vs[kTile * D];
   const Place p = place<D>(L, heads, d);
-  const T* base = qkv + int64_t(p.b) * L * p.ld + p.h * d;  // q of (b, token 0, head h)
+  const float* base = qkv + int64_t(p.b) * L * p.ld + p.h * d;  // q of (b, token 0, head h)
   float q[R::kPart], o[R::kPart] = {};
   R::load(q, base + int64_t(p.row) * p.ld, p.row < L, p.part, kLog2e * rsqrtf(float(d)), d);
   float m = -INFINITY, l = 0.0f;
@@ -255,8 +256,8 @@ __global__ void __launch_bounds__(Rows<D>::kThreads)
 // H200's 796 TFLOP/s bf16 dense peak, but 4.3e9 exp2f at ~16 per clock per SM (~4e12/s) take
 // >= ~1 ms: at D = 16 the exponentials, not the products, bound it (v1 measured 12.8 ms). The
 // tile fill (scalar loads, no cp.async, the transposing store into vt) is the next thing to
-// measure and improve. Shared memory rows
-// are padded by 8 bf16 (16 bytes), so the 32-bit fragment loads of a warp hit 32 different banks.
+// measure and improve. Shared memory rows are padded by 8 bf16 (16 bytes), so the 32-bit fragment
+// loads of a warp hit 32 different banks.
 // NOT YET RUN on hardware.
 namespace tc {
 constexpr int kWarps = 4, kKeys = 64, kPad = 8;
@@ -384,15 +385,6 @@ unsigned blocks_for(const AttnDims& a) {
   return unsigned(blocks);
 }
 
-template <class T> void attention_fwd_t(const T* qkv, T* out, float* lse, const AttnDims& a) {
-  with_head_dim(a.head_dim, [&](auto dim) {
-    constexpr int D = decltype(dim)::value;
-    attention_fwd_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, out, lse, int(a.tokens), int(a.heads),
-                                                                           int(a.head_dim));
-    CUDA_CHECK_LAUNCH("attention_fwd_k");
-  });
-}
-
 template <class T>
 void attention_bwd_t(const T* qkv, const T* out, const float* lse, const T* dout, float* delta, T* dqkv,
                      const AttnDims& a) {
@@ -412,7 +404,14 @@ void attention_bwd_t(const T* qkv, const T* out, const float* lse, const T* dout
 
 }  // namespace
 
-void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a) { attention_fwd_t(qkv, out, lse, a); }
+void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a) {
+  with_head_dim(a.head_dim, [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    attention_fwd_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, out, lse, int(a.tokens), int(a.heads),
+                                                                           int(a.head_dim));
+    CUDA_CHECK_LAUNCH("attention_fwd_k");
+  });
+}
 void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a) {
   with_head_dim(a.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;

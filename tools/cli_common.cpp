@@ -40,20 +40,14 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
     cmd->add_option("--precision", o.precision,
                     "f32, or bf16: mixed precision (bf16 activations and weight copies, f32 master weights, "
                     "optimizer and loss; pays on the GPU, slower on the CPU)")
-        ->check(CLI::IsMember({"f32", "bf16"}))
-        ->capture_default_str();
-}
-
-DType compute_dtype(const DeviceOptions& o) {
-  DDPM_CHECK(o.precision == "f32" || o.precision == "bf16", "precision", "unknown precision '", o.precision,
-             "' (expected f32 or bf16)");
-  return o.precision == "bf16" ? DType::BF16 : DType::F32;
+        ->transform(CLI::CheckedTransformer(precision_names()))
+        ->default_str("f32");
 }
 
 Device apply_device_options(const DeviceOptions& o) {
   DDPM_CHECK(o.threads >= 0, "threads", "--threads must be >= 0, got ", o.threads);
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
-  set_gpu_settings({o.tf32, parse_conv_impl(o.conv), compute_dtype(o) == DType::BF16});
+  set_gpu_settings({o.tf32, parse_conv_impl(o.conv), o.precision == DType::BF16});
   return parse_device(o.device);
 }
 

@@ -22,13 +22,11 @@ struct DeviceOptions {
   int64_t threads = 0;          // OpenMP threads for the CPU kernels; 0 = all cores
   bool tf32 = false;
   std::string conv = "cudnn";   // "cudnn", "ours" or "auto"
-  std::string precision = "f32";  // "f32" or "bf16" (UNet::set_compute_dtype)
+  DType precision = DType::F32;  // f32 or bf16, the U-Net's compute dtype (UNet::set_compute_dtype)
 };
 void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision = true);
 // Applies the threads and GPU settings and returns the device, with a clear error for bad choices.
 Device apply_device_options(const DeviceOptions& o);
-// The U-Net's activation dtype that --precision asks for.
-DType compute_dtype(const DeviceOptions& o);
 
 // A trained model and what its checkpoint says about it.
 struct LoadedModel {

@@ -15,7 +15,7 @@ void add_check_reference(CLI::App& app) {
   struct Opts {
     std::vector<std::string> files;
     std::string device = "cpu";
-    std::string precision = "f32";
+    DType precision = DType::F32;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("check-reference",
@@ -23,18 +23,18 @@ void add_check_reference(CLI::App& app) {
   cmd->add_option("files", o->files, "ddpm-reference v1 safetensors files")->required()->check(CLI::ExistingFile);
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", o->precision, "f32, or bf16 (mixed precision, with bf16's tolerances)")
-      ->check(CLI::IsMember({"f32", "bf16"}))
-      ->capture_default_str();
+      ->transform(CLI::CheckedTransformer(precision_names()))
+      ->default_str("f32");
   cmd->callback([o] {
     Device device = o->device == "cuda" ? Device::CUDA : Device::CPU;
     int64_t failed = 0, rows = 0;
     for (const std::string& path : o->files) {
-      ReferenceReport r = check_reference(path, device, o->precision == "bf16" ? DType::BF16 : DType::F32);
+      ReferenceReport r = check_reference(path, device, o->precision);
       std::printf("%s: batch %lld, %lldx%lld, in %lld, base %lld, time_dim %lld, classes %lld, heads %lld (%s)\n",
                   path.c_str(), (long long)r.batch, (long long)r.image_size, (long long)r.image_size,
                   (long long)r.config.in_channels, (long long)r.config.base_channels, (long long)r.config.time_dim,
                   (long long)r.config.num_classes, (long long)r.config.heads,
-                  (o->device + (o->precision == "bf16" ? ", bf16" : "")).c_str());
+                  (o->device + ", " + dtype_name(o->precision)).c_str());
       std::printf("  %-52s %11s %9s  %s\n", "tensor", "rel err", "tolerance", "ok");
       for (const ReferenceRow& row : r.rows)
         std::printf("  %-52s %11.3e %9.0e  %s%s\n", row.name.c_str(), row.rel_err, row.tolerance,

@@ -37,7 +37,7 @@ void run(const EvalOptions& o) {
   const Device device = apply_device_options(o.s.dev);
   LoadedClassifier clf = load_classifier(o.classifier, device);
   const ClassifierConfig& cc = clf.model->config();
-  LoadedModel m = load_checkpoint(o.s.checkpoint, device, compute_dtype(o.s.dev), o.s.image_size, !o.s.no_ema);
+  LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
   const UNetConfig& mc = m.model->config();
   DDPM_CHECK(mc.out_channels == 1 && m.image_size == cc.image_size, "eval", "the classifier measures ",
              cc.image_size, "x", cc.image_size, "x1 images; ", m.path, " makes ", m.image_size, "x", m.image_size, "x",

@@ -17,7 +17,7 @@ struct SampleOptions {
 
 void run(const SampleOptions& o) {
   const Device device = apply_device_options(o.s.dev);
-  LoadedModel m = load_checkpoint(o.s.checkpoint, device, compute_dtype(o.s.dev), o.s.image_size, !o.s.no_ema);
+  LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
   const int64_t num_classes = m.model->config().num_classes;
   std::vector<int64_t> classes = num_classes > 0 ? parse_classes(o.classes, num_classes) : std::vector<int64_t>{};
   const SamplerConfig config = sampler_config(o.s);

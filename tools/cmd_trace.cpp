@@ -18,7 +18,7 @@ struct TraceOptions {
 
 void run(const TraceOptions& o) {
   const Device device = apply_device_options(o.s.dev);
-  LoadedModel m = load_checkpoint(o.s.checkpoint, device, compute_dtype(o.s.dev), o.s.image_size, !o.s.no_ema);
+  LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
   const int64_t num_classes = m.model->config().num_classes;
   DDPM_CHECK(num_classes == 0 || (o.label >= 0 && o.label < num_classes), "trace", "--class ", o.label,
              " is out of range [0, ", num_classes, ")");

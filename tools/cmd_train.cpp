@@ -105,7 +105,7 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     model = std::make_unique<UNet>(mc, init);
     model->to(device);
   }
-  model->set_compute_dtype(compute_dtype(o.dev));
+  model->set_compute_dtype(o.dev.precision);
   Trainer trainer(*model, data, o.train);
   if (o.resume) {
     trainer.load_state(model_path);
