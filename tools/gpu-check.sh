@@ -16,7 +16,8 @@
 # Then a short summary, printed last (also OUT_DIR/summary.txt). Exit status 1 if any test,
 # reference check or sanitizer run failed (or test_gpu found no GPU), else 0; a benchmark that
 # stops early is reported in the summary but does not change the status.
-# Environment: BUILD, SANITIZE, SANITIZE_FILTER, COMMIT (default: git rev-parse --short HEAD),
+# Environment: BUILD, SANITIZE, SANITIZE_FILTER, BENCH (0 skips the kernel micro-benchmarks:
+# bench_kernels and bench_conv), CPU_TESTS (0 skips step 6), COMMIT (default: git rev-parse --short HEAD),
 # BUDGET (seconds for all steps, default 290). bench_conv (ours vs cuDNN) runs after bench_kernels.
 set -uo pipefail
 
@@ -27,6 +28,8 @@ fi
 OUT=$1
 BUILD=${BUILD:-build}
 SANITIZE=${SANITIZE:-0}
+BENCH=${BENCH:-1}
+CPU_TESTS=${CPU_TESTS:-1}
 SANITIZE_FILTER=${SANITIZE_FILTER:-[gpu]}
 COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -146,7 +149,7 @@ else
   note check-reference "skipped: no $BUILD/tools/ddpm"
 fi
 
-if [ -x "$BUILD/benchmarks/bench_kernels" ]; then
+if [ "$BENCH" = 1 ] && [ -x "$BUILD/benchmarks/bench_kernels" ]; then
   t=$(limit 120)
   echo "== bench_kernels (limit ${t}s)"
   if timeout -k 5 "$t" "$BUILD/benchmarks/bench_kernels" --json "$OUT/bench_kernels.json" --commit "$COMMIT" \
@@ -160,7 +163,7 @@ else
   note bench_kernels "skipped: no $BUILD/benchmarks/bench_kernels"
 fi
 
-if [ -x "$BUILD/benchmarks/bench_conv" ]; then
+if [ "$BENCH" = 1 ] && [ -x "$BUILD/benchmarks/bench_conv" ]; then
   t=$(limit 75)
   echo "== bench_conv (limit ${t}s)"
   if timeout -k 5 "$t" "$BUILD/benchmarks/bench_conv" --json "$OUT/bench_conv.json" --commit "$COMMIT" \
@@ -206,7 +209,7 @@ EOF
 done
 
 # The network's kernels on bf16 data (the mixed-precision path), if time is left.
-if [ -x "$BUILD/benchmarks/bench_kernels" ]; then
+if [ "$BENCH" = 1 ] && [ -x "$BUILD/benchmarks/bench_kernels" ]; then
   t=$(limit 60)
   echo "== bench_kernels --precision bf16 (limit ${t}s)"
   if timeout -k 5 "$t" "$BUILD/benchmarks/bench_kernels" --precision bf16 --json "$OUT/bench_kernels_bf16.json" \
@@ -217,7 +220,8 @@ if [ -x "$BUILD/benchmarks/bench_kernels" ]; then
 fi
 
 for name in test_engine test_model; do
-  if [ -x "$BUILD/tests/$name" ]; then run_catch "$name" "$BUILD/tests/$name" 60
+  if [ "$CPU_TESTS" = 0 ]; then note "$name" "skipped: CPU_TESTS=0"
+  elif [ -x "$BUILD/tests/$name" ]; then run_catch "$name" "$BUILD/tests/$name" 60
   else note "$name" "skipped: not built"; fi
 done
 

@@ -9,6 +9,13 @@
 #   run      the real run: the seed-size model on Fashion-MNIST for MINUTES (default 3) in
 #            PRECISION (default bf16; tf32 = f32 on TF32 tensor cores), then a sample grid (8 per
 #            class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000 samples     (~5 min)
+#   all      for a short loan: check without the kernel micro-benchmarks and CPU tests, PyTorch's
+#            eager twin beside our end-to-end numbers, then run for MINUTES (default 2, less if
+#            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~9 min)
+#   more     what `all` leaves out: attention against PyTorch's SDPA, the kernels on bf16 data,
+#            compute-sanitizer memcheck on the bf16 GPU tests                       (~3 min)
+# The device tool returns at most 8 files, so each stage also packs OUT_DIR into
+# OUT_DIR/STAGE.tar.gz and leaves beside it only the summary, the grid and the loss curve.
 # The run's checkpoints stay in runs/gpu-session (too big to fetch); OUT_DIR gets its loss log and
 # curve (tools/plot_loss.py), logs with the wall times, the grid, the worst-classified grid and
 # the eval JSON.
@@ -25,34 +32,81 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || cat gpu-bundle/COMMIT)
 export COMMIT
 LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 
-case $stage in
-  check) bash tools/gpu-check.sh "$out/check" ;;
-  compare)  # the configurations most worth their time; CONFIGS= (empty) runs all seven
-    CONFIGS=${CONFIGS-"f32 tf32 tf32-auto bf16 bf16-auto"} MODES=${MODES:-fp32,bf16} \
-      bash benchmarks/compare.sh "$out/compare" ;;
-  run)
-    export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    precision=${PRECISION:-bf16}
+# real_run PRECISION MINUTES: train the seed-size model, sample a grid, evaluate.
+real_run() {
+  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  local precision=$1 minutes=$2
     flags=(--device cuda)
     if [ "$precision" = tf32 ]; then flags+=(--tf32); else flags+=(--precision "$precision"); fi
     run=runs/gpu-session
     rm -rf "$run"
     start=$SECONDS
     build/tools/ddpm train --data fashion-mnist:gpu-bundle/fashion-mnist --image-size 32 "${flags[@]}" \
-      --base-channels 64 --time-dim 256 --batch 64 --steps 1000000 --max-minutes "${MINUTES:-3}" --ema-start 500 \
+      --base-channels 64 --time-dim 256 --batch 64 --steps 1000000 --max-minutes "$minutes" --ema-start 500 \
       --save-every 0 --log-every 10 --out "$run" 2>&1 | tee "$out/run-train.log"
     echo "train wall: $((SECONDS - start)) s" | tee -a "$out/run-train.log"
     cp "$run/loss.csv" "$out/run-loss.csv"
     python3 tools/plot_loss.py --title "seed-size model, $precision, on the GPU" --out "$out/run-loss.svg" \
       "loss=$run/loss.csv" || echo "gpu-session: no loss picture"
     start=$SECONDS
-    build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
+    timeout 90 build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
       --sampler ddpm --steps 100 --out "$out/run-samples.png" 2>&1 | tee "$out/run-sample.log"
     echo "sample wall: $((SECONDS - start)) s" | tee -a "$out/run-sample.log"
     start=$SECONDS
-    build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance 3 --sampler ddpm --steps 100 \
+    timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance 3 --sampler ddpm --steps 100 \
       --data-dir gpu-bundle/fashion-mnist --out "$out" --json "$out/run-eval.json" 2>&1 | tee "$out/run-eval.log"
     echo "eval wall: $((SECONDS - start)) s" | tee -a "$out/run-eval.log"
+}
+
+rc=0
+case $stage in
+  check) bash tools/gpu-check.sh "$out/check" || rc=$? ;;
+  compare)  # the configurations most worth their time; CONFIGS= (empty) runs all seven
+    CONFIGS=${CONFIGS-"f32 tf32 tf32-auto bf16 bf16-auto"} MODES=${MODES:-fp32,bf16} \
+      bash benchmarks/compare.sh "$out/compare" || rc=$? ;;
+  run) real_run "${PRECISION:-bf16}" "${MINUTES:-3}" || rc=$? ;;
+  all)
+    BENCH=0 CPU_TESTS=0 BUDGET=${CHECK_BUDGET:-230} bash tools/gpu-check.sh "$out/check" || rc=$?
+    echo "== torch_twin (eager fp32, eager bf16)"
+    timeout 90 python3 benchmarks/torch_twin.py --device cuda --modes fp32,bf16 --steps 10 \
+      --json "$out/check/torch_twin.json" >"$out/check/torch_twin.txt" 2>&1 || echo "gpu-session: torch_twin failed"
+    python3 benchmarks/report.py e2e "$out/check" | tee "$out/compare.md" || true
+    precision=tf32  # bf16 only once its checks passed on this card
+    grep -q '^check-reference bf16 *PASS' "$out/check/summary.txt" && grep -q '^test_gpu *PASS' "$out/check/summary.txt" &&
+      precision=bf16
+    # The call's 560 s: training gets what is left after ~150 s for sampling and eval, at most MINUTES.
+    minutes=$(python3 -c "print(round(max(0.5, min(${MINUTES:-2}, (410 - $SECONDS) / 60)), 2))")
+    EVAL_LIMIT=120 real_run "$precision" "$minutes" || { rc=1; echo "gpu-session: the real run failed"; }
+    { cat "$out/check/summary.txt"; echo "real run: $precision, $minutes min"; grep -h 'wall:' "$out"/run-*.log
+      tail -n 25 "$out/run-eval.log"; } >"$out/summary.txt" 2>&1
+    ;;
+  more)
+    export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    echo "== attention: ours (f32, bf16) and PyTorch's SDPA"
+    for p in f32 bf16; do
+      timeout 40 build/benchmarks/bench_kernels --precision $p --filter attention --commit "$COMMIT" \
+        --json "$out/bench_attention_$p.json" >"$out/bench_attention_$p.txt" 2>&1 || echo "gpu-session: attention $p stopped"
+    done
+    timeout 60 python3 benchmarks/torch_attention.py --json "$out/torch_attention.json" >"$out/torch_attention.txt" 2>&1 ||
+      echo "gpu-session: torch_attention failed"
+    for p in f32 bf16; do
+      echo "ours on $p data:"
+      python3 benchmarks/report.py attention "$out/bench_attention_$p.json" "$out/torch_attention.json" || true
+    done | tee "$out/summary.txt"
+    echo "== compute-sanitizer memcheck on test_gpu [bf16]"
+    timeout 60 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "[bf16]" \
+      >"$out/sanitize-memcheck.log" 2>&1
+    echo "memcheck [bf16]: exit $? $(grep -m1 'ERROR SUMMARY' "$out/sanitize-memcheck.log")" | tee -a "$out/summary.txt"
+    echo "== bench_kernels --precision bf16"
+    timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --commit "$COMMIT" \
+      --json "$out/bench_kernels_bf16.json" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped"
     ;;
   *) echo "gpu-session: unknown stage '$stage' (check, compare or run)" >&2; exit 2 ;;
 esac
+
+# Pack everything; keep beside the archive only what is worth a look at once.
+tar -C "$out" -czf "/tmp/$stage.tar.gz" .
+find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name compare.md ! -name run-samples.png \
+  ! -name run-loss.svg -exec rm -rf {} +
+mv "/tmp/$stage.tar.gz" "$out/"
+exit $rc
