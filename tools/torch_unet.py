@@ -82,7 +82,7 @@ class UNet(nn.Module):
 
     def embed(self, t, y):
         half = self.time_dim // 2
-        f = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) * 2 / self.time_dim)
+        f = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64, device=t.device) * 2 / self.time_dim)
         arg = t.to(torch.float64)[:, None] * f[None, :]
         e = torch.cat([torch.sin(arg), torch.cos(arg)], dim=1).to(self.outc.weight.dtype)
         return e + self.label_emb(y) if y is not None else e
