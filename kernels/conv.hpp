@@ -62,7 +62,8 @@
 //   A third backend, Auto, times both on the first call of each shape, dtype and direction and
 //   keeps the faster (the same H200 data: ours wins 3 of 124 cases, e.g. the first layer's filter
 //   gradient). Not the default: its choice depends on timing, so two runs may differ in the last
-//   bits, where Ours and CuDNN are reproducible. NOT YET RUN on hardware.
+//   bits, where Ours and CuDNN are reproducible. On the H200 it gained 7-9% in bf16 at 32x32,
+//   batch 128, and nothing measurable at 64x64 or in TF32 (docs/kernels.md).
 #pragma once
 #include <cstdint>
 

@@ -14,8 +14,10 @@
 #            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~9 min)
 #   more     what `all` leaves out: attention against PyTorch's SDPA, the kernels on bf16 data,
 #            compute-sanitizer memcheck on the bf16 GPU tests                       (~3 min)
-# The device tool returns at most 8 files, so each stage also packs OUT_DIR into
-# OUT_DIR/STAGE.tar.gz and leaves beside it only the summary, the grid and the loss curve.
+# The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
+# and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
+# STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
+# `compare` needs more than one call: its twin alone took ~7.5 minutes on the H200.
 # The run's checkpoints stay in runs/gpu-session (too big to fetch); OUT_DIR gets its loss log and
 # curve (tools/plot_loss.py), logs with the wall times, the grid, the worst-classified grid and
 # the eval JSON.
@@ -24,11 +26,27 @@ cd "$(dirname "$0")/.."
 stage=${1:?usage: tools/gpu-session.sh check|compare|run [OUT_DIR]}
 out=${2:-${OUT:?give OUT_DIR or set OUT}}
 mkdir -p "$out"
+
+# The device tool kills a call at its limit and returns only 8 files, so the stage runs in a child
+# under STAGE_LIMIT seconds and this parent always packs what it wrote.
+if [ -z "${GPU_SESSION_CHILD:-}" ]; then
+  rc=0
+  GPU_SESSION_CHILD=1 timeout -k 10 "${STAGE_LIMIT:-540}" bash "$0" "$@" || rc=$?
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "gpu-session: $stage stopped at STAGE_LIMIT=${STAGE_LIMIT:-540} s; packing what it wrote" | tee -a "$out/summary.txt"
+  fi
+  tar -C "$out" -czf "/tmp/$stage.tar.gz" .
+  find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name compare.md ! -name run-samples.png \
+    ! -name run-loss.svg -exec rm -rf {} +
+  mv "/tmp/$stage.tar.gz" "$out/"
+  exit $rc
+fi
+
 if [ ! -x build/tools/ddpm ]; then
   mkdir -p build
   tar -C build -xJf gpu-bundle/bin.tar.xz
 fi
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || cat gpu-bundle/COMMIT)
+COMMIT=$(cat gpu-bundle/COMMIT 2>/dev/null || git rev-parse --short HEAD)  # the binaries' commit
 export COMMIT
 LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 
@@ -103,10 +121,4 @@ case $stage in
     ;;
   *) echo "gpu-session: unknown stage '$stage' (check, compare or run)" >&2; exit 2 ;;
 esac
-
-# Pack everything; keep beside the archive only what is worth a look at once.
-tar -C "$out" -czf "/tmp/$stage.tar.gz" .
-find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name compare.md ! -name run-samples.png \
-  ! -name run-loss.svg -exec rm -rf {} +
-mv "/tmp/$stage.tar.gz" "$out/"
 exit $rc
