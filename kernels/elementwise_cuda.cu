@@ -71,33 +71,43 @@ __global__ void binary_k(BinOp op, const T* a, const T* b, T* out, Broadcast bc)
   }
 }
 
-// One thread per b element sums the positions that map to it: b is small (biases, embeddings),
-// the sum runs over a's elements in order, so the result does not depend on scheduling.
-template <class T>
-__global__ void reduce_to_b_k(const T* g, T* gb, Broadcast bc, int64_t nb) {
-  DDPM_GRID_LOOP(j, nb) {
-    // Decompose j into b's coordinates (dimensions with nonzero stride), then sum over the others.
-    int64_t coord[4];
-    int64_t rem = j;
-    for (int d = 0; d < 4; ++d) coord[d] = 0;
-    for (int d = 3; d >= 0; --d)
-      if (bc.b_stride[d]) {
-        coord[d] = rem % bc.shape[d];
-        rem /= bc.shape[d];
-      }
-    int64_t span[4];
-    for (int d = 0; d < 4; ++d) span[d] = bc.b_stride[d] ? 1 : bc.shape[d];
-    float acc = 0.0f;
-    for (int64_t i0 = 0; i0 < span[0]; ++i0)
-      for (int64_t i1 = 0; i1 < span[1]; ++i1)
-        for (int64_t i2 = 0; i2 < span[2]; ++i2)
-          for (int64_t i3 = 0; i3 < span[3]; ++i3) {
-            int64_t c0 = bc.b_stride[0] ? coord[0] : i0, c1 = bc.b_stride[1] ? coord[1] : i1;
-            int64_t c2 = bc.b_stride[2] ? coord[2] : i2, c3 = bc.b_stride[3] ? coord[3] : i3;
-            acc += to_f32(g[((c0 * bc.shape[1] + c1) * bc.shape[2] + c2) * bc.shape[3] + c3]);
-          }
-    gb[j] = from_f32<T>(acc);
+// g's address splits as at(j) + off(r): the part of b element j (the dimensions b keeps) plus the
+// part of reduced position r (the dimensions summed over). Adjacent dimensions of one kind merge
+// into one run (g is contiguous), so each side has at most 2 runs, innermost first, and decomposing
+// an index costs at most one division.
+struct Runs {
+  int n = 0;
+  int64_t size[2], stride[2];
+  __device__ int64_t offset(int64_t x) const {
+    if (n == 0) return 0;
+    if (n == 1) return x * stride[0];
+    return (x % size[0]) * stride[0] + (x / size[0]) * stride[1];
   }
+};
+
+// Version 2: a block of lanes x rows threads; lanes take consecutive b elements (consecutive
+// addresses when the last dimension is kept, as in the embedding add [N,1,1,C]: coalesced), rows
+// split the reduced positions r = row, row + rows, ...; then each lane adds its rows' partial sums
+// in a fixed order, so the result does not depend on scheduling. (Version 1 gave each b element
+// one thread: at [64,32,32,128] 8192 threads each summing 1024 values, 5% of the copy bandwidth.)
+template <class T>
+__global__ void __launch_bounds__(256)
+    reduce_to_b_k(const T* g, T* gb, Runs kept, Runs reduced, int64_t nb, int64_t nr) {
+  __shared__ float part[256];
+  const int lanes = blockDim.x, rows = blockDim.y;
+  const int64_t j = int64_t(blockIdx.x) * lanes + threadIdx.x;
+  float acc = 0.0f;
+  if (j < nb) {
+    const T* gj = g + kept.offset(j);
+#pragma unroll 4
+    for (int64_t r = threadIdx.y; r < nr; r += rows) acc += to_f32(gj[reduced.offset(r)]);
+  }
+  part[threadIdx.y * lanes + threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y != 0 || j >= nb) return;
+  float sum = 0.0f;
+  for (int y = 0; y < rows; ++y) sum += part[y * lanes + threadIdx.x];
+  gb[j] = from_f32<T>(sum);
 }
 
 __global__ void f32_to_bf16_k(const float* x, bf16* y, int64_t n) {
@@ -136,8 +146,27 @@ template <class T> void binary_t(BinOp op, const T* a, const T* b, T* out, const
   CUDA_CHECK_LAUNCH("binary_k");
 }
 template <class T> void reduce_to_b_t(const T* g, T* gb, const Broadcast& bc) {
-  const int64_t nb = bc.b_numel();
-  reduce_to_b_k<<<grid_for(nb), kThreads, 0, stream()>>>(g, gb, bc, nb);
+  Runs kept, reduced;
+  bool last_kept = false;
+  int64_t gstride = 1;  // g's stride of dimension d (contiguous)
+  for (int d = 3; d >= 0; gstride *= bc.shape[d--]) {
+    if (bc.shape[d] == 1) continue;  // no coordinate: merges with either neighbour
+    const bool is_kept = bc.b_stride[d] != 0;
+    Runs& runs = is_kept ? kept : reduced;
+    if (runs.n > 0 && is_kept == last_kept) {
+      runs.size[runs.n - 1] *= bc.shape[d];
+    } else {
+      runs.size[runs.n] = bc.shape[d];
+      runs.stride[runs.n] = gstride;
+      ++runs.n;
+    }
+    last_kept = is_kept;
+  }
+  const int64_t nb = bc.b_numel(), nr = bc.numel() / nb;
+  int lanes = 1;
+  while (lanes < 32 && lanes < nb) lanes *= 2;
+  const dim3 block(lanes, 256 / lanes);
+  reduce_to_b_k<<<unsigned((nb + lanes - 1) / lanes), block, 0, stream()>>>(g, gb, kept, reduced, nb, nr);
   CUDA_CHECK_LAUNCH("reduce_to_b_k");
 }
 

@@ -17,6 +17,15 @@ TEST_CASE("gpu: activations, broadcast arithmetic and add_gelu match the CPU", "
     compare_backends([op](const std::vector<Tensor>& in) { return op(in[0], in[1]); }, {a, e}, gen);
     compare_backends([op](const std::vector<Tensor>& in) { return op(in[0], in[1]); }, {a, same}, gen);
   }
+  // b's gradient sums over the broadcast dimensions: every kind of pattern (kept and summed
+  // dimensions inner, outer, alternating, b smaller than a warp), and the embedding add's shape
+  // with more positions per b element than a block has rows.
+  for (const Shape& b : {Shape{9}, Shape{3, 5, 1, 1}, Shape{5, 1, 9}, Shape{3, 1, 7, 1}, Shape{1, 1, 1, 1},
+                         Shape{3, 1, 1, 1}}) {
+    compare_backends([](const std::vector<Tensor>& in) { return add(in[0], in[1]); }, {a, randn(b, gen)}, gen);
+  }
+  compare_backends([](const std::vector<Tensor>& in) { return add(in[0], in[1]); },
+                   {randn({4, 33, 31, 80}, gen), randn({4, 1, 1, 80}, gen)}, gen);
   compare_backends([](const std::vector<Tensor>& in) { return add_gelu(in[0], in[1]); }, {a, same}, gen);
 }
 
