@@ -13,13 +13,16 @@
 // - bias_fill: y[r, :] = b for every row r of y [rows, cols] (overwritten); followed by an
 //   accumulating gemm it gives x w^T + b in one pass over y.
 // - bias_grad: db[c] = sum over rows r of dy[r, c] (overwritten): the gradient of a bias added to
-//   every row. Memory-bound: rows*cols*4 bytes read.
+//   every row. Memory-bound: rows*cols*4 bytes read. `work` is caller-provided scratch on the
+//   backend's device, bias_grad_work(rows, cols) doubles long (the CUDA kernel's partial sums
+//   over bias_grad_splits(rows) slices of the rows; the CPU does not use it).
 //
 // CPU: OpenBLAS cblas_sgemm, single-threaded, with the work split over OpenMP threads (see
 // matmul_cpu.cpp for why). CUDA: cuBLAS on ddpm::cuda::cublas()
 // (the engine stream), in plain FP32, or with TF32 tensor cores when ddpm::cuda::allow_tf32();
 // bf16 through cublasGemmStridedBatchedEx with bf16 operands and FP32 compute (tensor cores).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/bf16.hpp"
@@ -32,12 +35,17 @@ struct Gemm {
   bool accumulate = false;  // c += product instead of c = product
 };
 
+// Row slices of bias_grad on the GPU: about 1024 rows each, so a [262144, 64] gradient (a linear
+// layer over 64x64 images, batch 64) spreads over 512 blocks, at most 256 slices.
+inline int64_t bias_grad_splits(int64_t rows) { return std::clamp<int64_t>(rows / 1024, 1, 256); }
+inline int64_t bias_grad_work(int64_t rows, int64_t cols) { return bias_grad_splits(rows) * cols; }
+
 // The kernels of both backends (matmul_cpu.cpp, matmul_cuda.cu), declared once for T = float and
 // T = bf16.
 #define DDPM_MATMUL_KERNELS(T)                                  \
   void gemm(const Gemm& g, const T* a, const T* b, T* c);      \
   void bias_fill(T* y, const T* b, int64_t rows, int64_t cols); \
-  void bias_grad(const T* dy, T* db, int64_t rows, int64_t cols);
+  void bias_grad(const T* dy, T* db, int64_t rows, int64_t cols, double* work);
 
 namespace cpu {
 DDPM_MATMUL_KERNELS(float)

@@ -78,7 +78,7 @@ void bias_fill(float* y, const float* b, int64_t rows, int64_t cols) {
     for (int64_t c = 0; c < cols; ++c) y[r * cols + c] = b[c];
 }
 
-void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols) {
+void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols, double*) {
   // Serial: biases sit on small outputs (linear layers, the last 1x1 conv), so this is cheap next
   // to the GEMMs around it; double accumulation keeps long sums exact enough.
   std::vector<double> acc(size_t(cols), 0.0);
@@ -92,6 +92,8 @@ void gemm(const Gemm& g, const bf16* a, const bf16* b, bf16* c) {
   gemm(g, Wide(a, g.batch * g.m * g.k), Wide(b, g.batch * g.k * g.n), Narrow(c, g.batch * g.m * g.n, g.accumulate));
 }
 void bias_fill(bf16* y, const bf16* b, int64_t rows, int64_t cols) { bias_fill(Narrow(y, rows * cols), Wide(b, cols), rows, cols); }
-void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols) { bias_grad(Wide(dy, rows * cols), Narrow(db, cols), rows, cols); }
+void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols, double* work) {
+  bias_grad(Wide(dy, rows * cols), Narrow(db, cols), rows, cols, work);
+}
 
 }  // namespace ddpm::kernels::cpu

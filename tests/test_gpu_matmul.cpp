@@ -40,6 +40,7 @@ TEST_CASE("gpu: linear matches the CPU at odd sizes", "[gpu][matmul]") {
     compare_linear({2, 3, 5, 17}, 9, bias, gen);
     compare_linear({3001, 3}, 3, bias, gen);  // the bias gradient sums 3001 rows over a partial column tile
     compare_linear({5, 1000}, 33, bias, gen);
+    compare_linear({40001, 7}, 37, bias, gen);  // 39 row slices of the bias gradient, the last one ragged
   }
 }
 
@@ -60,6 +61,7 @@ TEST_CASE("gpu: linear and bmm match the CPU at the seed model's shapes", "[gpu]
   compare_linear({64, 256}, 128, true, gen);       // emb_layer: time_dim 256 -> 2b, batch 64
   compare_linear({2, 256, 256}, 768, true, gen);   // mha in_proj at 16x16 tokens, C = 4b = 256
   compare_linear({2, 1024, 128}, 128, true, gen);  // ff_self at 32x32 tokens, C = 2b
+  compare_linear({4, 4096, 64}, 64, true, gen);    // ff_self at 64x64 tokens, C = b: 16 row slices
   // Attention at 32x32 tokens, batch 2, 4 heads of 32: scores q k^T, then probabilities times v.
   compare_bmm(8, 1024, 1024, 32, false, true, gen);
   compare_bmm(8, 1024, 32, 1024, false, false, gen);

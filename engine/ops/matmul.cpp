@@ -26,9 +26,10 @@ Tensor product(const Gemm& g, const Tensor& a, const Tensor& b, const Shape& sha
 
 Tensor bias_grad(const Tensor& g, int64_t rows, int64_t cols) {
   Tensor db = Tensor::empty({cols}, g.dtype(), g.device());
+  Tensor work = scratch_doubles(kernels::bias_grad_work(rows, cols), g.device());
   with_float_type(g.dtype(), [&](auto t) {
     using T = decltype(t);
-    DDPM_DISPATCH(g.device(), bias_grad, g.data<T>(), db.data<T>(), rows, cols);
+    DDPM_DISPATCH(g.device(), bias_grad, g.data<T>(), db.data<T>(), rows, cols, as_doubles(work));
   });
   return db;
 }
