@@ -8,10 +8,11 @@
 #            (default: f32, tf32, tf32-auto, bf16, bf16-auto)                       (~4 min)
 #   run      the real run: the seed-size model on Fashion-MNIST for MINUTES (default 3) in
 #            PRECISION (default bf16; tf32 = f32 on TF32 tensor cores), then a sample grid (8 per
-#            class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000 samples     (~5 min)
+#            class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000 samples at guidance 3
+#            and 1                                                                  (~5 min)
 #   all      for a short loan: check without the kernel micro-benchmarks and CPU tests, PyTorch's
-#            eager twin beside our end-to-end numbers, then run for MINUTES (default 2, less if
-#            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~9 min)
+#            eager twin beside our end-to-end numbers, then run for MINUTES (default 4, less if
+#            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
 #   more     what `all` leaves out: attention against PyTorch's SDPA, the kernels on bf16 data,
 #            compute-sanitizer memcheck on the bf16 GPU tests                       (~3 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
@@ -50,30 +51,35 @@ COMMIT=$(cat gpu-bundle/COMMIT 2>/dev/null || git rev-parse --short HEAD)  # the
 export COMMIT
 LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 
-# real_run PRECISION MINUTES: train the seed-size model, sample a grid, evaluate.
+# real_run PRECISION MINUTES: train the seed-size model, sample a grid, evaluate at each guidance
+# scale of GUIDANCES (default "3 1": the grid's, and a weaker one that trades accuracy for the
+# diversity FD measures).
 real_run() {
   export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  local precision=$1 minutes=$2
-    flags=(--device cuda)
-    if [ "$precision" = tf32 ]; then flags+=(--tf32); else flags+=(--precision "$precision"); fi
-    run=runs/gpu-session
-    rm -rf "$run"
+  local precision=$1 minutes=$2 start g
+  local flags=(--device cuda) run=runs/gpu-session
+  if [ "$precision" = tf32 ]; then flags+=(--tf32); else flags+=(--precision "$precision"); fi
+  rm -rf "$run"
+  start=$SECONDS
+  build/tools/ddpm train --data fashion-mnist:gpu-bundle/fashion-mnist --image-size 32 "${flags[@]}" \
+    --base-channels 64 --time-dim 256 --batch 64 --steps 1000000 --max-minutes "$minutes" --ema-start 500 \
+    --save-every 0 --log-every 10 --out "$run" 2>&1 | tee "$out/run-train.log"
+  echo "train wall: $((SECONDS - start)) s" | tee -a "$out/run-train.log"
+  cp "$run/loss.csv" "$out/run-loss.csv"
+  python3 tools/plot_loss.py --title "seed-size model, $precision, on the GPU" --out "$out/run-loss.svg" \
+    "loss=$run/loss.csv" || echo "gpu-session: no loss picture"
+  start=$SECONDS
+  timeout 90 build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
+    --sampler ddpm --steps 100 --out "$out/run-samples.png" 2>&1 | tee "$out/run-sample.log"
+  echo "sample wall: $((SECONDS - start)) s" | tee -a "$out/run-sample.log"
+  for g in ${GUIDANCES:-3 1}; do
     start=$SECONDS
-    build/tools/ddpm train --data fashion-mnist:gpu-bundle/fashion-mnist --image-size 32 "${flags[@]}" \
-      --base-channels 64 --time-dim 256 --batch 64 --steps 1000000 --max-minutes "$minutes" --ema-start 500 \
-      --save-every 0 --log-every 10 --out "$run" 2>&1 | tee "$out/run-train.log"
-    echo "train wall: $((SECONDS - start)) s" | tee -a "$out/run-train.log"
-    cp "$run/loss.csv" "$out/run-loss.csv"
-    python3 tools/plot_loss.py --title "seed-size model, $precision, on the GPU" --out "$out/run-loss.svg" \
-      "loss=$run/loss.csv" || echo "gpu-session: no loss picture"
-    start=$SECONDS
-    timeout 90 build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
-      --sampler ddpm --steps 100 --out "$out/run-samples.png" 2>&1 | tee "$out/run-sample.log"
-    echo "sample wall: $((SECONDS - start)) s" | tee -a "$out/run-sample.log"
-    start=$SECONDS
-    timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance 3 --sampler ddpm --steps 100 \
-      --data-dir gpu-bundle/fashion-mnist --out "$out" --json "$out/run-eval.json" 2>&1 | tee "$out/run-eval.log"
-    echo "eval wall: $((SECONDS - start)) s" | tee -a "$out/run-eval.log"
+    mkdir -p "$out/eval-g$g"
+    timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance "$g" \
+      --sampler ddpm --steps 100 --data-dir gpu-bundle/fashion-mnist --out "$out/eval-g$g" \
+      --json "$out/run-eval-g$g.json" 2>&1 | tee "$out/run-eval-g$g.log"
+    echo "eval wall (guidance $g): $((SECONDS - start)) s" | tee -a "$out/run-eval-g$g.log"
+  done
 }
 
 rc=0
@@ -92,11 +98,12 @@ case $stage in
     precision=tf32  # bf16 only once its checks passed on this card
     grep -q '^check-reference bf16 *PASS' "$out/check/summary.txt" && grep -q '^test_gpu *PASS' "$out/check/summary.txt" &&
       precision=bf16
-    # The call's 560 s: training gets what is left after ~150 s for sampling and eval, at most MINUTES.
-    minutes=$(python3 -c "print(round(max(0.5, min(${MINUTES:-2}, (410 - $SECONDS) / 60)), 2))")
-    EVAL_LIMIT=120 real_run "$precision" "$minutes" || { rc=1; echo "gpu-session: the real run failed"; }
-    { cat "$out/check/summary.txt"; echo "real run: $precision, $minutes min"; grep -h 'wall:' "$out"/run-*.log
-      tail -n 25 "$out/run-eval.log"; } >"$out/summary.txt" 2>&1
+    # Of STAGE_LIMIT's 540 s, training gets what is left after ~130 s for sampling and the evals
+    # (17 s each on the H200), at most MINUTES.
+    minutes=$(python3 -c "print(round(max(0.5, min(${MINUTES:-4}, (410 - $SECONDS) / 60)), 2))")
+    EVAL_LIMIT=60 real_run "$precision" "$minutes" || { rc=1; echo "gpu-session: the real run failed"; }
+    { cat "$out/check/summary.txt"; echo "real run: $precision, $minutes min"; grep -h 'wall' "$out"/run-*.log
+      for f in "$out"/run-eval-g*.log; do echo "$f:"; grep -A 4 '^set ' "$f"; done; } >"$out/summary.txt" 2>&1
     ;;
   more)
     export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
