@@ -1,9 +1,6 @@
-// CUDA twin of kernels/attention_cpu.cpp. Version 1: flash-attention in plain f32 FMA (a later
-// version moves the products onto tensor cores).
-//
-// The backward kernels also take bf16 data (qkv, out, dout, dqkv), widened on load into the same f32
-// registers and shared-memory tiles and rounded once on store: only the global traffic halves. The
-// bf16 forward is version 2 below (tensor cores).
+// CUDA twin of kernels/attention_cpu.cpp. Version 1, for f32 data: flash-attention in plain f32
+// FMA. Version 2, for bf16 data (forward and backward): the same algorithm on tensor cores, in
+// namespace tc below. Only delta_i = dout_i . out_i is one kernel for both.
 //
 // Every kernel gives each block kRows "own" rows of one (batch, head) and streams the other side
 // through shared memory in tiles of kTile rows, read straight from the packed [B, L, 3C] layout:
@@ -59,14 +56,14 @@ struct Rows {
 
   // This thread's slice of a global row of d <= D values (zeros past d, and when the row is past
   // the end), times `scale`.
-  template <class T> __device__ static void load(Part& x, const T* row, bool valid, int part, float scale, int d) {
+  __device__ static void load(Part& x, const float* row, bool valid, int part, float scale, int d) {
 #pragma unroll
-    for (int e = 0; e < kPart; ++e) x[e] = valid && col(part, e) < d ? to_f32(row[col(part, e)]) * scale : 0.0f;
+    for (int e = 0; e < kPart; ++e) x[e] = valid && col(part, e) < d ? row[col(part, e)] * scale : 0.0f;
   }
-  template <class T> __device__ static void store(const Part& x, T* row, int part, float scale, int d) {
+  __device__ static void store(const Part& x, float* row, int part, float scale, int d) {
 #pragma unroll
     for (int e = 0; e < kPart; ++e)
-      if (col(part, e) < d) row[col(part, e)] = from_f32<T>(x[e] * scale);
+      if (col(part, e) < d) row[col(part, e)] = x[e] * scale;
   }
   // x . y for a row y in shared memory (16-byte aligned), summed over the kSplit threads.
   __device__ static float dot(const Part& x, const float* y, int part) {
@@ -112,11 +109,11 @@ __device__ Place place(int L, int heads, int d) {
 // Copies rows [t0, t0 + kTile) of a matrix with row stride ld (d columns from src) into dst
 // [kTile][D], zeros past row L and past column d, so masked rows never feed NaN into a product
 // and padded columns add nothing to it.
-template <int D, class T>
-__device__ void load_tile(float* dst, const T* src, int64_t ld, int t0, int L, int d) {
+template <int D>
+__device__ void load_tile(float* dst, const float* src, int64_t ld, int t0, int L, int d) {
   for (int idx = threadIdx.x; idx < kTile * D; idx += blockDim.x) {
     const int r = idx / D, c = idx % D, t = t0 + r;
-    dst[idx] = t < L && c < d ? to_f32(src[int64_t(t) * ld + c]) : 0.0f;
+    dst[idx] = t < L && c < d ? src[int64_t(t) * ld + c] : 0.0f;
   }
 }
 
@@ -174,10 +171,10 @@ __global__ void attention_delta_k(const T* out, const T* dout, float* delta, int
 }
 
 // dq_i = scale * sum_j P_ij (dP_ij - delta_i) k_j over own queries i, streaming K and V.
-template <int D, class T>
+template <int D>
 __global__ void __launch_bounds__(Rows<D>::kThreads)
-    attention_dq_k(const T* qkv, const T* dout, const float* lse, const float* delta, T* dqkv, int L, int heads,
-                   int d) {
+    attention_dq_k(const float* qkv, const float* dout, const float* lse, const float* delta, float* dqkv, int L,
+                   int heads, int d) {
   using R = Rows<D>;
   __shared__ __align__(16) float ks[kTile * D];
   __shared__ __align__(16) float vs[kTile * D];
@@ -205,10 +202,10 @@ __global__ void __launch_bounds__(Rows<D>::kThreads)
 }
 
 // dv_j = sum_i P_ij dout_i and dk_j = scale * sum_i dS_ij q_i over own keys j, streaming Q and dout.
-template <int D, class T>
+template <int D>
 __global__ void __launch_bounds__(Rows<D>::kThreads)
-    attention_dkv_k(const T* qkv, const T* dout, const float* lse, const float* delta, T* dqkv, int L, int heads,
-                    int d) {
+    attention_dkv_k(const float* qkv, const float* dout, const float* lse, const float* delta, float* dqkv, int L,
+                    int heads, int d) {
   using R = Rows<D>;
   __shared__ __align__(16) float qs[kTile * D];
   __shared__ __align__(16) float gs[kTile * D];
@@ -243,75 +240,192 @@ __global__ void __launch_bounds__(Rows<D>::kThreads)
   R::store(dv, dqkv + k_row + p.C, p.part, 1.0f, d);
 }
 
-// Version 2 of the forward, for bf16 data: the same online-softmax flash forward on tensor cores
-// (mma.sync m16n8k16, bf16 operands, f32 accumulation; kernels/tensor_core.cuh has the fragment
-// layouts). A block of 4 warps owns kRows = 64 query rows of one (batch, head), 16 per warp, and
-// streams 64-key tiles through shared memory: K row-major (a key's D values are the B operand of
-// S = Q K^T) and V transposed (a dimension's 64 values are the B operand of O += P V). Each warp
-// keeps its Q fragments, its 16 x 64 S tile and its 16 x D output in registers. P = exp2(S - m),
-// rounded to bf16, goes straight back in as the A operand: the accumulator layout of two adjacent
-// 8-key S tiles is the A layout of one 16-key k step, so P never touches shared memory.
-// Rows past L read zeros and are not stored; keys past L get -inf scores.
-// Napkin math at L = 4096, D = 16, 4 heads, batch 64: 275 GFLOP per forward, ~0.35 ms at the
-// H200's 796 TFLOP/s bf16 dense peak, but 4.3e9 exp2f at ~16 per clock per SM (~4e12/s) take
-// >= ~1 ms: at D = 16 the exponentials, not the products, bound it (v1 measured 12.8 ms). The
-// tile fill (scalar loads, no cp.async, the transposing store into vt) is the next thing to
-// measure and improve. Shared memory rows are padded by 8 bf16 (16 bytes), so the 32-bit fragment
-// loads of a warp hit 32 different banks.
-// NOT YET RUN on hardware.
+// Version 2, for bf16 data: the same flash algorithm on tensor cores (mma.sync m16n8k16, bf16
+// operands, f32 accumulation; kernels/tensor_core.cuh has the fragment layouts). A block of 4
+// warps owns kRows = 64 rows of one (batch, head), 16 per warp, and streams the other side in
+// 64-row tiles through shared memory. Each warp keeps its own rows as A fragments in registers
+// and its 16 x D results as accumulators. Products come in two shapes, one helper each:
+// - mma_rows: C = A X^T with X row-major in shared memory (stride D + kPad): B[k][n] = X[n][k],
+//   so a lane's B pair (k, k + 1) at column n = g is two adjacent values of row n of X.
+// - mma_cols: O += P X where P is a 16 x 16 chunk of accumulators and X (16 rows) is stored
+//   transposed (stride kKeys + kPad): B[k][n] = X[k][n] sits at cols[n][k], so a lane's pair
+//   (k, k + 1) is again two adjacent values. The accumulator layout of two adjacent 8-column
+//   tiles is the A layout of one 16-wide k step (rows g and g + 8, columns 2t, 2t + 1 and
+//   2t + 8, 2t + 9), so P goes back in as the A operand without touching shared memory.
+// Shared-memory rows are padded by 8 bf16 (16 bytes): the row strides D + 8 and kKeys + 8 bf16
+// are 12, 20, 36 32-bit words (4 times an odd number), so the rows 8n + g of the 8 groups g start
+// on 8 different multiples of 4 banks and the lanes t of a group read the next 4 banks: the 32-bit
+// fragment loads of a warp hit 32 different banks.
+// Rows past L read zeros and are not stored. Tile fills are scalar loads (no cp.async), the
+// transposing stores 2- to 4-way bank-conflicted: the next thing to measure and improve.
+//
+// Forward (attention_fwd_k): own queries; K row-major and V transposed; S = Q K^T (mma_rows),
+// online softmax (keys past L get -inf scores), P = exp2(S - m) rounded to bf16,
+// O += P V (mma_cols). Napkin math at L = 4096, D = 16, 4 heads, batch 64: 275 GFLOP, ~0.35 ms at
+// the H200's 796 TFLOP/s bf16 dense peak, but 4.3e9 exp2f at ~16 per clock per SM (~4e12/s) take
+// >= ~1 ms: at D = 16 the exponentials, not the products, bound it (v1 measured 12.8 ms).
+//
+// Backward: delta as version 1, then two kernels, each output row with one owner (no atomics,
+// deterministic). Neither keeps a softmax state, so both work in 16-wide chunks of the streamed
+// tile: P and dS of one chunk live in 16 registers and never leave them.
+// - attention_dkv_k: a warp owns 16 keys (K and V as A fragments) and streams Q and dout tiles,
+//   each stored row-major and transposed (the same values are a B operand both ways), plus the
+//   tile's lse*log2(e) and delta. Per chunk of 16 queries:
+//     S^T = K Q^T, dP^T = V dout^T (mma_rows: A = own K or V rows, X = Q or dout rows),
+//     P^T = exp2(S^T scale - lse2_i) (0 for queries past L: lse2 = +inf there),
+//     dS^T = P^T (dP^T - delta_i),
+//     dV += P^T dout, dK += dS^T Q (mma_cols: P^T, dS^T from accumulators, X = dout^T or Q^T).
+// - attention_dq_k: a warp owns 16 queries (Q and dout as A fragments, its two lse2 and delta in
+//   registers) and streams K (row-major and transposed) and V (row-major). Per chunk of 16 keys:
+//     S = Q K^T, dP = dout V^T (mma_rows), P = exp2(S scale - lse2) (0 for keys past L: their
+//     zero rows would give exp2(-lse2), which overflows for very negative rows, and inf * 0 is
+//     NaN), dS = P (dP - delta), dQ += dS K (mma_cols, X = K^T).
+// dK and dQ are stored times 1/sqrt(d) (the scores' scale without log2(e)). As in flash
+// attention, P (for dV) and dS (for dK, dQ) are rounded to bf16 as A operands: ~2^-9 relative per
+// term, in sums of random sign over L terms.
+// Napkin math (batch B, heads h, L, D): S and dP are computed by both kernels, so 14*B*h*L^2*D
+// FLOPs (10 without recomputation), and 2*B*h*L^2 exp2f. At B = 64, h = 4, L = 4096, D = 16:
+// 962 GFLOP, ~1.2 ms at the 796 TFLOP/s peak (mma.sync reaches only part of it on Hopper), and
+// 8.6e9 exp2f at ~4e12/s >= ~2.1 ms; the elementwise work around each exponential (~5 f32 ops:
+// scale and subtract, dP - delta, times P, half a conversion each for P and dS) takes the issue
+// slots of about as much again. At D = 16 the floor is set by the exponentials and their
+// elementwise work, ~3 ms, not by the products (v1 measured 35.4 ms, PyTorch SDPA 7.7 ms).
+// Shared memory per block: forward 64 (D + 8) + D 72 bf16 (5.3 KiB at D = 16, 18 KiB at 64),
+// dq 2 * 64 (D + 8) + D 72 (8.3, 27 KiB), dkv 2 * (64 (D + 8) + D 72) bf16 + 512 bytes (11, 36.5 KiB).
+// NOT YET RUN on hardware (the backward).
 namespace tc {
 constexpr int kWarps = 4, kKeys = 64, kPad = 8;
-static_assert(kWarps * 16 == kRows, "a block owns kRows query rows, 16 per warp");
+static_assert(kWarps * 16 == kRows, "a block owns kRows rows, 16 per warp");
+static_assert(kKeys % 16 == 0, "tiles are whole 16-wide k steps");
 
 __device__ __forceinline__ uint32_t pack(bf16 lo, bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
-__device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack(from_f32<bf16>(lo), from_f32<bf16>(hi)); }
 __device__ __forceinline__ uint32_t load32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+// The lane's group g (a row of A and C, a column of B) and index t in it (kernels/tensor_core.cuh).
+__device__ __forceinline__ int lane_g() { return threadIdx.x % 32 / 4; }
+__device__ __forceinline__ int lane_t() { return threadIdx.x % 4; }
+
+// Where a warp sits: its block's (batch, head), its first own row, and the offsets of head h at
+// token 0 in qkv ([B, L, 3C]) and in out / dout ([B, L, C]).
+struct Warp {
+  int bh, row0;
+  int64_t C, ld, q_at, o_at;  // ld = 3C, the qkv row length
+};
+
+__device__ __forceinline__ Warp warp_place(int L, int heads, int d) {
+  const int tiles = (L + kRows - 1) / kRows, bh = blockIdx.x / tiles, b = bh / heads, h = bh % heads;
+  const int64_t C = int64_t(heads) * d;
+  return {bh, int(blockIdx.x % tiles) * kRows + int(threadIdx.x / 32) * 16, C, 3 * C,
+          int64_t(b) * L * 3 * C + int64_t(h) * d, int64_t(b) * L * C + int64_t(h) * d};
+}
+
+// Rows [row0, row0 + 16) of a matrix (row stride ld, d columns from src) as the A fragments of
+// its D / 16 k steps, read from global memory; zeros past row L and column d.
+template <int D>
+__device__ __forceinline__ void load_a(uint32_t (&a)[D / 16][4], const bf16* src, int64_t ld, int row0, int L, int d) {
+  const int g = lane_g(), t = lane_t();
+  const bf16 zero{0};
+  auto at = [&](int r, int c) { return r < L && c < d ? src[int64_t(r) * ld + c] : zero; };
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {  // a[r] = A[g + 8 (r % 2)][16 kk + 2t + 8 (r / 2)], and + 1
+    const int c = 16 * kk + 2 * t;
+    a[kk][0] = pack(at(row0 + g, c), at(row0 + g, c + 1));
+    a[kk][1] = pack(at(row0 + g + 8, c), at(row0 + g + 8, c + 1));
+    a[kk][2] = pack(at(row0 + g, c + 8), at(row0 + g, c + 9));
+    a[kk][3] = pack(at(row0 + g + 8, c + 8), at(row0 + g + 8, c + 9));
+  }
+}
+
+// Copies rows [r0, r0 + kKeys) of a matrix (row stride ld, d columns from src) into shared memory,
+// zeros past row L and column d (so masked rows never feed NaN into a product and padded columns
+// add nothing): row-major into `rows` ([kKeys][D + kPad]) and transposed into `cols`
+// ([D][kKeys + kPad]), either of which may be null.
+template <int D>
+__device__ __forceinline__ void fill_tile(bf16* rows, bf16* cols, const bf16* src, int64_t ld, int r0, int L, int d) {
+  const bf16 zero{0};
+#pragma unroll 2  // two loads in flight; unrolled fully, ptxas's register heuristic spills
+  for (int idx = threadIdx.x; idx < kKeys * D; idx += kWarps * 32) {
+    const int r = idx / D, c = idx % D;
+    const bf16 x = r0 + r < L && c < d ? src[int64_t(r0 + r) * ld + c] : zero;
+    if (rows) rows[r * (D + kPad) + c] = x;
+    if (cols) cols[c * (kKeys + kPad) + r] = x;
+  }
+}
+
+// c[n] = A X^T for the N 8-row tiles of X at `rows` (row-major, stride D + kPad): A (16 x D) is
+// in registers, B[k][n] = X[8n + g][k] is the pair at rows[(8n + g)(D + kPad) + 16 kk + 2t + 8r],
+// and c[n][r] is C[g + 8 (r / 2)][8n + 2t + r % 2].
+template <int N, int D>
+__device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D / 16][4], const bf16* rows) {
+  const int g = lane_g(), t = lane_t();
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+    const bf16* row = rows + (n * 8 + g) * (D + kPad) + 2 * t;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint32_t b[2] = {load32(row + 16 * kk), load32(row + 16 * kk + 8)};
+      ddpm::cuda::ptx::mma_bf16(c[n], a[kk], b);
+    }
+  }
+}
+
+// o += P X for a 16 x 16 chunk P held as the accumulators p[0], p[1] of two adjacent 8-column
+// tiles (rounded to bf16 here) and the 16 rows of X stored transposed from `cols` on (stride
+// kKeys + kPad, X[k][n] at cols[n (kKeys + kPad) + k]): B[k][n] = X[2t + 8r][g] is the pair at
+// cols[g (kKeys + kPad) + 2t + 8r]. A: a[0], a[1] = rows g, g + 8 at columns 2t, 2t + 1 =
+// p[0][0..1], p[0][2..3]; a[2], a[3] the same at columns 8 + 2t, 9 + 2t = p[1].
+template <int D>
+__device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[2][4], const bf16* cols) {
+  using ddpm::cuda::ptx::pack_bf16x2;
+  const int g = lane_g(), t = lane_t();
+  const uint32_t pa[4] = {pack_bf16x2(p[0][0], p[0][1]), pack_bf16x2(p[0][2], p[0][3]),
+                          pack_bf16x2(p[1][0], p[1][1]), pack_bf16x2(p[1][2], p[1][3])};
+#pragma unroll
+  for (int nb = 0; nb < D / 8; ++nb) {
+    const bf16* col = cols + (nb * 8 + g) * (kKeys + kPad) + 2 * t;
+    const uint32_t b[2] = {load32(col), load32(col + 8)};
+    ddpm::cuda::ptx::mma_bf16(o[nb], pa, b);
+  }
+}
+
+// Stores the accumulators c (rows [row0, row0 + 16) x D), row g times mul_g and row g + 8 times
+// mul_g8, into a matrix with row stride ld: rows below L and columns below d only.
+template <int D>
+__device__ __forceinline__ void store_rows(const float (&c)[D / 8][4], bf16* dst, int64_t ld, int row0, int L, int d,
+                                           float mul_g, float mul_g8) {
+  const int g = lane_g(), t = lane_t();
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = row0 + g + 8 * i;
+    if (row >= L) continue;
+    bf16* out = dst + int64_t(row) * ld;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (nb * 8 + 2 * t + e < d) out[nb * 8 + 2 * t + e] = from_f32<bf16>(c[nb][2 * i + e] * (i ? mul_g8 : mul_g));
+  }
+}
 
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_fwd_k(const bf16* qkv, bf16* out, float* lse, int L, int heads, int d) {
   __shared__ __align__(16) bf16 ks[kKeys * (D + kPad)];
   __shared__ __align__(16) bf16 vt[D * (kKeys + kPad)];
-  const int tiles = (L + kRows - 1) / kRows, bh = blockIdx.x / tiles, b = bh / heads, h = bh % heads;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int row0 = (blockIdx.x % tiles) * kRows + warp * 16;  // this warp's first query row
-  const int64_t C = int64_t(heads) * d, ld = 3 * C;
-  const bf16* base = qkv + int64_t(b) * L * ld + int64_t(h) * d;  // q of (b, token 0, head h)
-  const bf16 zero{0};
-  auto q_at = [&](int r, int c) { return r < L && c < d ? base[int64_t(r) * ld + c] : zero; };
+  const Warp w = warp_place(L, heads, d);
+  const int g = lane_g(), t = lane_t();
   uint32_t qa[D / 16][4];
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const int c = 16 * kk + 2 * t;
-    qa[kk][0] = pack(q_at(row0 + g, c), q_at(row0 + g, c + 1));
-    qa[kk][1] = pack(q_at(row0 + g + 8, c), q_at(row0 + g + 8, c + 1));
-    qa[kk][2] = pack(q_at(row0 + g, c + 8), q_at(row0 + g, c + 9));
-    qa[kk][3] = pack(q_at(row0 + g + 8, c + 8), q_at(row0 + g + 8, c + 9));
-  }
+  load_a<D>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
   const float scale = kLog2e * rsqrtf(float(d));  // scores in log2 units, as version 1
   float o[D / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l over this thread's keys
   for (int j0 = 0; j0 < L; j0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    for (int idx = threadIdx.x; idx < kKeys * D; idx += blockDim.x) {
-      const int key = idx / D, c = idx % D;
-      const bool in = j0 + key < L && c < d;
-      const int64_t at = int64_t(j0 + key) * ld + c;
-      ks[key * (D + kPad) + c] = in ? base[C + at] : zero;
-      vt[c * (kKeys + kPad) + key] = in ? base[2 * C + at] : zero;
-    }
+    fill_tile<D>(ks, nullptr, qkv + w.q_at + w.C, w.ld, j0, L, d);
+    fill_tile<D>(nullptr, vt, qkv + w.q_at + 2 * w.C, w.ld, j0, L, d);
     __syncthreads();
     float s[kKeys / 8][4];
-#pragma unroll
-    for (int nb = 0; nb < kKeys / 8; ++nb) {
-      s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
-      const bf16* krow = ks + (nb * 8 + g) * (D + kPad) + 2 * t;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t kb[2] = {load32(krow + 16 * kk), load32(krow + 16 * kk + 8)};
-        ddpm::cuda::ptx::mma_bf16(s[nb], qa[kk], kb);
-      }
-    }
+    mma_rows<kKeys / 8, D>(s, qa, ks);  // S = Q K^T: A = own Q rows, X = K rows
     float mx[2] = {m[0], m[1]};
 #pragma unroll
     for (int nb = 0; nb < kKeys / 8; ++nb)
@@ -340,30 +454,112 @@ __global__ void __launch_bounds__(kWarps * 32)
           p[half][r] = exp2f(s[2 * j + half][r] - m[r / 2]);
           l[r / 2] += p[half][r];
         }
-      const uint32_t pa[4] = {pack(p[0][0], p[0][1]), pack(p[0][2], p[0][3]), pack(p[1][0], p[1][1]),
-                              pack(p[1][2], p[1][3])};
-#pragma unroll
-      for (int nb = 0; nb < D / 8; ++nb) {
-        const bf16* vrow = vt + (nb * 8 + g) * (kKeys + kPad) + 16 * j + 2 * t;
-        const uint32_t vb[2] = {load32(vrow), load32(vrow + 8)};
-        ddpm::cuda::ptx::mma_bf16(o[nb], pa, vb);
-      }
+      mma_cols<D>(o, p, vt + 16 * j);  // O += P V: A = P (keys 16j..), X = V stored transposed
     }
   }
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    const int row = row0 + g + 8 * i;
-    if (row >= L) continue;
-    bf16* orow = out + (int64_t(b) * L + row) * C + int64_t(h) * d;
-#pragma unroll
-    for (int nb = 0; nb < D / 8; ++nb)
-#pragma unroll
-      for (int e = 0; e < 2; ++e)
-        if (nb * 8 + 2 * t + e < d) orow[nb * 8 + 2 * t + e] = from_f32<bf16>(o[nb][2 * i + e] / l[i]);
-    if (t == 0) lse[int64_t(bh) * L + row] = (m[i] + log2f(l[i])) / kLog2e;
+    const int row = w.row0 + g + 8 * i;
+    if (row < L && t == 0) lse[int64_t(w.bh) * L + row] = (m[i] + log2f(l[i])) / kLog2e;
   }
+  store_rows<D>(o, out + w.o_at, w.C, w.row0, L, d, 1.0f / l[0], 1.0f / l[1]);
+}
+
+// dK and dV of the warp's 16 own keys, streaming Q and dout (see above).
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_dkv_k(const bf16* qkv, const bf16* dout, const float* lse, const float* delta, bf16* dqkv, int L,
+                    int heads, int d) {
+  __shared__ __align__(16) bf16 qs[kKeys * (D + kPad)], qt[D * (kKeys + kPad)];
+  __shared__ __align__(16) bf16 gs[kKeys * (D + kPad)], gt[D * (kKeys + kPad)];
+  __shared__ float lse2s[kKeys], dls[kKeys];
+  const Warp w = warp_place(L, heads, d);
+  const int t = lane_t();
+  uint32_t ka[D / 16][4], va[D / 16][4];
+  load_a<D>(ka, qkv + w.q_at + w.C, w.ld, w.row0, L, d);
+  load_a<D>(va, qkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d);
+  const float scale = kLog2e * rsqrtf(float(d));
+  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  for (int i0 = 0; i0 < L; i0 += kKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    fill_tile<D>(qs, qt, qkv + w.q_at, w.ld, i0, L, d);
+    fill_tile<D>(gs, gt, dout + w.o_at, w.C, i0, L, d);
+    for (int r = threadIdx.x; r < kKeys; r += kWarps * 32) {
+      const bool in = i0 + r < L;
+      lse2s[r] = in ? lse[int64_t(w.bh) * L + i0 + r] * kLog2e : INFINITY;
+      dls[r] = in ? delta[int64_t(w.bh) * L + i0 + r] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kKeys / 16; ++j) {
+      // Rows are own keys g, g + 8; columns queries 16j + 8h + 2t + r % 2 of the tile.
+      float p[2][4], ds[2][4];
+      mma_rows<2, D>(p, ka, qs + 16 * j * (D + kPad));   // S^T = K Q^T: A = own K rows, X = Q rows
+      mma_rows<2, D>(ds, va, gs + 16 * j * (D + kPad));  // dP^T = V dout^T: A = own V rows, X = dout rows
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = 16 * j + 8 * h + 2 * t + r % 2;
+          p[h][r] = exp2f(fmaf(p[h][r], scale, -lse2s[i]));
+          ds[h][r] = p[h][r] * (ds[h][r] - dls[i]);
+        }
+      mma_cols<D>(dv, p, gt + 16 * j);   // dV += P^T dout: A = P^T, X = dout stored transposed
+      mma_cols<D>(dk, ds, qt + 16 * j);  // dK += dS^T Q: A = dS^T, X = Q stored transposed
+    }
+  }
+  const float rs = rsqrtf(float(d));
+  store_rows<D>(dk, dqkv + w.q_at + w.C, w.ld, w.row0, L, d, rs, rs);
+  store_rows<D>(dv, dqkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d, 1.0f, 1.0f);
+}
+
+// dQ of the warp's 16 own queries, streaming K and V (see above).
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_dq_k(const bf16* qkv, const bf16* dout, const float* lse, const float* delta, bf16* dqkv, int L,
+                   int heads, int d) {
+  __shared__ __align__(16) bf16 ks[kKeys * (D + kPad)], kt[D * (kKeys + kPad)];
+  __shared__ __align__(16) bf16 vs[kKeys * (D + kPad)];
+  const Warp w = warp_place(L, heads, d);
+  const int g = lane_g(), t = lane_t();
+  uint32_t qa[D / 16][4], ga[D / 16][4];
+  load_a<D>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
+  load_a<D>(ga, dout + w.o_at, w.C, w.row0, L, d);
+  float lse2[2], dl[2];  // rows g and g + 8
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = w.row0 + g + 8 * i;
+    lse2[i] = row < L ? lse[int64_t(w.bh) * L + row] * kLog2e : 0.0f;
+    dl[i] = row < L ? delta[int64_t(w.bh) * L + row] : 0.0f;
+  }
+  const float scale = kLog2e * rsqrtf(float(d));
+  float dq[D / 8][4] = {};
+  for (int j0 = 0; j0 < L; j0 += kKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    fill_tile<D>(ks, kt, qkv + w.q_at + w.C, w.ld, j0, L, d);
+    fill_tile<D>(vs, nullptr, qkv + w.q_at + 2 * w.C, w.ld, j0, L, d);
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kKeys / 16; ++j) {
+      // Rows are own queries g, g + 8; columns keys 16j + 8h + 2t + r % 2 of the tile.
+      float p[2][4], ds[2][4];
+      mma_rows<2, D>(p, qa, ks + 16 * j * (D + kPad));   // S = Q K^T: A = own Q rows, X = K rows
+      mma_rows<2, D>(ds, ga, vs + 16 * j * (D + kPad));  // dP = dout V^T: A = own dout rows, X = V rows
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const bool in = j0 + 16 * j + 8 * h + 2 * t + r % 2 < L;
+          p[h][r] = in ? exp2f(fmaf(p[h][r], scale, -lse2[r / 2])) : 0.0f;
+          ds[h][r] = p[h][r] * (ds[h][r] - dl[r / 2]);
+        }
+      mma_cols<D>(dq, ds, kt + 16 * j);  // dQ += dS K: A = dS, X = K stored transposed
+    }
+  }
+  const float rs = rsqrtf(float(d));
+  store_rows<D>(dq, dqkv + w.q_at, w.ld, w.row0, L, d, rs, rs);
 }
 }  // namespace tc
 
@@ -385,21 +581,13 @@ unsigned blocks_for(const AttnDims& a) {
   return unsigned(blocks);
 }
 
+// delta_i = dout_i . out_i, the first step of both backwards.
 template <class T>
-void attention_bwd_t(const T* qkv, const T* out, const float* lse, const T* dout, float* delta, T* dqkv,
-                     const AttnDims& a) {
+void attention_delta(const T* out, const T* dout, float* delta, const AttnDims& a) {
   const int64_t rows = a.batch * a.tokens * a.heads;
   attention_delta_k<<<grid_for(rows), kThreads, 0, stream()>>>(out, dout, delta, rows, int(a.tokens), int(a.heads),
                                                                 int(a.head_dim));
   CUDA_CHECK_LAUNCH("attention_delta_k");
-  with_head_dim(a.head_dim, [&](auto dim) {
-    constexpr int D = decltype(dim)::value;
-    const int L = int(a.tokens), heads = int(a.heads), d = int(a.head_dim);
-    attention_dkv_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, dout, lse, delta, dqkv, L, heads, d);
-    CUDA_CHECK_LAUNCH("attention_dkv_k");
-    attention_dq_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, dout, lse, delta, dqkv, L, heads, d);
-    CUDA_CHECK_LAUNCH("attention_dq_k");
-  });
 }
 
 }  // namespace
@@ -422,11 +610,28 @@ void attention_fwd(const bf16* qkv, bf16* out, float* lse, const AttnDims& a) {
 }
 void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
                    float* dqkv, const AttnDims& a) {
-  attention_bwd_t(qkv, out, lse, dout, delta, dqkv, a);
+  attention_delta(out, dout, delta, a);
+  with_head_dim(a.head_dim, [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    const int L = int(a.tokens), heads = int(a.heads), d = int(a.head_dim);
+    attention_dkv_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, dout, lse, delta, dqkv, L, heads, d);
+    CUDA_CHECK_LAUNCH("attention_dkv_k");
+    attention_dq_k<D><<<blocks_for(a), Rows<D>::kThreads, 0, stream()>>>(qkv, dout, lse, delta, dqkv, L, heads, d);
+    CUDA_CHECK_LAUNCH("attention_dq_k");
+  });
 }
 void attention_bwd(const bf16* qkv, const bf16* out, const float* lse, const bf16* dout, float* delta, bf16* dqkv,
                    const AttnDims& a) {
-  attention_bwd_t(qkv, out, lse, dout, delta, dqkv, a);
+  attention_delta(out, dout, delta, a);
+  with_head_dim(a.head_dim, [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    const int L = int(a.tokens), heads = int(a.heads), d = int(a.head_dim);
+    tc::attention_dkv_k<D><<<blocks_for(a), tc::kWarps * 32, 0, stream()>>>(qkv, dout, lse, delta, dqkv, L, heads,
+                                                                             d);
+    CUDA_CHECK_LAUNCH("tc::attention_dkv_k");
+    tc::attention_dq_k<D><<<blocks_for(a), tc::kWarps * 32, 0, stream()>>>(qkv, dout, lse, delta, dqkv, L, heads, d);
+    CUDA_CHECK_LAUNCH("tc::attention_dq_k");
+  });
 }
 
 }  // namespace ddpm::kernels::cuda
