@@ -107,13 +107,14 @@ class Timer {
 struct KernelBenchOptions {
   std::string json_path, commit = "unknown", filter;
   DType precision = DType::F32;
+  bool tf32 = false;  // f32 matrix products, convolutions and attention on TF32 tensor cores
   int runs = 20;
 };
 
 // main() of a per-kernel GPU benchmark: parses --json, --commit (default $DDPM_COMMIT), --runs and,
-// where `filter_help` / `precision_help` are given, --filter / --precision; then calls `run` if a
-// GPU is present. Without one, or without the CUDA backend (`run` null), it says so and exits 0:
-// CI runs these without a GPU.
+// where `filter_help` / `precision_help` are given, --filter / --precision and --tf32; then calls
+// `run` if a GPU is present. Without one, or without the CUDA backend (`run` null), it says so and
+// exits 0: CI runs these without a GPU.
 inline int kernel_bench_main(const char* name, int argc, char** argv, int default_runs, const char* filter_help,
                              const char* precision_help, const std::function<int(const KernelBenchOptions&)>& run) {
   KernelBenchOptions o;
@@ -130,6 +131,7 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
     app.add_option("--precision", o.precision, precision_help)
         ->transform(CLI::CheckedTransformer(precision_names()))
         ->default_str("f32");
+  if (precision_help) app.add_flag("--tf32", o.tf32, "f32 data on TF32 tensor cores (GEMMs, convolutions, attention)");
   CLI11_PARSE(app, argc, argv);
   if (!run) {
     std::printf("%s: this build has no CUDA backend; nothing was timed.\n", name);

@@ -13,8 +13,8 @@
 #   all      for a short loan: check without the kernel micro-benchmarks and CPU tests, PyTorch's
 #            eager twin beside our end-to-end numbers, then run for MINUTES (default 4, less if
 #            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
-#   more     what `all` leaves out: attention against PyTorch's SDPA, the kernels on bf16 data,
-#            compute-sanitizer memcheck on the bf16 GPU tests                       (~3 min)
+#   more     what `all` leaves out: attention (f32, TF32, bf16) against PyTorch's SDPA, the kernels
+#            on bf16 data, compute-sanitizer memcheck on the bf16 GPU tests          (~3 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
 # and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
 # STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
@@ -107,15 +107,16 @@ case $stage in
     ;;
   more)
     export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    echo "== attention: ours (f32, bf16) and PyTorch's SDPA"
-    for p in f32 bf16; do
-      timeout 40 build/benchmarks/bench_kernels --precision $p --filter attention --commit "$COMMIT" \
+    echo "== attention: ours (f32 exact, f32 on TF32, bf16) and PyTorch's SDPA"
+    for p in f32 tf32 bf16; do
+      case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
+      timeout 40 build/benchmarks/bench_kernels "${flags[@]}" --filter attention --commit "$COMMIT" \
         --json "$out/bench_attention_$p.json" >"$out/bench_attention_$p.txt" 2>&1 || echo "gpu-session: attention $p stopped"
     done
     timeout 60 python3 benchmarks/torch_attention.py --json "$out/torch_attention.json" >"$out/torch_attention.txt" 2>&1 ||
       echo "gpu-session: torch_attention failed"
-    for p in f32 bf16; do
-      echo "ours on $p data:"
+    for p in f32 tf32 bf16; do
+      echo "ours, $p:"
       python3 benchmarks/report.py attention "$out/bench_attention_$p.json" "$out/torch_attention.json" || true
     done | tee "$out/summary.txt"
     echo "== compute-sanitizer memcheck on test_gpu [bf16]"
