@@ -14,7 +14,8 @@
 #            eager twin beside our end-to-end numbers, then run for MINUTES (default 4, less if
 #            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
 #   more     what `all` leaves out: attention (f32, TF32, bf16) against PyTorch's SDPA, the kernels
-#            on bf16 data, compute-sanitizer memcheck on the bf16 GPU tests          (~3 min)
+#            on bf16 data, compute-sanitizer memcheck on the bf16, broadcast and matmul GPU
+#            tests                                                                   (~4 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
 # and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
 # STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
@@ -119,10 +120,13 @@ case $stage in
       echo "ours, $p:"
       python3 benchmarks/report.py attention "$out/bench_attention_$p.json" "$out/torch_attention.json" || true
     done | tee "$out/summary.txt"
-    echo "== compute-sanitizer memcheck on test_gpu [bf16]"
-    timeout 60 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "[bf16]" \
+    # The kernels rewritten since the last sanitizer run: bf16 (attention v2), the broadcast and bias
+    # reductions.
+    spec="[bf16],[elementwise],[matmul]"
+    echo "== compute-sanitizer memcheck on test_gpu $spec"
+    timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "$spec" \
       >"$out/sanitize-memcheck.log" 2>&1
-    echo "memcheck [bf16]: exit $? $(grep -m1 'ERROR SUMMARY' "$out/sanitize-memcheck.log")" | tee -a "$out/summary.txt"
+    echo "memcheck $spec: exit $? $(grep -m1 'ERROR SUMMARY' "$out/sanitize-memcheck.log")" | tee -a "$out/summary.txt"
     echo "== bench_kernels --precision bf16"
     timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --commit "$COMMIT" \
       --json "$out/bench_kernels_bf16.json" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped"
