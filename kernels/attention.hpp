@@ -17,10 +17,15 @@
 //   widths 16, 32 and 64, and a smaller D runs zero-padded to the next width (so the tiny models of
 //   the reference files run too); the op checks cuda_head_dim_supported before dispatching.
 // - CUDA version 1, for f32 data: flash-attention in plain f32 FMA, one thread (two at D = 64) per
-//   row (kernels/attention_cuda.cu). Version 2, for bf16 data: the same algorithm on tensor cores
-//   (mma.sync, bf16 operands, f32 accumulation; P, and in the backward dS, rounded to bf16 before
-//   the second product, as flash-attention does). Its forward passed the GPU tests on an H200 and
-//   runs 2x faster than version 1 there; its backward has NOT YET RUN on hardware.
+//   row (kernels/attention_cuda.cu); exact f32. Version 2: the same algorithm on tensor cores
+//   (mma.sync, f32 accumulation; P, and in the backward dS, rounded to the operand type before
+//   the second product, as flash-attention does), one set of kernels for two operand types:
+//   - bf16 data: bf16 operands (m16n8k16). Its forward passed the GPU tests on an H200 and runs 2x
+//     faster than version 1 there; its backward has NOT YET RUN on hardware.
+//   - f32 data when ddpm::cuda::allow_tf32() (`--tf32`): TF32 operands (m16n8k8; q, k, v, dout,
+//     P and dS rounded to 10 mantissa bits: ~1e-3 relative error in out and dqkv, against ~1e-6
+//     for version 1). Without TF32, f32 runs version 1. Checked only by host emulation: NOT YET
+//     RUN on hardware, forward or backward.
 //
 // Napkin math per call (B, heads, L, D): forward 4*B*heads*L^2*D FLOPs (q k^T and P v); backward
 // recomputes q k^T and adds dout v^T, dS k, dS^T q, P^T dout: 10*B*heads*L^2*D FLOPs (the CUDA
