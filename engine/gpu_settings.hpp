@@ -1,8 +1,8 @@
 // Run-wide choices for the CUDA backend; they change nothing on the CPU.
 //
-// - tf32: f32 convolutions and matrix products on TF32 tensor cores (inputs rounded to 10-bit
-//   mantissas, f32 accumulation: about 1e-3 relative error, what PyTorch does for convolutions by
-//   default). Off: exact f32 (FMA) everywhere, matching the CPU to ~1e-6.
+// - tf32: f32 convolutions, matrix products and attention on TF32 tensor cores (inputs rounded to
+//   10-bit mantissas, f32 accumulation: about 1e-3 relative error, what PyTorch does for
+//   convolutions by default). Off: exact f32 (FMA) everywhere, matching the CPU to ~1e-6.
 // - conv: which convolution implementation runs: cuDNN, ours (kernels/conv_igemm*), or auto (per
 //   shape, dtype and direction the faster of the two, timed on first use; the choice depends on
 //   timing, so runs may differ in the last bits). Ours has no exact f32 path: f32 data runs it in

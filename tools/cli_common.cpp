@@ -30,7 +30,8 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--tf32", o.tf32, "GPU: f32 convolutions and matrix products on TF32 tensor cores (~1e-3 error)");
+  cmd->add_flag("--tf32", o.tf32,
+                "GPU: f32 convolutions, matrix products and attention on TF32 tensor cores (~1e-3 error)");
   cmd->add_option("--conv", o.conv,
                   "GPU convolutions: cudnn, ours (f32 data needs --tf32), or auto (per shape the faster, timed "
                   "on first use; runs may then differ in the last bits)")
