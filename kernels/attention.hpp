@@ -24,8 +24,8 @@
 //     faster than version 1 there; its backward has NOT YET RUN on hardware.
 //   - f32 data when ddpm::cuda::allow_tf32() (`--tf32`): TF32 operands (m16n8k8; q, k, v, dout,
 //     P and dS rounded to 10 mantissa bits: ~1e-3 relative error in out and dqkv, against ~1e-6
-//     for version 1). Without TF32, f32 runs version 1. Checked only by host emulation: NOT YET
-//     RUN on hardware, forward or backward.
+//     for version 1). Without TF32, f32 runs version 1. Checked only by host emulation
+//     (tests/test_attention_emulated.cpp): NOT YET RUN on hardware, forward or backward.
 //
 // Napkin math per call (B, heads, L, D): forward 4*B*heads*L^2*D FLOPs (q k^T and P v); backward
 // recomputes q k^T and adds dout v^T, dS k, dS^T q, P^T dout: 10*B*heads*L^2*D FLOPs (the CUDA

@@ -8,7 +8,7 @@
 //   D (16x8):             d[r] = D[g + 8*(r/2)][2*t + r%2]
 // with K = 8, u = 1 for TF32 (m16n8k8) and K = 16, u = 2 for bf16 (m16n8k16).
 // k is only summed over, so a kernel may relabel it, the same way in A and B: the attention
-// kernels (kernels/attention_cuda.cu) let TF32's k = t + 4h carry their k 2t + h, so that the D
+// kernels (kernels/attention_tc.cuh) let TF32's k = t + 4h carry their k 2t + h, so that the D
 // fragment of one 16x8 tile, which holds columns 2t and 2t + 1, is unchanged the A fragment of an
 // 8-deep k step, and a lane's two B values are adjacent in memory.
 #pragma once

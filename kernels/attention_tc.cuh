@@ -1,0 +1,458 @@
+// Version 2 of the attention kernels (see kernels/attention_cuda.cu, which includes this and
+// launches them): flash attention on tensor cores. Kept in a header of its own so that
+// tests/test_attention_emulated.cpp can compile the same kernels as host C++ (with the CUDA
+// built-ins from tests/cuda_emulation.hpp) and check their fragment indexing on CI, which has no GPU.
+#pragma once
+#include <cstdint>
+
+#include "kernels/bf16.cuh"
+#ifdef __CUDACC__
+#include "kernels/tensor_core.cuh"  // the host test supplies emulated ddpm::cuda::ptx functions instead
+#endif
+
+namespace ddpm::kernels::cuda {
+// Unnamed, as the rest of attention_cuda.cu: the host test's instances of these kernel templates
+// must not share a mangled name with the CUDA build's launch stubs it links against.
+namespace {
+
+using ddpm::cuda::from_f32;
+
+constexpr int kRows = 64;  // own rows per block, in both versions
+constexpr float kLog2e = 1.4426950408889634f;
+
+// The block's dynamic shared memory (its size set at launch), 16-byte aligned.
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char smem[];
+  return smem;
+}
+
+// Version 2: the same flash algorithm on tensor cores, f32 accumulation, for two operand types:
+// - bf16 data: mma.sync m16n8k16 with bf16 operands;
+// - f32 data when ddpm::cuda::allow_tf32() (`--tf32`): mma.sync m16n8k8 with TF32 operands (each
+//   operand rounded to 10 mantissa bits, cvt.rna). Without TF32 the f32 path stays version 1,
+//   exact f32, the project's rule for `--tf32`.
+// kernels/tensor_core.cuh has the fragment layouts. One set of kernels and helpers serves both,
+// templated on an operand type (Bf16Ops, Tf32Ops below: the element in shared memory, packing
+// values into 32-bit operand registers, the mma call and its k width kK = 16 or 8).
+// A block of 4 warps owns kRows = 64 rows of one (batch, head), 16 per warp, and streams the other
+// side in 64-row tiles through shared memory. Each warp keeps its own rows as A fragments in
+// registers and its 16 x D results as accumulators.
+//
+// One k order for both types. In a k step, lane (g, t) holds, for register half h in {0, 1}
+// (A: h = r / 2, rows g + 8 (r % 2); B: h = r, column g), the kU values (kU = 2 bf16, 1 TF32) at
+//   k = 2t + kS h + e,  e < kU,  kS = 8 (bf16), 1 (TF32).
+// For bf16 that is the documented layout (k = 2t + 8h, 2t + 8h + 1). For TF32 the documented k is
+// t + 4h: the kernels relabel it, letting the mma's k index t + 4h carry key (or dimension) 2t + h
+// of the 8-wide step, and read A and B with the same relabelling: a permutation of k, applied to
+// both operands, leaves every product A B unchanged. What it buys: an accumulator d[r] holds
+// C[g + 8 (r / 2)][2t + r % 2], so a 16 x 8 tile of accumulators is, unchanged, the TF32 A fragment
+// of one 8-key step, a[r] = d[2 (r % 2) + r / 2] (a[0], a[1]: k 2t of rows g, g + 8; a[2], a[3]:
+// k 2t + 1), with no shuffles; and a lane's two B values (keys 2t, 2t + 1) are adjacent in shared
+// memory, one 64-bit load. For bf16, two adjacent 8-column accumulator tiles are one 16-wide step
+// (k 2t, 2t + 1 from tile 0, 2t + 8, 2t + 9 from tile 1), as before.
+// Products come in two shapes, one helper each:
+// - mma_rows: C = A X^T with X row-major in shared memory (stride D + kPad): B[k][n] = X[n][k],
+//   so a lane's B values (k, k + 1 for bf16) at column n = g are adjacent values of row n of X.
+// - mma_cols: O += P X where P is a 16 x kK chunk of accumulators (fed back as the A operand
+//   without touching shared memory, see above) and X (kK rows) is stored transposed (stride
+//   kKeys + kPad): B[k][n] = X[k][n] sits at cols[n][k], so a lane's values are again adjacent.
+// Shared-memory rows are padded by kPad = 8 elements, which keeps every fragment load
+// conflict-free:
+// - bf16 (32-bit loads): the strides D + 8 and kKeys + 8 bf16 are 12, 20, 36 32-bit words (4 times
+//   an odd number), so the rows 8n + g of the 8 groups g start on 8 different multiples of 4 banks
+//   and the lanes t of a group read the next 4 banks: a warp's loads hit 32 different banks.
+// - TF32 (64-bit loads, a lane's two B registers at once): the strides D + 8 and kKeys + 8 floats
+//   are 24, 40, 72 words (8 times an odd number). A 64-bit load is served a half-warp (groups
+//   g = 0..3, then 4..7) at a time; the four groups' rows start on 4 different multiples of 8
+//   banks and the lanes t read words 2t, 2t + 1 after that: each half-warp hits 32 different banks.
+// Rows past L read zeros and are not stored. Tile fills are scalar loads (no cp.async); the
+// transposing stores are bank-conflicted (2- to 4-way for bf16, 4- to 8-way for f32, the stride
+// being 8 times odd words): the next thing to measure and improve.
+// Shared memory is dynamic (the f32 tiles are twice the bytes, over the 48 KiB static limit for
+// the backward at D = 64; launch_tc() in attention_cuda.cu raises the limit once per kernel). Per
+// block, with E the element (2 bytes bf16, 4 f32), R = 64 (D + 8) and T = D 72 elements for a
+// row-major and a transposed tile:
+//   forward R + T:               bf16 5.25 / 9.5 / 18 KiB,    f32 10.5 / 19 / 36 KiB (D = 16 / 32 / 64)
+//   dq      2R + T:              bf16 8.25 / 14.5 / 27 KiB,   f32 16.5 / 29 / 54 KiB
+//   dkv     2R + 2T + 512 bytes: bf16 11 / 19.5 / 36.5 KiB,   f32 21.5 / 38.5 / 72.5 KiB
+// (at D = 64 the f32 dkv fits 3 blocks in an H200 SM's 227 KiB; registers allow no more anyway).
+//
+// Forward (attention_fwd_k): own queries; K row-major and V transposed; S = Q K^T (mma_rows),
+// online softmax (keys past L get -inf scores), P = exp2(S - m) rounded to the operand type,
+// O += P V (mma_cols). Napkin math at L = 4096, D = 16, 4 heads, batch 64: 275 GFLOP, ~0.35 ms at
+// the H200's 796 TFLOP/s bf16 dense peak (~0.66 ms at the ~415 TFLOP/s TF32 dense peak measured at
+// 8192^3), but 4.3e9 exp2f at ~16 per clock per SM (~4e12/s) take >= ~1 ms: at D = 16 the
+// exponentials, not the products, bound it, in either type (v1 measured 12.3 ms in f32); at
+// D = 64 the products weigh 4x more and TF32 should take about twice bf16's time.
+//
+// Backward: delta as version 1, then two kernels, each output row with one owner (no atomics,
+// deterministic). Neither keeps a softmax state, so both work in kK-wide chunks of the streamed
+// tile: P and dS of one chunk live in registers and never leave them.
+// - attention_dkv_k: a warp owns 16 keys (K and V as A fragments) and streams Q and dout tiles,
+//   each stored row-major and transposed (the same values are a B operand both ways), plus the
+//   tile's lse*log2(e) and delta. Per chunk of kK queries:
+//     S^T = K Q^T, dP^T = V dout^T (mma_rows: A = own K or V rows, X = Q or dout rows),
+//     P^T = exp2(S^T scale - lse2_i) (0 for queries past L: lse2 = +inf there),
+//     dS^T = P^T (dP^T - delta_i),
+//     dV += P^T dout, dK += dS^T Q (mma_cols: P^T, dS^T from accumulators, X = dout^T or Q^T).
+// - attention_dq_k: a warp owns 16 queries (Q and dout as A fragments, its two lse2 and delta in
+//   registers) and streams K (row-major and transposed) and V (row-major). Per chunk of kK keys:
+//     S = Q K^T, dP = dout V^T (mma_rows), P = exp2(S scale - lse2) (0 for keys past L: their
+//     zero rows would give exp2(-lse2), which overflows for very negative rows, and inf * 0 is
+//     NaN), dS = P (dP - delta), dQ += dS K (mma_cols, X = K^T).
+// dK and dQ are stored times 1/sqrt(d) (the scores' scale without log2(e)).
+// Numerics: as in flash attention, P (for O and dV) and dS (for dK, dQ) are rounded to the operand
+// type as A operands. bf16: ~2^-9 relative per term, in sums of random sign over L terms (2-3e-3
+// against a double reference, emulated). TF32: Q, K, V, dout, P and dS each rounded to 10 mantissa
+// bits (at most 2^-11 relative), a norm-wise error of ~1e-3 relative in out, dq, dk and dv where
+// exact f32 gives ~1e-6: emulated on the host against a double reference, 2e-4 to 8e-4 at scores
+// of unit spread (L 7 to 4096, head dims 5 to 64), up to 4e-3 for peaked ones (spread ~16).
+// Napkin math (batch B, heads h, L, D): S and dP are computed by both kernels, so 14*B*h*L^2*D
+// FLOPs (10 without recomputation), and 2*B*h*L^2 exp2f. At B = 64, h = 4, L = 4096, D = 16:
+// 962 GFLOP, ~1.2 ms at the 796 TFLOP/s bf16 peak, ~2.3 ms at the ~415 TFLOP/s TF32 peak
+// (mma.sync reaches only part of either on Hopper), and 8.6e9 exp2f at ~4e12/s >= ~2.1 ms; the
+// elementwise work around each exponential (~5 f32 ops: scale and subtract, dP - delta, times P,
+// the conversions of P and dS) takes the issue slots of about as much again. At D = 16 the floor
+// is set by the exponentials and their elementwise work, ~3 ms (bf16) to ~3-4 ms (TF32), not by
+// the products (v1 measured 35.4 ms in bf16 data and 36.9 ms in f32, PyTorch SDPA bf16 7.7 ms).
+// NOT YET RUN on hardware: the bf16 backward and all of the TF32 path (forward and backward).
+namespace tc {
+constexpr int kWarps = 4, kKeys = 64, kPad = 8;
+static_assert(kWarps * 16 == kRows, "a block owns kRows rows, 16 per warp");
+static_assert(kKeys % 16 == 0, "tiles are whole k steps of either operand type");
+
+// bf16 operands, m16n8k16. T: the data in global memory; E: the element of the shared-memory tiles.
+struct Bf16Ops {
+  using T = bf16;
+  using E = bf16;
+  static constexpr int kK = 16, kU = 2, kS = 8;  // k per mma; values per register; k offset of half 1
+  static constexpr int kFillUnroll = 2;          // tile-fill loads in flight per thread (fill_tile)
+  __device__ static E elem(bf16 x) { return x; }
+  __device__ static uint32_t pack(bf16 lo, bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
+  __device__ static uint32_t pack(float lo, float hi) { return ddpm::cuda::ptx::pack_bf16x2(lo, hi); }
+  // One operand register from the values f(0), f(1) at k and k + 1.
+  template <class F> __device__ static uint32_t reg(F&& f) { return pack(f(0), f(1)); }
+  __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    ddpm::cuda::ptx::mma_bf16(d, a, b);
+  }
+};
+
+// TF32 operands of f32 data, m16n8k8. The tiles hold the values already rounded to TF32 (a
+// float's bits with the low 13 zero), so each is rounded once per fill, not once per use.
+struct Tf32Ops {
+  using T = float;
+  using E = float;
+  static constexpr int kK = 8, kU = 1, kS = 1;  // relabelled k order (above): half 1 at 2t + 1
+  static constexpr int kFillUnroll = 1;         // as many bytes in flight as bf16's 2 (and no spill)
+  __device__ static E elem(float x) { return __uint_as_float(ddpm::cuda::ptx::to_tf32(x)); }
+  template <class F> __device__ static uint32_t reg(F&& f) { return ddpm::cuda::ptx::to_tf32(f(0)); }
+  __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    ddpm::cuda::ptx::mma_tf32(d, a, b);
+  }
+};
+
+template <class E> __device__ __forceinline__ uint32_t load32(const E* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// A lane's two B registers of a k step: half 0 at p, half 1 at p + kS. TF32 (kS = kU): adjacent,
+// one 64-bit load (p is 8-byte aligned: every offset the helpers add is even).
+template <class Ops> __device__ __forceinline__ void load_b(uint32_t (&b)[2], const typename Ops::E* p) {
+  if constexpr (Ops::kS == Ops::kU) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    b[0] = v.x, b[1] = v.y;
+  } else {
+    b[0] = load32(p), b[1] = load32(p + Ops::kS);
+  }
+}
+
+// The lane's group g (a row of A and C, a column of B) and index t in it (kernels/tensor_core.cuh).
+__device__ __forceinline__ int lane_g() { return threadIdx.x % 32 / 4; }
+__device__ __forceinline__ int lane_t() { return threadIdx.x % 4; }
+
+// Where a warp sits: its block's (batch, head), its first own row, and the offsets of head h at
+// token 0 in qkv ([B, L, 3C]) and in out / dout ([B, L, C]).
+struct Warp {
+  int bh, row0;
+  int64_t C, ld, q_at, o_at;  // ld = 3C, the qkv row length
+};
+
+__device__ __forceinline__ Warp warp_place(int L, int heads, int d) {
+  const int tiles = (L + kRows - 1) / kRows, bh = blockIdx.x / tiles, b = bh / heads, h = bh % heads;
+  const int64_t C = int64_t(heads) * d;
+  return {bh, int(blockIdx.x % tiles) * kRows + int(threadIdx.x / 32) * 16, C, 3 * C,
+          int64_t(b) * L * 3 * C + int64_t(h) * d, int64_t(b) * L * C + int64_t(h) * d};
+}
+
+// The block's dynamic shared memory: `rows` row-major tiles ([kKeys][D + kPad]), `cols`
+// transposed ones ([D][kKeys + kPad]), then `floats` floats. Every tile is a multiple of 16 bytes.
+template <class Ops, int D> struct Smem {
+  using E = typename Ops::E;
+  static constexpr int kRowTile = kKeys * (D + kPad), kColTile = D * (kKeys + kPad);  // elements
+  static constexpr int bytes(int rows, int cols, int floats) {
+    return int(sizeof(E)) * (rows * kRowTile + cols * kColTile) + 4 * floats;
+  }
+  static constexpr int kFwd = bytes(1, 1, 0), kDq = bytes(2, 1, 0), kDkv = bytes(2, 2, 2 * kKeys);
+  static_assert(kRowTile * sizeof(E) % 16 == 0 && kColTile * sizeof(E) % 16 == 0, "tiles keep 16-byte alignment");
+  // Where row tile i starts (i = the number of row tiles: where the transposed ones start).
+  __device__ static E* tile(int i) { return reinterpret_cast<E*>(dynamic_smem()) + i * kRowTile; }
+};
+
+// Rows [row0, row0 + 16) of a matrix (row stride ld, d columns from src) as the A fragments of
+// its D / kK k steps, read from global memory; zeros past row L and column d.
+template <class Ops, int D>
+__device__ __forceinline__ void load_a(uint32_t (&a)[D / Ops::kK][4], const typename Ops::T* src, int64_t ld, int row0,
+                                       int L, int d) {
+  const int g = lane_g(), t = lane_t();
+  using T = typename Ops::T;
+  const T zero{0};
+#pragma unroll
+  for (int kk = 0; kk < D / Ops::kK; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {  // a[r] = A[g + 8 (r % 2)][kK kk + 2t + kS (r / 2) + e], e < kU
+      const int row = row0 + g + 8 * (r % 2), c = Ops::kK * kk + 2 * t + Ops::kS * (r / 2);
+      a[kk][r] = Ops::reg([&](int e) { return row < L && c + e < d ? src[int64_t(row) * ld + c + e] : zero; });
+    }
+}
+
+// Copies rows [r0, r0 + kKeys) of a matrix (row stride ld, d columns from src) into shared memory,
+// rounded to the operand type, zeros past row L and column d (so masked rows never feed NaN into
+// a product and padded columns add nothing): row-major into `rows` ([kKeys][D + kPad]) and
+// transposed into `cols` ([D][kKeys + kPad]), either of which may be null.
+template <class Ops, int D>
+__device__ __forceinline__ void fill_tile(typename Ops::E* rows, typename Ops::E* cols, const typename Ops::T* src,
+                                          int64_t ld, int r0, int L, int d) {
+  const typename Ops::T zero{0};
+#pragma unroll(Ops::kFillUnroll)  // 4 bytes of loads in flight; unrolled further, ptxas's heuristic spills
+  for (int idx = threadIdx.x; idx < kKeys * D; idx += kWarps * 32) {
+    const int r = idx / D, c = idx % D;
+    const typename Ops::E x = Ops::elem(r0 + r < L && c < d ? src[int64_t(r0 + r) * ld + c] : zero);
+    if (rows) rows[r * (D + kPad) + c] = x;
+    if (cols) cols[c * (kKeys + kPad) + r] = x;
+  }
+}
+
+// c[n] = A X^T for the N 8-row tiles of X at `rows` (row-major, stride D + kPad): A (16 x D) is
+// in registers, B[k][n] = X[8n + g][k] is read at rows[(8n + g)(D + kPad) + kK kk + 2t + kS h],
+// and c[n][r] is C[g + 8 (r / 2)][8n + 2t + r % 2].
+template <class Ops, int N, int D>
+__device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D / Ops::kK][4],
+                                         const typename Ops::E* rows) {
+  const int g = lane_g(), t = lane_t();
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+    const typename Ops::E* row = rows + (n * 8 + g) * (D + kPad) + 2 * t;
+#pragma unroll
+    for (int kk = 0; kk < D / Ops::kK; ++kk) {
+      uint32_t b[2];
+      load_b<Ops>(b, row + Ops::kK * kk);
+      Ops::mma(c[n], a[kk], b);
+    }
+  }
+}
+
+// o += P X for a 16 x kK chunk P held as the accumulators p[0 .. kK / 8) of adjacent 8-column
+// tiles (rounded to the operand type here) and the kK rows of X stored transposed from `cols` on
+// (stride kKeys + kPad, X[k][n] at cols[n (kKeys + kPad) + k]): B[k][n] = X[2t + kS h + e][g] is
+// read at cols[g (kKeys + kPad) + 2t + kS h]. A: a[r] holds P[g + 8 (r % 2)][k] at
+// k = kS (r / 2) + 2t + e, the accumulator p[k / 8][2 (r % 2) + k % 2]: bf16 (kS = 8) a[0..1] =
+// p[0][0..1], p[0][2..3], a[2..3] the same of p[1]; TF32 (kS = 1, e = 0) a = p[0][0], p[0][2],
+// p[0][1], p[0][3].
+template <class Ops, int D>
+__device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[Ops::kK / 8][4],
+                                         const typename Ops::E* cols) {
+  const int g = lane_g(), t = lane_t();
+  uint32_t pa[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+    pa[r] = Ops::reg([&](int e) {
+      const int k = Ops::kS * (r / 2) + e;  // the chunk column minus 2t
+      return p[k / 8][2 * (r % 2) + k % 2];
+    });
+#pragma unroll
+  for (int nb = 0; nb < D / 8; ++nb) {
+    uint32_t b[2];
+    load_b<Ops>(b, cols + (nb * 8 + g) * (kKeys + kPad) + 2 * t);
+    Ops::mma(o[nb], pa, b);
+  }
+}
+
+// Stores the accumulators c (rows [row0, row0 + 16) x D), row g times mul_g and row g + 8 times
+// mul_g8, into a matrix with row stride ld: rows below L and columns below d only.
+template <int D, class T>
+__device__ __forceinline__ void store_rows(const float (&c)[D / 8][4], T* dst, int64_t ld, int row0, int L, int d,
+                                           float mul_g, float mul_g8) {
+  const int g = lane_g(), t = lane_t();
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = row0 + g + 8 * i;
+    if (row >= L) continue;
+    T* out = dst + int64_t(row) * ld;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (nb * 8 + 2 * t + e < d) out[nb * 8 + 2 * t + e] = from_f32<T>(c[nb][2 * i + e] * (i ? mul_g8 : mul_g));
+  }
+}
+
+template <class Ops, int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_fwd_k(const typename Ops::T* qkv, typename Ops::T* out, float* lse, int L, int heads, int d) {
+  constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
+  using S = Smem<Ops, D>;
+  typename Ops::E *ks = S::tile(0), *vt = S::tile(1);
+  const Warp w = warp_place(L, heads, d);
+  const int g = lane_g(), t = lane_t();
+  uint32_t qa[D / K][4];
+  load_a<Ops, D>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
+  const float scale = kLog2e * rsqrtf(float(d));  // scores in log2 units, as version 1
+  float o[D / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l over this thread's keys
+  for (int j0 = 0; j0 < L; j0 += kKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    fill_tile<Ops, D>(ks, nullptr, qkv + w.q_at + w.C, w.ld, j0, L, d);
+    fill_tile<Ops, D>(nullptr, vt, qkv + w.q_at + 2 * w.C, w.ld, j0, L, d);
+    __syncthreads();
+    float s[kKeys / 8][4];
+    mma_rows<Ops, kKeys / 8, D>(s, qa, ks);  // S = Q K^T: A = own Q rows, X = K rows
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int nb = 0; nb < kKeys / 8; ++nb)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        s[nb][r] = j0 + nb * 8 + 2 * t + r % 2 < L ? s[nb][r] * scale : -INFINITY;
+        mx[r / 2] = fmaxf(mx[r / 2], s[nb][r]);
+      }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {  // the four lanes of a quad hold one row's keys
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+      const float corr = exp2f(m[i] - mx[i]);  // 0 on the first tile, where m = -inf
+      m[i] = mx[i];
+      l[i] *= corr;
+#pragma unroll
+      for (int nb = 0; nb < D / 8; ++nb) o[nb][2 * i] *= corr, o[nb][2 * i + 1] *= corr;
+    }
+#pragma unroll
+    for (int j = 0; j < kKeys / K; ++j) {
+      float p[N][4];
+#pragma unroll
+      for (int h = 0; h < N; ++h)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          p[h][r] = exp2f(s[N * j + h][r] - m[r / 2]);
+          l[r / 2] += p[h][r];
+        }
+      mma_cols<Ops, D>(o, p, vt + K * j);  // O += P V: A = P (keys K j..), X = V stored transposed
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    const int row = w.row0 + g + 8 * i;
+    if (row < L && t == 0) lse[int64_t(w.bh) * L + row] = (m[i] + log2f(l[i])) / kLog2e;
+  }
+  store_rows<D>(o, out + w.o_at, w.C, w.row0, L, d, 1.0f / l[0], 1.0f / l[1]);
+}
+
+// dK and dV of the warp's 16 own keys, streaming Q and dout (see above).
+template <class Ops, int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_dkv_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
+                    typename Ops::T* dqkv, int L, int heads, int d) {
+  constexpr int K = Ops::kK, N = K / 8;
+  using S = Smem<Ops, D>;
+  typename Ops::E *qs = S::tile(0), *gs = S::tile(1), *qt = S::tile(2), *gt = qt + S::kColTile;
+  float* lse2s = reinterpret_cast<float*>(gt + S::kColTile);
+  float* dls = lse2s + kKeys;
+  const Warp w = warp_place(L, heads, d);
+  const int t = lane_t();
+  uint32_t ka[D / K][4], va[D / K][4];
+  load_a<Ops, D>(ka, qkv + w.q_at + w.C, w.ld, w.row0, L, d);
+  load_a<Ops, D>(va, qkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d);
+  const float scale = kLog2e * rsqrtf(float(d));
+  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  for (int i0 = 0; i0 < L; i0 += kKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    fill_tile<Ops, D>(qs, qt, qkv + w.q_at, w.ld, i0, L, d);
+    fill_tile<Ops, D>(gs, gt, dout + w.o_at, w.C, i0, L, d);
+    for (int r = threadIdx.x; r < kKeys; r += kWarps * 32) {
+      const bool in = i0 + r < L;
+      lse2s[r] = in ? lse[int64_t(w.bh) * L + i0 + r] * kLog2e : INFINITY;
+      dls[r] = in ? delta[int64_t(w.bh) * L + i0 + r] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kKeys / K; ++j) {
+      // Rows are own keys g, g + 8; columns queries K j + 8h + 2t + r % 2 of the tile.
+      float p[N][4], ds[N][4];
+      mma_rows<Ops, N, D>(p, ka, qs + K * j * (D + kPad));   // S^T = K Q^T: A = own K rows, X = Q rows
+      mma_rows<Ops, N, D>(ds, va, gs + K * j * (D + kPad));  // dP^T = V dout^T: A = own V rows, X = dout rows
+#pragma unroll
+      for (int h = 0; h < N; ++h)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = K * j + 8 * h + 2 * t + r % 2;
+          p[h][r] = exp2f(fmaf(p[h][r], scale, -lse2s[i]));
+          ds[h][r] = p[h][r] * (ds[h][r] - dls[i]);
+        }
+      mma_cols<Ops, D>(dv, p, gt + K * j);   // dV += P^T dout: A = P^T, X = dout stored transposed
+      mma_cols<Ops, D>(dk, ds, qt + K * j);  // dK += dS^T Q: A = dS^T, X = Q stored transposed
+    }
+  }
+  const float rs = rsqrtf(float(d));
+  store_rows<D>(dk, dqkv + w.q_at + w.C, w.ld, w.row0, L, d, rs, rs);
+  store_rows<D>(dv, dqkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d, 1.0f, 1.0f);
+}
+
+// dQ of the warp's 16 own queries, streaming K and V (see above).
+template <class Ops, int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_dq_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
+                   typename Ops::T* dqkv, int L, int heads, int d) {
+  constexpr int K = Ops::kK, N = K / 8;
+  using S = Smem<Ops, D>;
+  typename Ops::E *ks = S::tile(0), *vs = S::tile(1), *kt = S::tile(2);
+  const Warp w = warp_place(L, heads, d);
+  const int g = lane_g(), t = lane_t();
+  uint32_t qa[D / K][4], ga[D / K][4];
+  load_a<Ops, D>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
+  load_a<Ops, D>(ga, dout + w.o_at, w.C, w.row0, L, d);
+  float lse2[2], dl[2];  // rows g and g + 8
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = w.row0 + g + 8 * i;
+    lse2[i] = row < L ? lse[int64_t(w.bh) * L + row] * kLog2e : 0.0f;
+    dl[i] = row < L ? delta[int64_t(w.bh) * L + row] : 0.0f;
+  }
+  const float scale = kLog2e * rsqrtf(float(d));
+  float dq[D / 8][4] = {};
+  for (int j0 = 0; j0 < L; j0 += kKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    fill_tile<Ops, D>(ks, kt, qkv + w.q_at + w.C, w.ld, j0, L, d);
+    fill_tile<Ops, D>(vs, nullptr, qkv + w.q_at + 2 * w.C, w.ld, j0, L, d);
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kKeys / K; ++j) {
+      // Rows are own queries g, g + 8; columns keys K j + 8h + 2t + r % 2 of the tile.
+      float p[N][4], ds[N][4];
+      mma_rows<Ops, N, D>(p, qa, ks + K * j * (D + kPad));   // S = Q K^T: A = own Q rows, X = K rows
+      mma_rows<Ops, N, D>(ds, ga, vs + K * j * (D + kPad));  // dP = dout V^T: A = own dout rows, X = V rows
+#pragma unroll
+      for (int h = 0; h < N; ++h)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const bool in = j0 + K * j + 8 * h + 2 * t + r % 2 < L;
+          p[h][r] = in ? exp2f(fmaf(p[h][r], scale, -lse2[r / 2])) : 0.0f;
+          ds[h][r] = p[h][r] * (ds[h][r] - dl[r / 2]);
+        }
+      mma_cols<Ops, D>(dq, ds, kt + K * j);  // dQ += dS K: A = dS, X = K stored transposed
+    }
+  }
+  const float rs = rsqrtf(float(d));
+  store_rows<D>(dq, dqkv + w.q_at, w.ld, w.row0, L, d, rs, rs);
+}
+}  // namespace tc
+}  // namespace
+}  // namespace ddpm::kernels::cuda

@@ -1,0 +1,157 @@
+// Host emulation of one CUDA thread block, enough to run warp-level tensor-core kernels written
+// for the GPU (kernels/attention_tc.cuh) as plain C++: CI has no GPU, and this is what checks their
+// fragment indexing there.
+//
+// Every CUDA thread of a block is a std::thread; blocks run one after another. __syncthreads() is
+// a std::barrier over the block, and the warp-wide operations (__shfl_xor_sync, mma.sync) meet at
+// a std::barrier of their warp: each lane writes its part into the warp's exchange area, waits,
+// reads what it needs, and waits again before the area is reused. mma.sync is computed from the
+// hardware's fragment layouts as kernels/tensor_core.cuh documents them (the PTX ISA's: the
+// kernels' own relabelling of k is what is under test, so none of it is reused here).
+// Include this before the kernel header.
+#pragma once
+#include <sanitizer/asan_interface.h>
+
+#include <atomic>
+#include <barrier>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "kernels/bf16.hpp"
+
+// CUDA's keywords and built-ins, as host C++ (the kernels' `extern __shared__` array, their
+// dynamic shared memory, is for the test to define).
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __launch_bounds__(threads)
+#define __align__(n) __attribute__((aligned(n)))
+#define __shared__
+
+struct uint3 {
+  unsigned x, y, z;
+};
+struct alignas(8) uint2 {  // as CUDA's: UBSan then checks the kernels' 64-bit loads are aligned
+  uint32_t x, y;
+};
+inline thread_local uint3 threadIdx, blockIdx;
+
+inline float __uint_as_float(uint32_t u) { return std::bit_cast<float>(u); }
+inline uint32_t __float_as_uint(float f) { return std::bit_cast<uint32_t>(f); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+
+namespace ddpm::emu {
+
+// One warp's meeting point and exchange area.
+struct Warp {
+  std::barrier<> bar{32};
+  float shfl[32];
+  float a[16][16], b[16][8];  // the operands of one mma, gathered from the lanes' fragments
+};
+
+struct Block {
+  std::barrier<> bar;
+  std::vector<Warp> warps;
+  explicit Block(unsigned threads) : bar(threads), warps(threads / 32) {}
+};
+inline Block* block = nullptr;  // the block now running (one at a time)
+
+inline Warp& warp() { return block->warps[threadIdx.x / 32]; }
+inline int lane() { return threadIdx.x % 32; }
+
+// TF32 operands whose low 13 bits were not zero (not rounded by cvt.rna.tf32): the hardware
+// ignores those bits, so a kernel that forgets to round loses accuracy silently.
+inline std::atomic<long> unrounded_tf32{0};
+
+// Test-only switch for the negative control: the mma reads B with its two registers swapped, the
+// kind of layout bug the attention test has to catch.
+inline bool swap_b_registers = false;
+
+// d += A B for one warp: A (16 x K, row-major) and B (K x 8) from the lanes' fragments, each
+// register holding U values (low half first), value(reg, e) the e-th. Lane (g, t) = (l / 4, l % 4):
+//   a[r] = A[g + 8 (r % 2)][U t + (K/2) (r / 2) + e],  b[r] = B[U t + (K/2) r + e][g],
+//   d[r] = D[g + 8 (r / 2)][2 t + r % 2],  e < U.
+// Products of bf16 or TF32 values are exact in float; the sums are taken in double.
+template <int K, int U, class Value>
+void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], Value value) {
+  Warp& w = warp();
+  const int g = lane() / 4, t = lane() % 4;
+  for (int r = 0; r < 4; ++r)
+    for (int e = 0; e < U; ++e) w.a[g + 8 * (r % 2)][U * t + K / 2 * (r / 2) + e] = value(a[r], e);
+  for (int r = 0; r < 2; ++r)
+    for (int e = 0; e < U; ++e) w.b[U * t + K / 2 * r + e][g] = value(b[swap_b_registers ? 1 - r : r], e);
+  w.bar.arrive_and_wait();
+  for (int r = 0; r < 4; ++r) {
+    double s = d[r];
+    for (int k = 0; k < K; ++k) s += double(w.a[g + 8 * (r / 2)][k]) * w.b[k][2 * t + r % 2];
+    d[r] = float(s);
+  }
+  w.bar.arrive_and_wait();
+}
+
+// Runs kernel() for blocks 0 .. blocks-1, `threads` threads each (a multiple of 32). The kernel's
+// dynamic shared memory is the first `bytes` of `smem` (whatever array its dynamic_smem() names):
+// filled with NaN (0xff bytes, NaN as f32 and as bf16) before each block, so a read of an element
+// no thread wrote shows in the results; the rest is poisoned for AddressSanitizer, which then
+// reports a kernel that uses more than it asks for at launch.
+template <class Kernel>
+void launch(unsigned blocks, unsigned threads, std::span<unsigned char> smem, size_t bytes, Kernel&& kernel) {
+  ASAN_POISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
+  for (unsigned b = 0; b < blocks; ++b) {
+    std::memset(smem.data(), 0xff, bytes);
+    Block blk(threads);
+    block = &blk;
+    std::vector<std::jthread> th;  // joined before blk goes
+    for (unsigned i = 0; i < threads; ++i)
+      th.emplace_back([&, i] {
+        threadIdx = {i, 0, 0};
+        blockIdx = {b, 0, 0};
+        kernel();
+      });
+  }
+  block = nullptr;
+  ASAN_UNPOISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
+}
+
+}  // namespace ddpm::emu
+
+inline void __syncthreads() { ddpm::emu::block->bar.arrive_and_wait(); }
+
+// All 32 lanes take part (the kernels pass the full mask).
+inline float __shfl_xor_sync(unsigned /*mask*/, float v, int lane_mask) {
+  ddpm::emu::Warp& w = ddpm::emu::warp();
+  w.shfl[ddpm::emu::lane()] = v;
+  w.bar.arrive_and_wait();
+  const float r = w.shfl[ddpm::emu::lane() ^ lane_mask];
+  w.bar.arrive_and_wait();
+  return r;
+}
+
+// The PTX wrappers of kernels/tensor_core.cuh that the attention kernels use.
+namespace ddpm::cuda::ptx {
+
+// cvt.rna.tf32.f32: nearest, ties away from zero, to 10 mantissa bits; NaN to the canonical NaN.
+inline uint32_t to_tf32(float x) { return std::isnan(x) ? 0x7fffffffu : (__float_as_uint(x) + 0x1000u) & 0xffffe000u; }
+
+// cvt.rn.bf16x2.f32: each value rounded to nearest even, lo in the low half.
+inline uint32_t pack_bf16x2(float lo, float hi) {
+  return uint32_t(float_to_bf16(lo).bits) | uint32_t(float_to_bf16(hi).bits) << 16;
+}
+
+inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  emu::mma<16, 2>(d, a, b, [](uint32_t reg, int e) { return bf16_to_float(bf16{uint16_t(reg >> 16 * e)}); });
+}
+
+inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  emu::mma<8, 1>(d, a, b, [](uint32_t reg, int) {
+    if (reg & 0x1fffu) ++emu::unrounded_tf32;
+    return __uint_as_float(reg & 0xffffe000u);
+  });
+}
+
+}  // namespace ddpm::cuda::ptx
