@@ -8,7 +8,9 @@ using namespace ddpm;
 using namespace ddpm::test;
 
 namespace {
-double naive_gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+// erfc, not 1 + erf: below x = -8.3 the double erf rounds to -1, so 1 + erf(x / sqrt 2) would give
+// 0 where the true value (and the kernels' result) is a tiny nonzero number.
+double naive_gelu(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
 double naive_silu(double x) { return x / (1.0 + std::exp(-x)); }
 }  // namespace
 

@@ -10,7 +10,7 @@ using namespace ddpm::test;
 namespace {
 
 double naive_act(Act act, double u) {
-  if (act == Act::GELU) return 0.5 * u * (1.0 + std::erf(u / std::sqrt(2.0)));
+  if (act == Act::GELU) return 0.5 * u * std::erfc(-u / std::sqrt(2.0));  // erfc: no cancellation for u << 0
   if (act == Act::SiLU) return u / (1.0 + std::exp(-u));
   return u;
 }
