@@ -13,9 +13,10 @@
 // - bias_fill: y[r, :] = b for every row r of y [rows, cols] (overwritten); followed by an
 //   accumulating gemm it gives x w^T + b in one pass over y.
 // - bias_grad: db[c] = sum over rows r of dy[r, c] (overwritten): the gradient of a bias added to
-//   every row. Memory-bound: rows*cols*4 bytes read. `work` is caller-provided scratch on the
-//   backend's device, bias_grad_work(rows, cols) doubles long (the CUDA kernel's partial sums
-//   over bias_grad_splits(rows) slices of the rows; the CPU does not use it).
+//   every row. Memory-bound: rows*cols*4 bytes read. Both backends sum bias_grad_splits(rows)
+//   slices of the rows into partial sums (double), then each column's slices in order, so results
+//   do not depend on scheduling. `work` is caller-provided scratch for those partials on the
+//   backend's device, bias_grad_work(rows, cols) doubles long.
 //
 // CPU: OpenBLAS cblas_sgemm, single-threaded, with the work split over OpenMP threads (see
 // matmul_cpu.cpp for why). CUDA: cuBLAS on ddpm::cuda::cublas()
@@ -35,8 +36,8 @@ struct Gemm {
   bool accumulate = false;  // c += product instead of c = product
 };
 
-// Row slices of bias_grad on the GPU: about 1024 rows each, so a [262144, 64] gradient (a linear
-// layer over 64x64 images, batch 64) spreads over 512 blocks, at most 256 slices.
+// Row slices of bias_grad: about 1024 rows each, at most 256, so on the GPU a [262144, 64]
+// gradient (a linear layer over 64x64 images, batch 64) spreads over 512 blocks.
 inline int64_t bias_grad_splits(int64_t rows) { return std::clamp<int64_t>(rows / 1024, 1, 256); }
 inline int64_t bias_grad_work(int64_t rows, int64_t cols) { return bias_grad_splits(rows) * cols; }
 

@@ -9,8 +9,8 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <climits>
-#include <vector>
 
 #include "kernels/error.hpp"
 #include "kernels/matmul.hpp"
@@ -78,13 +78,22 @@ void bias_fill(float* y, const float* b, int64_t rows, int64_t cols) {
     for (int64_t c = 0; c < cols; ++c) y[r * cols + c] = b[c];
 }
 
-void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols, double*) {
-  // Serial: biases sit on small outputs (linear layers, the last 1x1 conv), so this is cheap next
-  // to the GEMMs around it; double accumulation keeps long sums exact enough.
-  std::vector<double> acc(size_t(cols), 0.0);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) acc[size_t(c)] += dy[r * cols + c];
-  for (int64_t c = 0; c < cols; ++c) db[c] = float(acc[size_t(c)]);
+void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols, double* work) {
+  // The GPU's row slices (bias_grad_splits), summed in parallel into work, then each column's
+  // slices in order: the same result whatever the thread count. Double keeps long sums exact enough.
+  const int64_t splits = bias_grad_splits(rows);
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (int64_t s = 0; s < splits; ++s) {
+    double* part = work + s * cols;
+    std::fill(part, part + cols, 0.0);
+    for (int64_t r = rows * s / splits; r < rows * (s + 1) / splits; ++r)
+      for (int64_t c = 0; c < cols; ++c) part[c] += dy[r * cols + c];
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    double sum = 0.0;
+    for (int64_t s = 0; s < splits; ++s) sum += work[s * cols + c];
+    db[c] = float(sum);
+  }
 }
 
 // bf16: the f32 kernels on widened copies (kernels/widen.hpp).

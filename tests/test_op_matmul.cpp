@@ -92,6 +92,29 @@ TEST_CASE("linear gradients match finite differences", "[op][matmul][grad]") {
   check_gradients(no_bias, {randn({3, 1, 1, 6}, gen), randn({2, 6}, gen)}, gen);
 }
 
+TEST_CASE("the bias gradient is the column sum of the output gradient, over many row slices", "[op][matmul][grad]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  // 5000 rows: 4 slices, the last ragged (kernels/matmul.hpp, bias_grad_splits); 3000: 2 slices.
+  for (Shape xs : {Shape{5000, 3}, Shape{2, 1500, 4}}) {
+    const int64_t in = xs.back(), rows = shape_numel(xs) / in, out = 7;
+    CAPTURE(shape_str(xs));
+    Tensor x = randn(xs, gen), w = randn({out, in}, gen), b = randn({out}, gen);
+    b.set_requires_grad(true);
+    Shape ys = xs;
+    ys.back() = out;
+    Tensor g = randn(ys, gen);
+    linear(x, w, b).backward(g);
+    std::vector<float> gv = g.to_floats(), ref(static_cast<size_t>(out));
+    for (int64_t c = 0; c < out; ++c) {
+      double acc = 0;
+      for (int64_t r = 0; r < rows; ++r) acc += gv[size_t(r * out + c)];
+      ref[size_t(c)] = float(acc);
+    }
+    CHECK(rel_err(b.grad(), ref) < 1e-6);
+  }
+}
+
 TEST_CASE("bmm gradients match finite differences for all transpose combinations", "[op][matmul][grad]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
