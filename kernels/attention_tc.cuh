@@ -4,6 +4,7 @@
 // built-ins from tests/cuda_emulation.hpp) and check their fragment indexing on CI, which has no GPU.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/bf16.cuh"
 #ifdef __CUDACC__
@@ -16,6 +17,7 @@ namespace ddpm::kernels::cuda {
 namespace {
 
 using ddpm::cuda::from_f32;
+using ddpm::cuda::ptx::exp2_ftz;
 
 constexpr int kRows = 64;  // own rows per block, in both versions
 constexpr float kLog2e = 1.4426950408889634f;
@@ -65,9 +67,9 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 //   are 24, 40, 72 words (8 times an odd number). A 64-bit load is served a half-warp (groups
 //   g = 0..3, then 4..7) at a time; the four groups' rows start on 4 different multiples of 8
 //   banks and the lanes t read words 2t, 2t + 1 after that: each half-warp hits 32 different banks.
-// Rows past L read zeros and are not stored. Tile fills are scalar loads (no cp.async); the
-// transposing stores are bank-conflicted (2- to 4-way for bf16, 4- to 8-way for f32, the stride
-// being 8 times odd words): the next thing to measure and improve.
+// Rows past L read zeros and are not stored. Tiles travel through registers (TileLoad): 16-byte
+// global loads of the next tile are issued before the current one is used, and stored to shared
+// memory (row-major in 16-byte stores, transposed value by value, conflict-free) after it.
 // Shared memory is dynamic (the f32 tiles are twice the bytes, over the 48 KiB static limit for
 // the backward at D = 64; launch_tc() in attention_cuda.cu raises the limit once per kernel). Per
 // block, with E the element (2 bytes bf16, 4 f32), R = 64 (D + 8) and T = D 72 elements for a
@@ -115,7 +117,8 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // the conversions of P and dS) takes the issue slots of about as much again. At D = 16 the floor
 // is set by the exponentials and their elementwise work, ~3 ms (bf16) to ~3-4 ms (TF32), not by
 // the products (v1 measured 35.4 ms in bf16 data and 36.9 ms in f32, PyTorch SDPA bf16 7.7 ms).
-// NOT YET RUN on hardware: the bf16 backward and all of the TF32 path (forward and backward).
+// Hardware: version 2 as of commit 91bf57c passed test_gpu on an H200; the tile pipeline
+// (TileLoad) and exp2_ftz came after it.
 namespace tc {
 constexpr int kWarps = 4, kKeys = 64, kPad = 8;
 static_assert(kWarps * 16 == kRows, "a block owns kRows rows, 16 per warp");
@@ -126,7 +129,6 @@ struct Bf16Ops {
   using T = bf16;
   using E = bf16;
   static constexpr int kK = 16, kU = 2, kS = 8;  // k per mma; values per register; k offset of half 1
-  static constexpr int kFillUnroll = 2;          // tile-fill loads in flight per thread (fill_tile)
   __device__ static E elem(bf16 x) { return x; }
   __device__ static uint32_t pack(bf16 lo, bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
   __device__ static uint32_t pack(float lo, float hi) { return ddpm::cuda::ptx::pack_bf16x2(lo, hi); }
@@ -143,7 +145,6 @@ struct Tf32Ops {
   using T = float;
   using E = float;
   static constexpr int kK = 8, kU = 1, kS = 1;  // relabelled k order (above): half 1 at 2t + 1
-  static constexpr int kFillUnroll = 1;         // as many bytes in flight as bf16's 2 (and no spill)
   __device__ static E elem(float x) { return __uint_as_float(ddpm::cuda::ptx::to_tf32(x)); }
   template <class F> __device__ static uint32_t reg(F&& f) { return ddpm::cuda::ptx::to_tf32(f(0)); }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -213,22 +214,77 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[D / Ops::kK][4], const type
     }
 }
 
-// Copies rows [r0, r0 + kKeys) of a matrix (row stride ld, d columns from src) into shared memory,
-// rounded to the operand type, zeros past row L and column d (so masked rows never feed NaN into
-// a product and padded columns add nothing): row-major into `rows` ([kKeys][D + kPad]) and
-// transposed into `cols` ([D][kKeys + kPad]), either of which may be null.
-template <class Ops, int D>
-__device__ __forceinline__ void fill_tile(typename Ops::E* rows, typename Ops::E* cols, const typename Ops::T* src,
-                                          int64_t ld, int r0, int L, int d) {
-  const typename Ops::T zero{0};
-#pragma unroll(Ops::kFillUnroll)  // 4 bytes of loads in flight; unrolled further, ptxas's heuristic spills
-  for (int idx = threadIdx.x; idx < kKeys * D; idx += kWarps * 32) {
-    const int r = idx / D, c = idx % D;
-    const typename Ops::E x = Ops::elem(r0 + r < L && c < d ? src[int64_t(r0 + r) * ld + c] : zero);
-    if (rows) rows[r * (D + kPad) + c] = x;
-    if (cols) cols[c * (kKeys + kPad) + r] = x;
+// One thread's share of a kKeys x D tile on its way from global to shared memory: kChunks chunks
+// of kVals consecutive values of one row, 16 bytes each. The kernels load the next tile into these
+// registers while they compute on the current one from shared memory, so the global loads'
+// latency hides behind the products, and store it after the next __syncthreads().
+// Chunk q = x + 128 i (thread x, register i) is half q % 2 of a 32-byte sector: the 32 lanes of a
+// warp read one whole sector of each of 16 rows. In the transposed stores the two halves' columns,
+// kVals apart, start in the same bank (the kKeys + kPad stride times kVals is a multiple of 32
+// words); so half 1 stores its values in rotated order, half a chunk ahead, and each store of the
+// warp hits 32 different banks.
+template <class Ops, int D> struct TileLoad {
+  using T = typename Ops::T;
+  using E = typename Ops::E;
+  static constexpr int kVals = 16 / int(sizeof(T));                   // 8 bf16 or 4 f32
+  static constexpr int kChunks = kKeys * D / (kVals * kWarps * 32);  // bf16: D / 16; f32: D / 8
+  static_assert(D % (2 * kVals) == 0 && kChunks >= 1, "rows are whole sectors");
+  static_assert(sizeof(E) == sizeof(T) && (D + kPad) * sizeof(E) % 16 == 0, "a chunk is one 16-byte store");
+  uint4 v[kChunks];
+
+  // Chunk i's half, row in the tile and first column.
+  __device__ static void place(int i, int& half, int& r, int& c) {
+    const int q = int(threadIdx.x) + kWarps * 32 * i;
+    half = q % 2, r = q / 2 % kKeys, c = q / (2 * kKeys) * 2 * kVals + half * kVals;
   }
-}
+
+  // Whether rows of a matrix at src (row stride ld, d columns) split into whole aligned chunks:
+  // then each chunk is one 16-byte load, else it is read value by value.
+  __device__ static bool vectorizable(const T* src, int64_t ld, int d) {
+    return d == D && ld % kVals == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+  }
+
+  // Rows [r0, r0 + kKeys) of the matrix, zeros past row L and column d (so that masked rows never
+  // feed NaN into a product and padded columns add nothing).
+  __device__ void load(const T* src, int64_t ld, int r0, int L, int d, bool vec) {
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      int half, r, c;
+      place(i, half, r, c);
+      r += r0;
+      if (vec) {
+        v[i] = r < L ? *reinterpret_cast<const uint4*>(src + int64_t(r) * ld + c) : uint4{0, 0, 0, 0};
+      } else {
+        T x[kVals];
+#pragma unroll
+        for (int e = 0; e < kVals; ++e) x[e] = r < L && c + e < d ? src[int64_t(r) * ld + c + e] : T{0};
+        memcpy(&v[i], x, 16);
+      }
+    }
+  }
+
+  // Into `rows` ([kKeys][D + kPad], one 16-byte store per chunk) and `cols` ([D][kKeys + kPad],
+  // transposed, value by value), either of which may be null; rounded to the operand type.
+  __device__ void store(E* rows, E* cols) const {
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      int half, r, c;
+      place(i, half, r, c);
+      T x[kVals];
+      E y[kVals];
+      memcpy(x, &v[i], 16);
+#pragma unroll
+      for (int e = 0; e < kVals; ++e) y[e] = Ops::elem(x[e]);
+      if (rows) memcpy(rows + r * (D + kPad) + c, y, 16);
+      if (cols)
+#pragma unroll
+        for (int k = 0; k < kVals; ++k) {
+          const int e = half ? (k + kVals / 2) % kVals : k;  // a select between two registers, not an index
+          cols[(c + e) * (kKeys + kPad) + r] = half ? y[(k + kVals / 2) % kVals] : y[k];
+        }
+    }
+  }
+};
 
 // c[n] = A X^T for the N 8-row tiles of X at `rows` (row-major, stride D + kPad): A (16 x D) is
 // in registers, B[k][n] = X[8n + g][k] is read at rows[(8n + g)(D + kPad) + kK kk + 2t + kS h],
@@ -300,35 +356,50 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_fwd_k(const typename Ops::T* qkv, typename Ops::T* out, float* lse, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
   using S = Smem<Ops, D>;
+  using Tile = TileLoad<Ops, D>;
   typename Ops::E *ks = S::tile(0), *vt = S::tile(1);
   const Warp w = warp_place(L, heads, d);
   const int g = lane_g(), t = lane_t();
   uint32_t qa[D / K][4];
   load_a<Ops, D>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
-  const float scale = kLog2e * rsqrtf(float(d));  // scores in log2 units, as version 1
+  // Scores stay unscaled; scale (in log2 units) enters each exponential's argument in one FMA.
+  const float scale = kLog2e * rsqrtf(float(d));
   float o[D / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l over this thread's keys
+  const typename Ops::T *kg = qkv + w.q_at + w.C, *vg = kg + w.C;
+  const bool vec = Tile::vectorizable(kg, w.ld, d);
+  Tile kl, vl;
+  kl.load(kg, w.ld, 0, L, d, vec);
+  vl.load(vg, w.ld, 0, L, d, vec);
   for (int j0 = 0; j0 < L; j0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    fill_tile<Ops, D>(ks, nullptr, qkv + w.q_at + w.C, w.ld, j0, L, d);
-    fill_tile<Ops, D>(nullptr, vt, qkv + w.q_at + 2 * w.C, w.ld, j0, L, d);
+    kl.store(ks, nullptr);
+    vl.store(nullptr, vt);
     __syncthreads();
+    if (j0 + kKeys < L) {  // the next tile, in flight while this one is used
+      kl.load(kg, w.ld, j0 + kKeys, L, d, vec);
+      vl.load(vg, w.ld, j0 + kKeys, L, d, vec);
+    }
     float s[kKeys / 8][4];
     mma_rows<Ops, kKeys / 8, D>(s, qa, ks);  // S = Q K^T: A = own Q rows, X = K rows
-    float mx[2] = {m[0], m[1]};
+    if (j0 + kKeys > L)  // keys past L (last tile only) get -inf scores
+#pragma unroll
+      for (int nb = 0; nb < kKeys / 8; ++nb)
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          if (j0 + nb * 8 + 2 * t + r % 2 >= L) s[nb][r] = -INFINITY;
+    float mx[2] = {m[0], m[1]}, ms[2];
 #pragma unroll
     for (int nb = 0; nb < kKeys / 8; ++nb)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        s[nb][r] = j0 + nb * 8 + 2 * t + r % 2 < L ? s[nb][r] * scale : -INFINITY;
-        mx[r / 2] = fmaxf(mx[r / 2], s[nb][r]);
-      }
+      for (int r = 0; r < 4; ++r) mx[r / 2] = fmaxf(mx[r / 2], s[nb][r]);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {  // the four lanes of a quad hold one row's keys
       mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
       mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-      const float corr = exp2f(m[i] - mx[i]);  // 0 on the first tile, where m = -inf
+      const float corr = exp2_ftz((m[i] - mx[i]) * scale);  // 0 on the first tile, where m = -inf
       m[i] = mx[i];
+      ms[i] = mx[i] * scale;
       l[i] *= corr;
 #pragma unroll
       for (int nb = 0; nb < D / 8; ++nb) o[nb][2 * i] *= corr, o[nb][2 * i + 1] *= corr;
@@ -340,7 +411,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int h = 0; h < N; ++h)
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          p[h][r] = exp2f(s[N * j + h][r] - m[r / 2]);
+          p[h][r] = exp2_ftz(fmaf(s[N * j + h][r], scale, -ms[r / 2]));
           l[r / 2] += p[h][r];
         }
       mma_cols<Ops, D>(o, p, vt + K * j);  // O += P V: A = P (keys K j..), X = V stored transposed
@@ -351,7 +422,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
     const int row = w.row0 + g + 8 * i;
-    if (row < L && t == 0) lse[int64_t(w.bh) * L + row] = (m[i] + log2f(l[i])) / kLog2e;
+    if (row < L && t == 0) lse[int64_t(w.bh) * L + row] = (m[i] * scale + log2f(l[i])) / kLog2e;
   }
   store_rows<D>(o, out + w.o_at, w.C, w.row0, L, d, 1.0f / l[0], 1.0f / l[1]);
 }
@@ -363,6 +434,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                     typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
   using S = Smem<Ops, D>;
+  using Tile = TileLoad<Ops, D>;
   typename Ops::E *qs = S::tile(0), *gs = S::tile(1), *qt = S::tile(2), *gt = qt + S::kColTile;
   float* lse2s = reinterpret_cast<float*>(gt + S::kColTile);
   float* dls = lse2s + kKeys;
@@ -373,16 +445,28 @@ __global__ void __launch_bounds__(kWarps * 32)
   load_a<Ops, D>(va, qkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d);
   const float scale = kLog2e * rsqrtf(float(d));
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  const typename Ops::T *qg = qkv + w.q_at, *gg = dout + w.o_at;
+  const bool vec = Tile::vectorizable(qg, w.ld, d) && Tile::vectorizable(gg, w.C, d);
+  // The next tile in registers: Q and dout rows, and (threads below kKeys) one query's lse2 and delta.
+  Tile ql, gl;
+  float lse2_next = 0.0f, dl_next = 0.0f;
+  auto load = [&](int i0) {
+    ql.load(qg, w.ld, i0, L, d, vec);
+    gl.load(gg, w.C, i0, L, d, vec);
+    if (threadIdx.x < kKeys) {
+      const bool in = i0 + int(threadIdx.x) < L;  // lse2 = +inf: P = 0 for queries past L
+      lse2_next = in ? lse[int64_t(w.bh) * L + i0 + threadIdx.x] * kLog2e : INFINITY;
+      dl_next = in ? delta[int64_t(w.bh) * L + i0 + threadIdx.x] : 0.0f;
+    }
+  };
+  load(0);
   for (int i0 = 0; i0 < L; i0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    fill_tile<Ops, D>(qs, qt, qkv + w.q_at, w.ld, i0, L, d);
-    fill_tile<Ops, D>(gs, gt, dout + w.o_at, w.C, i0, L, d);
-    for (int r = threadIdx.x; r < kKeys; r += kWarps * 32) {
-      const bool in = i0 + r < L;
-      lse2s[r] = in ? lse[int64_t(w.bh) * L + i0 + r] * kLog2e : INFINITY;
-      dls[r] = in ? delta[int64_t(w.bh) * L + i0 + r] : 0.0f;
-    }
+    ql.store(qs, qt);
+    gl.store(gs, gt);
+    if (threadIdx.x < kKeys) lse2s[threadIdx.x] = lse2_next, dls[threadIdx.x] = dl_next;
     __syncthreads();
+    if (i0 + kKeys < L) load(i0 + kKeys);  // in flight while this tile is used
 #pragma unroll
     for (int j = 0; j < kKeys / K; ++j) {
       // Rows are own keys g, g + 8; columns queries K j + 8h + 2t + r % 2 of the tile.
@@ -394,7 +478,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int i = K * j + 8 * h + 2 * t + r % 2;
-          p[h][r] = exp2f(fmaf(p[h][r], scale, -lse2s[i]));
+          p[h][r] = exp2_ftz(fmaf(p[h][r], scale, -lse2s[i]));
           ds[h][r] = p[h][r] * (ds[h][r] - dls[i]);
         }
       mma_cols<Ops, D>(dv, p, gt + K * j);   // dV += P^T dout: A = P^T, X = dout stored transposed
@@ -413,6 +497,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                    typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
   using S = Smem<Ops, D>;
+  using Tile = TileLoad<Ops, D>;
   typename Ops::E *ks = S::tile(0), *vs = S::tile(1), *kt = S::tile(2);
   const Warp w = warp_place(L, heads, d);
   const int g = lane_g(), t = lane_t();
@@ -428,11 +513,21 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   const float scale = kLog2e * rsqrtf(float(d));
   float dq[D / 8][4] = {};
+  const typename Ops::T *kg = qkv + w.q_at + w.C, *vg = kg + w.C;
+  const bool vec = Tile::vectorizable(kg, w.ld, d);
+  Tile kl, vl;
+  kl.load(kg, w.ld, 0, L, d, vec);
+  vl.load(vg, w.ld, 0, L, d, vec);
   for (int j0 = 0; j0 < L; j0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    fill_tile<Ops, D>(ks, kt, qkv + w.q_at + w.C, w.ld, j0, L, d);
-    fill_tile<Ops, D>(vs, nullptr, qkv + w.q_at + 2 * w.C, w.ld, j0, L, d);
+    kl.store(ks, kt);
+    vl.store(vs, nullptr);
     __syncthreads();
+    if (j0 + kKeys < L) {  // the next tile, in flight while this one is used
+      kl.load(kg, w.ld, j0 + kKeys, L, d, vec);
+      vl.load(vg, w.ld, j0 + kKeys, L, d, vec);
+    }
+    const bool tail = j0 + kKeys > L;
 #pragma unroll
     for (int j = 0; j < kKeys / K; ++j) {
       // Rows are own queries g, g + 8; columns keys K j + 8h + 2t + r % 2 of the tile.
@@ -443,8 +538,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int h = 0; h < N; ++h)
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          const bool in = j0 + K * j + 8 * h + 2 * t + r % 2 < L;
-          p[h][r] = in ? exp2f(fmaf(p[h][r], scale, -lse2[r / 2])) : 0.0f;
+          p[h][r] = exp2_ftz(fmaf(p[h][r], scale, -lse2[r / 2]));
+          if (tail && j0 + K * j + 8 * h + 2 * t + r % 2 >= L) p[h][r] = 0.0f;  // see above: not exp2(-lse2)
           ds[h][r] = p[h][r] * (ds[h][r] - dl[r / 2]);
         }
       mma_cols<Ops, D>(dq, ds, kt + K * j);  // dQ += dS K: A = dS, X = K stored transposed

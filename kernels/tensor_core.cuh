@@ -50,6 +50,16 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return r;
 }
 
+// 2^x in one MUFU.EX2 (ex2.approx.ftz: ~2 ulp, subnormal results flushed to 0, 2^-inf = 0).
+// exp2f() compiles to ex2.approx without .ftz, which sm_90 wraps in extra instructions to scale
+// subnormal results: in the attention kernels' inner loops that roughly doubles an exponential's
+// cost, and the probabilities they compute gain nothing from values below 2^-126.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+  return r;
+}
+
 // d += a b, m16n8k8, TF32 inputs.
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile(

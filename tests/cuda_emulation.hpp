@@ -39,6 +39,9 @@ struct uint3 {
 struct alignas(8) uint2 {  // as CUDA's: UBSan then checks the kernels' 64-bit loads are aligned
   uint32_t x, y;
 };
+struct alignas(16) uint4 {  // and their 16-byte ones
+  uint32_t x, y, z, w;
+};
 inline thread_local uint3 threadIdx, blockIdx;
 
 inline float __uint_as_float(uint32_t u) { return std::bit_cast<float>(u); }
@@ -141,6 +144,12 @@ inline uint32_t to_tf32(float x) { return std::isnan(x) ? 0x7fffffffu : (__float
 // cvt.rn.bf16x2.f32: each value rounded to nearest even, lo in the low half.
 inline uint32_t pack_bf16x2(float lo, float hi) {
   return uint32_t(float_to_bf16(lo).bits) | uint32_t(float_to_bf16(hi).bits) << 16;
+}
+
+// ex2.approx.ftz.f32: subnormal results flushed to zero.
+inline float exp2_ftz(float x) {
+  const float r = std::exp2(x);
+  return std::fpclassify(r) == FP_SUBNORMAL ? 0.0f : r;
 }
 
 inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {

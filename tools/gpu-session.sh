@@ -15,7 +15,8 @@
 #            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
 #   more     what `all` leaves out: attention (f32, TF32, bf16) against PyTorch's SDPA, the kernels
 #            on bf16 data, compute-sanitizer memcheck on the bf16, broadcast and matmul GPU
-#            tests                                                                   (~4 min)
+#            tests                                                                   (~1 min)
+#   quick    check as in `all`, the eager twin, then `more`: everything but the real run (~3 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
 # and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
 # STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
@@ -25,7 +26,7 @@
 # the eval JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: tools/gpu-session.sh check|compare|run [OUT_DIR]}
+stage=${1:?usage: tools/gpu-session.sh check|compare|run|all|more|quick [OUT_DIR]}
 out=${2:-${OUT:?give OUT_DIR or set OUT}}
 mkdir -p "$out"
 
@@ -83,6 +84,42 @@ real_run() {
   done
 }
 
+# twin_report DIR: PyTorch's eager twin beside our end-to-end numbers in DIR (gpu-check's output).
+twin_report() {
+  echo "== torch_twin (eager fp32, eager bf16)"
+  timeout 90 python3 benchmarks/torch_twin.py --device cuda --modes fp32,bf16 --steps 10 \
+    --json "$1/torch_twin.json" >"$1/torch_twin.txt" 2>&1 || echo "gpu-session: torch_twin failed"
+  python3 benchmarks/report.py e2e "$1" | tee "$out/compare.md" || true
+}
+
+# more_stage: attention against SDPA, memcheck, the kernels on bf16 data (stage `more`).
+more_stage() {
+  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "== attention: ours (f32 exact, f32 on TF32, bf16) and PyTorch's SDPA"
+  for p in f32 tf32 bf16; do
+    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
+    timeout 40 build/benchmarks/bench_kernels "${flags[@]}" --filter attention --commit "$COMMIT" \
+      --json "$out/bench_attention_$p.json" >"$out/bench_attention_$p.txt" 2>&1 || echo "gpu-session: attention $p stopped"
+  done
+  timeout 60 python3 benchmarks/torch_attention.py --json "$out/torch_attention.json" >"$out/torch_attention.txt" 2>&1 ||
+    echo "gpu-session: torch_attention failed"
+  for p in f32 tf32 bf16; do
+    echo "ours, $p:"
+    python3 benchmarks/report.py attention "$out/bench_attention_$p.json" "$out/torch_attention.json" || true
+  done | tee -a "$out/summary.txt"
+  # The kernels rewritten since the last sanitizer run: bf16 (attention v2), the broadcast and bias
+  # reductions.
+  local spec="[bf16],[elementwise],[matmul]"
+  echo "== compute-sanitizer memcheck on test_gpu $spec"
+  local mrc=0
+  timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "$spec" \
+    >"$out/sanitize-memcheck.log" 2>&1 || mrc=$?
+  echo "memcheck $spec: exit $mrc $(grep -m1 'ERROR SUMMARY' "$out/sanitize-memcheck.log")" | tee -a "$out/summary.txt"
+  echo "== bench_kernels --precision bf16"
+  timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --commit "$COMMIT" \
+    --json "$out/bench_kernels_bf16.json" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped"
+}
+
 rc=0
 case $stage in
   check) bash tools/gpu-check.sh "$out/check" || rc=$? ;;
@@ -92,10 +129,7 @@ case $stage in
   run) real_run "${PRECISION:-bf16}" "${MINUTES:-3}" || rc=$? ;;
   all)
     BENCH=0 CPU_TESTS=0 BUDGET=${CHECK_BUDGET:-230} bash tools/gpu-check.sh "$out/check" || rc=$?
-    echo "== torch_twin (eager fp32, eager bf16)"
-    timeout 90 python3 benchmarks/torch_twin.py --device cuda --modes fp32,bf16 --steps 10 \
-      --json "$out/check/torch_twin.json" >"$out/check/torch_twin.txt" 2>&1 || echo "gpu-session: torch_twin failed"
-    python3 benchmarks/report.py e2e "$out/check" | tee "$out/compare.md" || true
+    twin_report "$out/check"
     precision=tf32  # bf16 only once its checks passed on this card
     grep -q '^check-reference bf16 *PASS' "$out/check/summary.txt" && grep -q '^test_gpu *PASS' "$out/check/summary.txt" &&
       precision=bf16
@@ -106,31 +140,13 @@ case $stage in
     { cat "$out/check/summary.txt"; echo "real run: $precision, $minutes min"; grep -h 'wall' "$out"/run-*.log
       for f in "$out"/run-eval-g*.log; do echo "$f:"; grep -A 4 '^set ' "$f"; done; } >"$out/summary.txt" 2>&1
     ;;
-  more)
-    export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    echo "== attention: ours (f32 exact, f32 on TF32, bf16) and PyTorch's SDPA"
-    for p in f32 tf32 bf16; do
-      case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
-      timeout 40 build/benchmarks/bench_kernels "${flags[@]}" --filter attention --commit "$COMMIT" \
-        --json "$out/bench_attention_$p.json" >"$out/bench_attention_$p.txt" 2>&1 || echo "gpu-session: attention $p stopped"
-    done
-    timeout 60 python3 benchmarks/torch_attention.py --json "$out/torch_attention.json" >"$out/torch_attention.txt" 2>&1 ||
-      echo "gpu-session: torch_attention failed"
-    for p in f32 tf32 bf16; do
-      echo "ours, $p:"
-      python3 benchmarks/report.py attention "$out/bench_attention_$p.json" "$out/torch_attention.json" || true
-    done | tee "$out/summary.txt"
-    # The kernels rewritten since the last sanitizer run: bf16 (attention v2), the broadcast and bias
-    # reductions.
-    spec="[bf16],[elementwise],[matmul]"
-    echo "== compute-sanitizer memcheck on test_gpu $spec"
-    timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "$spec" \
-      >"$out/sanitize-memcheck.log" 2>&1
-    echo "memcheck $spec: exit $? $(grep -m1 'ERROR SUMMARY' "$out/sanitize-memcheck.log")" | tee -a "$out/summary.txt"
-    echo "== bench_kernels --precision bf16"
-    timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --commit "$COMMIT" \
-      --json "$out/bench_kernels_bf16.json" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped"
+  more) more_stage ;;
+  quick)  # gpu-check without the micro-benchmarks, the eager twin, then `more`: no real run
+    BENCH=0 CPU_TESTS=0 BUDGET=${CHECK_BUDGET:-150} bash tools/gpu-check.sh "$out/check" || rc=$?
+    twin_report "$out/check"
+    cp "$out/check/summary.txt" "$out/summary.txt"
+    more_stage
     ;;
-  *) echo "gpu-session: unknown stage '$stage' (check, compare or run)" >&2; exit 2 ;;
+  *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more or quick)" >&2; exit 2 ;;
 esac
 exit $rc
