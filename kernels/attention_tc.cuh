@@ -56,13 +56,16 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // - mma_rows: C = A X^T with X row-major in shared memory (stride D + kPad): B[k][n] = X[n][k],
 //   so a lane's B values (k, k + 1 for bf16) at column n = g are adjacent values of row n of X.
 // - mma_cols: O += P X where P is a 16 x kK chunk of accumulators (fed back as the A operand
-//   without touching shared memory, see above) and X (kK rows) is stored transposed (stride
-//   kKeys + kPad): B[k][n] = X[k][n] sits at cols[n][k], so a lane's values are again adjacent.
+//   without touching shared memory, see above) and X has kK rows: B[k][n] = X[k][n], so a lane's
+//   two values are in two rows. For bf16, ldmatrix.trans gathers them from the row-major tile
+//   (one instruction for two 8-column tiles); TF32 has no such instruction (it moves 16-bit
+//   values), so its tiles keep a transposed copy (stride kKeys + kPad), where they are adjacent.
+// bf16 thus keeps one row-major copy of each tile, read both ways; TF32 keeps two where both are used.
 // Shared-memory rows are padded by kPad = 8 elements, which keeps every fragment load
 // conflict-free:
-// - bf16 (32-bit loads): the strides D + 8 and kKeys + 8 bf16 are 12, 20, 36 32-bit words (4 times
-//   an odd number), so the rows 8n + g of the 8 groups g start on 8 different multiples of 4 banks
-//   and the lanes t of a group read the next 4 banks: a warp's loads hit 32 different banks.
+// - bf16 (ldmatrix: 8 rows of 16 bytes per matrix): the stride D + 8 bf16 is 12, 20 or 36 32-bit
+//   words (4 times an odd number), so 8 consecutive rows start on 8 different multiples of 4
+//   banks and cover all 32.
 // - TF32 (64-bit loads, a lane's two B registers at once): the strides D + 8 and kKeys + 8 floats
 //   are 24, 40, 72 words (8 times an odd number). A 64-bit load is served a half-warp (groups
 //   g = 0..3, then 4..7) at a time; the four groups' rows start on 4 different multiples of 8
@@ -72,14 +75,13 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // memory (row-major in 16-byte stores, transposed value by value, conflict-free) after it.
 // Shared memory is dynamic (the f32 tiles are twice the bytes, over the 48 KiB static limit for
 // the backward at D = 64; launch_tc() in attention_cuda.cu raises the limit once per kernel). Per
-// block, with E the element (2 bytes bf16, 4 f32), R = 64 (D + 8) and T = D 72 elements for a
-// row-major and a transposed tile:
-//   forward R + T:               bf16 5.25 / 9.5 / 18 KiB,    f32 10.5 / 19 / 36 KiB (D = 16 / 32 / 64)
-//   dq      2R + T:              bf16 8.25 / 14.5 / 27 KiB,   f32 16.5 / 29 / 54 KiB
-//   dkv     2R + 2T + 512 bytes: bf16 11 / 19.5 / 36.5 KiB,   f32 21.5 / 38.5 / 72.5 KiB
+// block, with R = 64 (D + 8) elements a row-major tile and T = D 72 a transposed one (TF32 only):
+//   forward bf16 2R, f32 R + T:               bf16 6 / 10 / 18 KiB,     f32 10.5 / 19 / 36 KiB (D = 16 / 32 / 64)
+//   dq      bf16 2R, f32 2R + T:              bf16 6 / 10 / 18 KiB,     f32 16.5 / 29 / 54 KiB
+//   dkv     bf16 2R, f32 2R + 2T; + 512 bytes: bf16 6.5 / 10.5 / 18.5 KiB, f32 21.5 / 38.5 / 72.5 KiB
 // (at D = 64 the f32 dkv fits 3 blocks in an H200 SM's 227 KiB; registers allow no more anyway).
 //
-// Forward (attention_fwd_k): own queries; K row-major and V transposed; S = Q K^T (mma_rows),
+// Forward (attention_fwd_k): own queries; K row-major, V as mma_cols reads it; S = Q K^T (mma_rows),
 // online softmax (keys past L get -inf scores), P = exp2(S - m) rounded to the operand type,
 // O += P V (mma_cols). Napkin math at L = 4096, D = 16, 4 heads, batch 64: 275 GFLOP, ~0.35 ms at
 // the H200's 796 TFLOP/s bf16 dense peak (~0.66 ms at the ~415 TFLOP/s TF32 dense peak measured at
@@ -91,14 +93,14 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // deterministic). Neither keeps a softmax state, so both work in kK-wide chunks of the streamed
 // tile: P and dS of one chunk live in registers and never leave them.
 // - attention_dkv_k: a warp owns 16 keys (K and V as A fragments) and streams Q and dout tiles,
-//   each stored row-major and transposed (the same values are a B operand both ways), plus the
+//   each read by both helpers (the same values are a B operand both ways), plus the
 //   tile's lse*log2(e) and delta. Per chunk of kK queries:
 //     S^T = K Q^T, dP^T = V dout^T (mma_rows: A = own K or V rows, X = Q or dout rows),
 //     P^T = exp2(S^T scale - lse2_i) (0 for queries past L: lse2 = +inf there),
 //     dS^T = P^T (dP^T - delta_i),
 //     dV += P^T dout, dK += dS^T Q (mma_cols: P^T, dS^T from accumulators, X = dout^T or Q^T).
 // - attention_dq_k: a warp owns 16 queries (Q and dout as A fragments, its two lse2 and delta in
-//   registers) and streams K (row-major and transposed) and V (row-major). Per chunk of kK keys:
+//   registers) and streams K (read by both helpers) and V (row-major). Per chunk of kK keys:
 //     S = Q K^T, dP = dout V^T (mma_rows), P = exp2(S scale - lse2) (0 for keys past L: their
 //     zero rows would give exp2(-lse2), which overflows for very negative rows, and inf * 0 is
 //     NaN), dS = P (dP - delta), dQ += dS K (mma_cols, X = K^T).
@@ -117,8 +119,8 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // the conversions of P and dS) takes the issue slots of about as much again. At D = 16 the floor
 // is set by the exponentials and their elementwise work, ~3 ms (bf16) to ~3-4 ms (TF32), not by
 // the products (v1 measured 35.4 ms in bf16 data and 36.9 ms in f32, PyTorch SDPA bf16 7.7 ms).
-// Hardware: version 2 as of commit 91bf57c passed test_gpu on an H200; the tile pipeline
-// (TileLoad) and exp2_ftz came after it.
+// Hardware (docs/kernels.md has the numbers): the tile pipeline (TileLoad) and exp2_ftz passed
+// test_gpu on an H200 at commit 51595b9; bf16's single row-major tiles read with ldmatrix came after.
 namespace tc {
 constexpr int kWarps = 4, kKeys = 64, kPad = 8;
 static_assert(kWarps * 16 == kRows, "a block owns kRows rows, 16 per warp");
@@ -129,6 +131,7 @@ struct Bf16Ops {
   using T = bf16;
   using E = bf16;
   static constexpr int kK = 16, kU = 2, kS = 8;  // k per mma; values per register; k offset of half 1
+  static constexpr bool kTransposed = false;     // mma_cols reads row-major tiles (ldmatrix.trans)
   __device__ static E elem(bf16 x) { return x; }
   __device__ static uint32_t pack(bf16 lo, bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
   __device__ static uint32_t pack(float lo, float hi) { return ddpm::cuda::ptx::pack_bf16x2(lo, hi); }
@@ -145,6 +148,7 @@ struct Tf32Ops {
   using T = float;
   using E = float;
   static constexpr int kK = 8, kU = 1, kS = 1;  // relabelled k order (above): half 1 at 2t + 1
+  static constexpr bool kTransposed = true;     // mma_cols reads transposed copies of the tiles
   __device__ static E elem(float x) { return __uint_as_float(ddpm::cuda::ptx::to_tf32(x)); }
   template <class F> __device__ static uint32_t reg(F&& f) { return ddpm::cuda::ptx::to_tf32(f(0)); }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -183,19 +187,28 @@ __device__ __forceinline__ Warp warp_place(int L, int heads, int d) {
           int64_t(b) * L * 3 * C + int64_t(h) * d, int64_t(b) * L * C + int64_t(h) * d};
 }
 
-// The block's dynamic shared memory: `rows` row-major tiles ([kKeys][D + kPad]), `cols`
-// transposed ones ([D][kKeys + kPad]), then `floats` floats. Every tile is a multiple of 16 bytes.
+// The block's dynamic shared memory, 16-byte aligned tiles: row-major ones ([kKeys][D + kPad],
+// kRowTile elements) and, for TF32 only, transposed copies ([D][kKeys + kPad], kColTile) for
+// mma_cols; then the backward's per-query floats.
+//   forward: K rows, then V (kXTile: V transposed for TF32, row-major for bf16)
+//   dq:      K rows, V rows, then (TF32) K transposed
+//   dkv:     Q rows, dout rows, then (TF32) Q and dout transposed, then 2 kKeys floats
 template <class Ops, int D> struct Smem {
   using E = typename Ops::E;
   static constexpr int kRowTile = kKeys * (D + kPad), kColTile = D * (kKeys + kPad);  // elements
-  static constexpr int bytes(int rows, int cols, int floats) {
-    return int(sizeof(E)) * (rows * kRowTile + cols * kColTile) + 4 * floats;
-  }
-  static constexpr int kFwd = bytes(1, 1, 0), kDq = bytes(2, 1, 0), kDkv = bytes(2, 2, 2 * kKeys);
+  static constexpr int kCols = Ops::kTransposed ? kColTile : 0;  // a transposed copy, if any
+  static constexpr int kXTile = Ops::kTransposed ? kColTile : kRowTile;
+  static constexpr int kE = int(sizeof(E));
+  static constexpr int kFwd = kE * (kRowTile + kXTile), kDq = kE * (2 * kRowTile + kCols),
+                       kDkv = kE * (2 * kRowTile + 2 * kCols) + 4 * 2 * kKeys;
   static_assert(kRowTile * sizeof(E) % 16 == 0 && kColTile * sizeof(E) % 16 == 0, "tiles keep 16-byte alignment");
-  // Where row tile i starts (i = the number of row tiles: where the transposed ones start).
-  __device__ static E* tile(int i) { return reinterpret_cast<E*>(dynamic_smem()) + i * kRowTile; }
+  __device__ static E* base() { return reinterpret_cast<E*>(dynamic_smem()); }
 };
+
+// Where mma_cols finds chunk rows [k0, k0 + kK) of the tile it reads (X at x).
+template <class Ops, int D> __device__ __forceinline__ const typename Ops::E* x_chunk(const typename Ops::E* x, int k0) {
+  return Ops::kTransposed ? x + k0 : x + k0 * (D + kPad);
+}
 
 // Rows [row0, row0 + 16) of a matrix (row stride ld, d columns from src) as the A fragments of
 // its D / kK k steps, read from global memory; zeros past row L and column d.
@@ -219,10 +232,9 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[D / Ops::kK][4], const type
 // registers while they compute on the current one from shared memory, so the global loads'
 // latency hides behind the products, and store it after the next __syncthreads().
 // Chunk q = x + 128 i (thread x, register i) is half q % 2 of a 32-byte sector: the 32 lanes of a
-// warp read one whole sector of each of 16 rows. In the transposed stores the two halves' columns,
-// kVals apart, start in the same bank (the kKeys + kPad stride times kVals is a multiple of 32
-// words); so half 1 stores its values in rotated order, half a chunk ahead, and each store of the
-// warp hits 32 different banks.
+// warp read one whole sector of each of 16 rows. In the transposed stores (TF32) the two halves'
+// columns, 4 apart, start in the same bank (72 words times 4 is a multiple of 32); so half 1 stores
+// its values in rotated order, half a chunk ahead, and each store of the warp hits 32 banks.
 template <class Ops, int D> struct TileLoad {
   using T = typename Ops::T;
   using E = typename Ops::E;
@@ -263,19 +275,23 @@ template <class Ops, int D> struct TileLoad {
     }
   }
 
-  // Into `rows` ([kKeys][D + kPad], one 16-byte store per chunk) and `cols` ([D][kKeys + kPad],
-  // transposed, value by value), either of which may be null; rounded to the operand type.
-  __device__ void store(E* rows, E* cols) const {
+  // Into `rows`, the row-major tile mma_rows reads, and `x`, the tile mma_cols reads (Smem), either
+  // of which may be null; rounded to the operand type. Row-major: one 16-byte store per chunk (once
+  // where x is rows). Transposed (x for TF32): value by value.
+  __device__ void store(E* rows, E* x) const {
+    E* cols = Ops::kTransposed ? x : nullptr;
+    if (!Ops::kTransposed && x == rows) x = nullptr;
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
       int half, r, c;
       place(i, half, r, c);
-      T x[kVals];
+      T in[kVals];
       E y[kVals];
-      memcpy(x, &v[i], 16);
+      memcpy(in, &v[i], 16);
 #pragma unroll
-      for (int e = 0; e < kVals; ++e) y[e] = Ops::elem(x[e]);
+      for (int e = 0; e < kVals; ++e) y[e] = Ops::elem(in[e]);
       if (rows) memcpy(rows + r * (D + kPad) + c, y, 16);
+      if (!Ops::kTransposed && x) memcpy(x + r * (D + kPad) + c, y, 16);
       if (cols)
 #pragma unroll
         for (int k = 0; k < kVals; ++k) {
@@ -289,34 +305,56 @@ template <class Ops, int D> struct TileLoad {
 // c[n] = A X^T for the N 8-row tiles of X at `rows` (row-major, stride D + kPad): A (16 x D) is
 // in registers, B[k][n] = X[8n + g][k] is read at rows[(8n + g)(D + kPad) + kK kk + 2t + kS h],
 // and c[n][r] is C[g + 8 (r / 2)][8n + 2t + r % 2].
+// For bf16 one ldmatrix.x4 reads the B fragments of two tiles n, n + 1 at once (matrices: tile n
+// columns 16 kk .. + 7 and + 8 .. + 15, then the same of tile n + 1; lane l gives the address of
+// row l % 8 of matrix l / 8).
 template <class Ops, int N, int D>
 __device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D / Ops::kK][4],
                                          const typename Ops::E* rows) {
-  const int g = lane_g(), t = lane_t();
 #pragma unroll
-  for (int n = 0; n < N; ++n) {
-    c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
-    const typename Ops::E* row = rows + (n * 8 + g) * (D + kPad) + 2 * t;
+  for (int n = 0; n < N; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+  if constexpr (!Ops::kTransposed) {
+    static_assert(N % 2 == 0, "tiles in pairs");
+    const int l = threadIdx.x % 32;
 #pragma unroll
-    for (int kk = 0; kk < D / Ops::kK; ++kk) {
-      uint32_t b[2];
-      load_b<Ops>(b, row + Ops::kK * kk);
-      Ops::mma(c[n], a[kk], b);
+    for (int n = 0; n < N; n += 2)
+#pragma unroll
+      for (int kk = 0; kk < D / Ops::kK; ++kk) {
+        uint32_t b[4];
+        ddpm::cuda::ptx::ldmatrix_x4(b, rows + (8 * (n + l / 16) + l % 8) * (D + kPad) + 16 * kk + 8 * (l / 8 % 2));
+        const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+        Ops::mma(c[n], a[kk], b0);
+        Ops::mma(c[n + 1], a[kk], b1);
+      }
+  } else {
+    const int g = lane_g(), t = lane_t();
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const typename Ops::E* row = rows + (n * 8 + g) * (D + kPad) + 2 * t;
+#pragma unroll
+      for (int kk = 0; kk < D / Ops::kK; ++kk) {
+        uint32_t b[2];
+        load_b<Ops>(b, row + Ops::kK * kk);
+        Ops::mma(c[n], a[kk], b);
+      }
     }
   }
 }
 
 // o += P X for a 16 x kK chunk P held as the accumulators p[0 .. kK / 8) of adjacent 8-column
-// tiles (rounded to the operand type here) and the kK rows of X stored transposed from `cols` on
-// (stride kKeys + kPad, X[k][n] at cols[n (kKeys + kPad) + k]): B[k][n] = X[2t + kS h + e][g] is
-// read at cols[g (kKeys + kPad) + 2t + kS h]. A: a[r] holds P[g + 8 (r % 2)][k] at
+// tiles (rounded to the operand type here) and the kK rows of X at x (x_chunk()):
+// - TF32: stored transposed (stride kKeys + kPad, X[k][n] at x[n (kKeys + kPad) + k]):
+//   B[k][n] = X[2t + kS h + e][g] is read at x[g (kKeys + kPad) + 2t + kS h];
+// - bf16: row-major (stride D + kPad); one ldmatrix.x4.trans reads the B fragments of two column
+//   tiles nb, nb + 1 (matrices: rows 0..7 and 8..15 of tile nb, then of nb + 1; lane l gives the
+//   address of row l % 16 of tile nb + l / 16).
+// A: a[r] holds P[g + 8 (r % 2)][k] at
 // k = kS (r / 2) + 2t + e, the accumulator p[k / 8][2 (r % 2) + k % 2]: bf16 (kS = 8) a[0..1] =
 // p[0][0..1], p[0][2..3], a[2..3] the same of p[1]; TF32 (kS = 1, e = 0) a = p[0][0], p[0][2],
 // p[0][1], p[0][3].
 template <class Ops, int D>
 __device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[Ops::kK / 8][4],
-                                         const typename Ops::E* cols) {
-  const int g = lane_g(), t = lane_t();
+                                         const typename Ops::E* x) {
   uint32_t pa[4];
 #pragma unroll
   for (int r = 0; r < 4; ++r)
@@ -324,11 +362,25 @@ __device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[
       const int k = Ops::kS * (r / 2) + e;  // the chunk column minus 2t
       return p[k / 8][2 * (r % 2) + k % 2];
     });
+  if constexpr (!Ops::kTransposed) {
+    static_assert(D % 16 == 0, "column tiles in pairs");
+    const int l = threadIdx.x % 32;
 #pragma unroll
-  for (int nb = 0; nb < D / 8; ++nb) {
-    uint32_t b[2];
-    load_b<Ops>(b, cols + (nb * 8 + g) * (kKeys + kPad) + 2 * t);
-    Ops::mma(o[nb], pa, b);
+    for (int nb = 0; nb < D / 8; nb += 2) {
+      uint32_t b[4];
+      ddpm::cuda::ptx::ldmatrix_x4_trans(b, x + (l % 16) * (D + kPad) + 8 * (nb + l / 16));
+      const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+      Ops::mma(o[nb], pa, b0);
+      Ops::mma(o[nb + 1], pa, b1);
+    }
+  } else {
+    const int g = lane_g(), t = lane_t();
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) {
+      uint32_t b[2];
+      load_b<Ops>(b, x + (nb * 8 + g) * (kKeys + kPad) + 2 * t);
+      Ops::mma(o[nb], pa, b);
+    }
   }
 }
 
@@ -357,7 +409,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
   using S = Smem<Ops, D>;
   using Tile = TileLoad<Ops, D>;
-  typename Ops::E *ks = S::tile(0), *vt = S::tile(1);
+  typename Ops::E *ks = S::base(), *vx = ks + S::kRowTile;
   const Warp w = warp_place(L, heads, d);
   const int g = lane_g(), t = lane_t();
   uint32_t qa[D / K][4];
@@ -374,7 +426,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int j0 = 0; j0 < L; j0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
     kl.store(ks, nullptr);
-    vl.store(nullptr, vt);
+    vl.store(nullptr, vx);
     __syncthreads();
     if (j0 + kKeys < L) {  // the next tile, in flight while this one is used
       kl.load(kg, w.ld, j0 + kKeys, L, d, vec);
@@ -414,7 +466,7 @@ __global__ void __launch_bounds__(kWarps * 32)
           p[h][r] = exp2_ftz(fmaf(s[N * j + h][r], scale, -ms[r / 2]));
           l[r / 2] += p[h][r];
         }
-      mma_cols<Ops, D>(o, p, vt + K * j);  // O += P V: A = P (keys K j..), X = V stored transposed
+      mma_cols<Ops, D>(o, p, x_chunk<Ops, D>(vx, K * j));  // O += P V: A = P (keys K j..), X = V
     }
   }
 #pragma unroll
@@ -435,8 +487,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int K = Ops::kK, N = K / 8;
   using S = Smem<Ops, D>;
   using Tile = TileLoad<Ops, D>;
-  typename Ops::E *qs = S::tile(0), *gs = S::tile(1), *qt = S::tile(2), *gt = qt + S::kColTile;
-  float* lse2s = reinterpret_cast<float*>(gt + S::kColTile);
+  typename Ops::E *qs = S::base(), *gs = qs + S::kRowTile;
+  typename Ops::E *qx = Ops::kTransposed ? gs + S::kRowTile : qs, *gx = Ops::kTransposed ? qx + S::kColTile : gs;
+  float* lse2s = reinterpret_cast<float*>(qs + 2 * S::kRowTile + 2 * S::kCols);
   float* dls = lse2s + kKeys;
   const Warp w = warp_place(L, heads, d);
   const int t = lane_t();
@@ -462,8 +515,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   load(0);
   for (int i0 = 0; i0 < L; i0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    ql.store(qs, qt);
-    gl.store(gs, gt);
+    ql.store(qs, qx);
+    gl.store(gs, gx);
     if (threadIdx.x < kKeys) lse2s[threadIdx.x] = lse2_next, dls[threadIdx.x] = dl_next;
     __syncthreads();
     if (i0 + kKeys < L) load(i0 + kKeys);  // in flight while this tile is used
@@ -481,8 +534,8 @@ __global__ void __launch_bounds__(kWarps * 32)
           p[h][r] = exp2_ftz(fmaf(p[h][r], scale, -lse2s[i]));
           ds[h][r] = p[h][r] * (ds[h][r] - dls[i]);
         }
-      mma_cols<Ops, D>(dv, p, gt + K * j);   // dV += P^T dout: A = P^T, X = dout stored transposed
-      mma_cols<Ops, D>(dk, ds, qt + K * j);  // dK += dS^T Q: A = dS^T, X = Q stored transposed
+      mma_cols<Ops, D>(dv, p, x_chunk<Ops, D>(gx, K * j));   // dV += P^T dout: A = P^T, X = dout
+      mma_cols<Ops, D>(dk, ds, x_chunk<Ops, D>(qx, K * j));  // dK += dS^T Q: A = dS^T, X = Q
     }
   }
   const float rs = rsqrtf(float(d));
@@ -498,7 +551,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int K = Ops::kK, N = K / 8;
   using S = Smem<Ops, D>;
   using Tile = TileLoad<Ops, D>;
-  typename Ops::E *ks = S::tile(0), *vs = S::tile(1), *kt = S::tile(2);
+  typename Ops::E *ks = S::base(), *vs = ks + S::kRowTile, *kx = Ops::kTransposed ? vs + S::kRowTile : ks;
   const Warp w = warp_place(L, heads, d);
   const int g = lane_g(), t = lane_t();
   uint32_t qa[D / K][4], ga[D / K][4];
@@ -520,7 +573,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   vl.load(vg, w.ld, 0, L, d, vec);
   for (int j0 = 0; j0 < L; j0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    kl.store(ks, kt);
+    kl.store(ks, kx);
     vl.store(vs, nullptr);
     __syncthreads();
     if (j0 + kKeys < L) {  // the next tile, in flight while this one is used
@@ -542,7 +595,7 @@ __global__ void __launch_bounds__(kWarps * 32)
           if (tail && j0 + K * j + 8 * h + 2 * t + r % 2 >= L) p[h][r] = 0.0f;  // see above: not exp2(-lse2)
           ds[h][r] = p[h][r] * (ds[h][r] - dl[r / 2]);
         }
-      mma_cols<Ops, D>(dq, ds, kt + K * j);  // dQ += dS K: A = dS, X = K stored transposed
+      mma_cols<Ops, D>(dq, ds, x_chunk<Ops, D>(kx, K * j));  // dQ += dS K: A = dS, X = K
     }
   }
   const float rs = rsqrtf(float(d));

@@ -60,6 +60,24 @@ __device__ __forceinline__ float exp2_ftz(float x) {
   return r;
 }
 
+// ldmatrix.x4: the warp reads four 8 x 8 matrices of 16-bit values from shared memory. Lane l
+// gives the address of row l % 8 of matrix l / 8 (16 contiguous bytes, 16-byte aligned); register
+// m of lane (g, t) gets matrix m's row g, columns 2t and 2t + 1 (lower column in the low half):
+// the B fragment layout above, for a matrix stored with k along its rows. With .trans it gets
+// column g, rows 2t and 2t + 1: the B fragment of a matrix stored with k down its columns.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
 // d += a b, m16n8k8, TF32 inputs.
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile(

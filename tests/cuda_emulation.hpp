@@ -3,7 +3,7 @@
 // fragment indexing there.
 //
 // Every CUDA thread of a block is a std::thread; blocks run one after another. __syncthreads() is
-// a std::barrier over the block, and the warp-wide operations (__shfl_xor_sync, mma.sync) meet at
+// a std::barrier over the block, and the warp-wide operations (__shfl_xor_sync, mma.sync, ldmatrix) meet at
 // a std::barrier of their warp: each lane writes its part into the warp's exchange area, waits,
 // reads what it needs, and waits again before the area is reused. mma.sync is computed from the
 // hardware's fragment layouts as kernels/tensor_core.cuh documents them (the PTX ISA's: the
@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -55,6 +56,7 @@ struct Warp {
   std::barrier<> bar{32};
   float shfl[32];
   float a[16][16], b[16][8];  // the operands of one mma, gathered from the lanes' fragments
+  const uint16_t* rows[32];   // the row addresses of one ldmatrix
 };
 
 struct Block {
@@ -93,6 +95,24 @@ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], Value va
     double s = d[r];
     for (int k = 0; k < K; ++k) s += double(w.a[g + 8 * (r / 2)][k]) * w.b[k][2 * t + r % 2];
     d[r] = float(s);
+  }
+  w.bar.arrive_and_wait();
+}
+
+// ldmatrix.x4 (.trans when Trans) as the PTX ISA describes it: lane l gives the address of row
+// l % 8 of matrix l / 8 (8 16-bit values, 16-byte aligned); register m of lane (g, t) = (l / 4, l % 4)
+// gets matrix m's row g, columns 2t, 2t + 1, or with .trans its column g, rows 2t, 2t + 1 (the
+// first in the low half).
+template <bool Trans> void ldmatrix(uint32_t (&r)[4], const void* p) {
+  Warp& w = warp();
+  if (reinterpret_cast<uintptr_t>(p) % 16) throw std::runtime_error("ldmatrix: a row address is not 16-byte aligned");
+  w.rows[lane()] = static_cast<const uint16_t*>(p);
+  w.bar.arrive_and_wait();
+  const int g = lane() / 4, t = lane() % 4;
+  for (int m = 0; m < 4; ++m) {
+    const uint16_t* const* rows = w.rows + 8 * m;
+    const uint16_t lo = Trans ? rows[2 * t][g] : rows[g][2 * t], hi = Trans ? rows[2 * t + 1][g] : rows[g][2 * t + 1];
+    r[m] = uint32_t(lo) | uint32_t(hi) << 16;
   }
   w.bar.arrive_and_wait();
 }
@@ -151,6 +171,9 @@ inline float exp2_ftz(float x) {
   const float r = std::exp2(x);
   return std::fpclassify(r) == FP_SUBNORMAL ? 0.0f : r;
 }
+
+inline void ldmatrix_x4(uint32_t (&r)[4], const void* p) { emu::ldmatrix<false>(r, p); }
+inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) { emu::ldmatrix<true>(r, p); }
 
 inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   emu::mma<16, 2>(d, a, b, [](uint32_t reg, int e) { return bf16_to_float(bf16{uint16_t(reg >> 16 * e)}); });
