@@ -254,7 +254,8 @@ void with_head_dim(int64_t d, F&& f) {
 
 unsigned blocks_for(const AttnDims& a) {
   const int64_t blocks = a.batch * a.heads * ((a.tokens + kRows - 1) / kRows);
-  DDPM_CHECK(a.tokens < INT32_MAX && blocks < INT32_MAX, "attention", "too large for the CUDA kernels: B ", a.batch,
+  // The kernels index tokens in int and step past L by a tile (j0 + 64).
+  DDPM_CHECK(a.tokens <= INT32_MAX - kTile && blocks < INT32_MAX, "attention", "too large for the CUDA kernels: B ", a.batch,
              ", heads ", a.heads, ", L ", a.tokens);
   return unsigned(blocks);
 }
@@ -269,7 +270,8 @@ void attention_delta(const T* out, const T* dout, float* delta, const AttnDims& 
 }
 
 // Launches a version-2 kernel with `bytes` of dynamic shared memory; the kernel's limit (48 KiB
-// unless raised) is set to `bytes` once, on its first launch.
+// unless raised) is set to `bytes` once, on its first launch. The attribute is per device: once is
+// enough because the engine runs on one device (kernels/cuda_context.cu).
 template <auto kernel, class... Args>
 void launch_tc(const char* name, const AttnDims& a, int bytes, Args... args) {
   static const bool limit_set = [bytes] {

@@ -51,7 +51,7 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // of one 8-key step, a[r] = d[2 (r % 2) + r / 2] (a[0], a[1]: k 2t of rows g, g + 8; a[2], a[3]:
 // k 2t + 1), with no shuffles; and a lane's two B values (keys 2t, 2t + 1) are adjacent in shared
 // memory, one 64-bit load. For bf16, two adjacent 8-column accumulator tiles are one 16-wide step
-// (k 2t, 2t + 1 from tile 0, 2t + 8, 2t + 9 from tile 1), as before.
+// (k 2t, 2t + 1 from tile 0, 2t + 8, 2t + 9 from tile 1).
 // Products come in two shapes, one helper each:
 // - mma_rows: C = A X^T with X row-major in shared memory (stride D + kPad): B[k][n] = X[n][k],
 //   so a lane's B values (k, k + 1 for bf16) at column n = g are adjacent values of row n of X.
@@ -72,7 +72,9 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 //   banks and the lanes t read words 2t, 2t + 1 after that: each half-warp hits 32 different banks.
 // Rows past L read zeros and are not stored. Tiles travel through registers (TileLoad): 16-byte
 // global loads of the next tile are issued before the current one is used, and stored to shared
-// memory (row-major in 16-byte stores, transposed value by value, conflict-free) after it.
+// memory after it: row-major in 16-byte stores (for bf16 2-way bank-conflicted in places: a
+// quarter-warp's 4 rows of 8 words on a 12-, 20- or 36-word stride overlap), transposed (TF32)
+// value by value, conflict-free.
 // Shared memory is dynamic (the f32 tiles are twice the bytes, over the 48 KiB static limit for
 // the backward at D = 64; launch_tc() in attention_cuda.cu raises the limit once per kernel). Per
 // block, with R = 64 (D + 8) elements a row-major tile and T = D 72 a transposed one (TF32 only):
@@ -82,10 +84,10 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // (at D = 64 the f32 dkv fits 3 blocks in an H200 SM's 227 KiB; registers allow no more anyway).
 //
 // Forward (attention_fwd_k): own queries; K row-major, V as mma_cols reads it; S = Q K^T (mma_rows),
-// online softmax (keys past L get -inf scores), P = exp2(S - m) rounded to the operand type,
+// online softmax (keys past L get -inf scores), P = exp2(S scale - m scale) rounded to the operand type,
 // O += P V (mma_cols). Napkin math at L = 4096, D = 16, 4 heads, batch 64: 275 GFLOP, ~0.35 ms at
 // the H200's 796 TFLOP/s bf16 dense peak (~0.66 ms at the ~415 TFLOP/s TF32 dense peak measured at
-// 8192^3), but 4.3e9 exp2f at ~16 per clock per SM (~4e12/s) take >= ~1 ms: at D = 16 the
+// 8192^3), but 4.3e9 exponentials (exp2_ftz: one MUFU.EX2) at ~16 per clock per SM (~4e12/s) take >= ~1 ms: at D = 16 the
 // exponentials, not the products, bound it, in either type (v1 measured 12.3 ms in f32); at
 // D = 64 the products weigh 4x more and TF32 should take about twice bf16's time.
 //
@@ -98,12 +100,12 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 //     S^T = K Q^T, dP^T = V dout^T (mma_rows: A = own K or V rows, X = Q or dout rows),
 //     P^T = exp2(S^T scale - lse2_i) (0 for queries past L: lse2 = +inf there),
 //     dS^T = P^T (dP^T - delta_i),
-//     dV += P^T dout, dK += dS^T Q (mma_cols: P^T, dS^T from accumulators, X = dout^T or Q^T).
+//     dV += P^T dout, dK += dS^T Q (mma_cols: P^T, dS^T from accumulators, X = dout or Q).
 // - attention_dq_k: a warp owns 16 queries (Q and dout as A fragments, its two lse2 and delta in
 //   registers) and streams K (read by both helpers) and V (row-major). Per chunk of kK keys:
 //     S = Q K^T, dP = dout V^T (mma_rows), P = exp2(S scale - lse2) (0 for keys past L: their
 //     zero rows would give exp2(-lse2), which overflows for very negative rows, and inf * 0 is
-//     NaN), dS = P (dP - delta), dQ += dS K (mma_cols, X = K^T).
+//     NaN), dS = P (dP - delta), dQ += dS K (mma_cols, X = K).
 // dK and dQ are stored times 1/sqrt(d) (the scores' scale without log2(e)).
 // Numerics: as in flash attention, P (for O and dV) and dS (for dK, dQ) are rounded to the operand
 // type as A operands. bf16: ~2^-9 relative per term, in sums of random sign over L terms (2-3e-3
@@ -112,15 +114,15 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // exact f32 gives ~1e-6: emulated on the host against a double reference, 2e-4 to 8e-4 at scores
 // of unit spread (L 7 to 4096, head dims 5 to 64), up to 4e-3 for peaked ones (spread ~16).
 // Napkin math (batch B, heads h, L, D): S and dP are computed by both kernels, so 14*B*h*L^2*D
-// FLOPs (10 without recomputation), and 2*B*h*L^2 exp2f. At B = 64, h = 4, L = 4096, D = 16:
+// FLOPs (10 without recomputation), and 2*B*h*L^2 exponentials. At B = 64, h = 4, L = 4096, D = 16:
 // 962 GFLOP, ~1.2 ms at the 796 TFLOP/s bf16 peak, ~2.3 ms at the ~415 TFLOP/s TF32 peak
-// (mma.sync reaches only part of either on Hopper), and 8.6e9 exp2f at ~4e12/s >= ~2.1 ms; the
+// (mma.sync reaches only part of either on Hopper), and 8.6e9 exponentials at ~4e12/s >= ~2.1 ms; the
 // elementwise work around each exponential (~5 f32 ops: scale and subtract, dP - delta, times P,
 // the conversions of P and dS) takes the issue slots of about as much again. At D = 16 the floor
 // is set by the exponentials and their elementwise work, ~3 ms (bf16) to ~3-4 ms (TF32), not by
 // the products (v1 measured 35.4 ms in bf16 data and 36.9 ms in f32, PyTorch SDPA bf16 7.7 ms).
-// Hardware (docs/kernels.md has the numbers): the tile pipeline (TileLoad) and exp2_ftz passed
-// test_gpu on an H200 at commit 51595b9; bf16's single row-major tiles read with ldmatrix came after.
+// Hardware (docs/kernels.md has the numbers): this version, ldmatrix included, passed test_gpu and
+// compute-sanitizer memcheck on an H200 at commit 25a059a.
 namespace tc {
 constexpr int kWarps = 4, kKeys = 64, kPad = 8;
 static_assert(kWarps * 16 == kRows, "a block owns kRows rows, 16 per warp");
@@ -156,17 +158,12 @@ struct Tf32Ops {
   }
 };
 
-template <class E> __device__ __forceinline__ uint32_t load32(const E* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
-// A lane's two B registers of a k step: half 0 at p, half 1 at p + kS. TF32 (kS = kU): adjacent,
-// one 64-bit load (p is 8-byte aligned: every offset the helpers add is even).
-template <class Ops> __device__ __forceinline__ void load_b(uint32_t (&b)[2], const typename Ops::E* p) {
-  if constexpr (Ops::kS == Ops::kU) {
-    const uint2 v = *reinterpret_cast<const uint2*>(p);
-    b[0] = v.x, b[1] = v.y;
-  } else {
-    b[0] = load32(p), b[1] = load32(p + Ops::kS);
-  }
+// A lane's two TF32 B registers of a k step (kernel k 2t and 2t + 1, relabelled above): adjacent
+// floats, one 64-bit load (p is 8-byte aligned: every offset the helpers add is even). bf16 reads
+// its B fragments with ldmatrix instead (mma_rows, mma_cols).
+__device__ __forceinline__ void load_b(uint32_t (&b)[2], const float* p) {
+  const uint2 v = *reinterpret_cast<const uint2*>(p);
+  b[0] = v.x, b[1] = v.y;
 }
 
 // The lane's group g (a row of A and C, a column of B) and index t in it (kernels/tensor_core.cuh).
@@ -232,7 +229,8 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[D / Ops::kK][4], const type
 // registers while they compute on the current one from shared memory, so the global loads'
 // latency hides behind the products, and store it after the next __syncthreads().
 // Chunk q = x + 128 i (thread x, register i) is half q % 2 of a 32-byte sector: the 32 lanes of a
-// warp read one whole sector of each of 16 rows. In the transposed stores (TF32) the two halves'
+// warp read one whole sector of each of 16 rows. (So a thread's chunks all lie in tile row x / 2,
+// at columns kVals (2i + x % 2).) In the transposed stores (TF32) the two halves'
 // columns, 4 apart, start in the same bank (72 words times 4 is a multiple of 32); so half 1 stores
 // its values in rotated order, half a chunk ahead, and each store of the warp hits 32 banks.
 template <class Ops, int D> struct TileLoad {
@@ -275,12 +273,10 @@ template <class Ops, int D> struct TileLoad {
     }
   }
 
-  // Into `rows`, the row-major tile mma_rows reads, and `x`, the tile mma_cols reads (Smem), either
-  // of which may be null; rounded to the operand type. Row-major: one 16-byte store per chunk (once
-  // where x is rows). Transposed (x for TF32): value by value.
-  __device__ void store(E* rows, E* x) const {
-    E* cols = Ops::kTransposed ? x : nullptr;
-    if (!Ops::kTransposed && x == rows) x = nullptr;
+  // Into `rows` ([kKeys][D + kPad], one 16-byte store per chunk) and `cols` ([D][kKeys + kPad],
+  // transposed, value by value: TF32's copy for mma_cols), either of which may be null; rounded to
+  // the operand type.
+  __device__ void store(E* rows, E* cols) const {
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
       int half, r, c;
@@ -291,7 +287,6 @@ template <class Ops, int D> struct TileLoad {
 #pragma unroll
       for (int e = 0; e < kVals; ++e) y[e] = Ops::elem(in[e]);
       if (rows) memcpy(rows + r * (D + kPad) + c, y, 16);
-      if (!Ops::kTransposed && x) memcpy(x + r * (D + kPad) + c, y, 16);
       if (cols)
 #pragma unroll
         for (int k = 0; k < kVals; ++k) {
@@ -334,7 +329,7 @@ __device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D
 #pragma unroll
       for (int kk = 0; kk < D / Ops::kK; ++kk) {
         uint32_t b[2];
-        load_b<Ops>(b, row + Ops::kK * kk);
+        load_b(b, row + Ops::kK * kk);
         Ops::mma(c[n], a[kk], b);
       }
     }
@@ -378,7 +373,7 @@ __device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) {
       uint32_t b[2];
-      load_b<Ops>(b, x + (nb * 8 + g) * (kKeys + kPad) + 2 * t);
+      load_b(b, x + (nb * 8 + g) * (kKeys + kPad) + 2 * t);
       Ops::mma(o[nb], pa, b);
     }
   }
@@ -419,14 +414,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   float o[D / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l over this thread's keys
   const typename Ops::T *kg = qkv + w.q_at + w.C, *vg = kg + w.C;
-  const bool vec = Tile::vectorizable(kg, w.ld, d);
+  const bool vec = Tile::vectorizable(kg, w.ld, d);  // and so V's: C elements on, a multiple of 16 bytes when d == D
   Tile kl, vl;
   kl.load(kg, w.ld, 0, L, d, vec);
   vl.load(vg, w.ld, 0, L, d, vec);
   for (int j0 = 0; j0 < L; j0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
     kl.store(ks, nullptr);
-    vl.store(nullptr, vx);
+    Ops::kTransposed ? vl.store(nullptr, vx) : vl.store(vx, nullptr);
     __syncthreads();
     if (j0 + kKeys < L) {  // the next tile, in flight while this one is used
       kl.load(kg, w.ld, j0 + kKeys, L, d, vec);
@@ -515,8 +510,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   load(0);
   for (int i0 = 0; i0 < L; i0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    ql.store(qs, qx);
-    gl.store(gs, gx);
+    ql.store(qs, Ops::kTransposed ? qx : nullptr);  // bf16: qx is qs
+    gl.store(gs, Ops::kTransposed ? gx : nullptr);
     if (threadIdx.x < kKeys) lse2s[threadIdx.x] = lse2_next, dls[threadIdx.x] = dl_next;
     __syncthreads();
     if (i0 + kKeys < L) load(i0 + kKeys);  // in flight while this tile is used
@@ -567,13 +562,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float scale = kLog2e * rsqrtf(float(d));
   float dq[D / 8][4] = {};
   const typename Ops::T *kg = qkv + w.q_at + w.C, *vg = kg + w.C;
-  const bool vec = Tile::vectorizable(kg, w.ld, d);
+  const bool vec = Tile::vectorizable(kg, w.ld, d);  // and so V's: C elements on, a multiple of 16 bytes when d == D
   Tile kl, vl;
   kl.load(kg, w.ld, 0, L, d, vec);
   vl.load(vg, w.ld, 0, L, d, vec);
   for (int j0 = 0; j0 < L; j0 += kKeys) {
     __syncthreads();  // the previous tile is no longer read
-    kl.store(ks, kx);
+    kl.store(ks, Ops::kTransposed ? kx : nullptr);  // bf16: kx is ks
     vl.store(vs, nullptr);
     __syncthreads();
     if (j0 + kKeys < L) {  // the next tile, in flight while this one is used

@@ -65,6 +65,8 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 // m of lane (g, t) gets matrix m's row g, columns 2t and 2t + 1 (lower column in the low half):
 // the B fragment layout above, for a matrix stored with k along its rows. With .trans it gets
 // column g, rows 2t and 2t + 1: the B fragment of a matrix stored with k down its columns.
+// Like CUTLASS's, these are asm volatile without a "memory" clobber: __syncthreads() orders them
+// after the stores they read.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
   const unsigned a = unsigned(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"

@@ -121,9 +121,11 @@ template <class Ops> Errors errors(const kernels::AttnDims& a, Generator& gen) {
   return {rel_err(got.out, out), lse_err, err(0), err(1), err(2)};
 }
 
-// (B, L, heads, head dim): one token; several heads and batches at a head dim padded to 16; and
-// one, two and three 64-row tiles at each compiled width, partial tiles and padded columns included.
-const kernels::AttnDims kShapes[] = {{1, 1, 1, 16},  {2, 7, 2, 5},   {1, 33, 1, 32},
+// (B, L, heads, head dim): one token; several heads and batches at a head dim padded to 16 (value
+// by value tile loads) and at a compiled one (16-byte loads at nonzero batch and head offsets,
+// whole tiles only); and one, two and three 64-row tiles at each compiled width, partial tiles and
+// padded columns included.
+const kernels::AttnDims kShapes[] = {{1, 1, 1, 16},  {2, 7, 2, 5},    {2, 64, 2, 32}, {1, 33, 1, 32},
                                      {1, 65, 1, 64}, {1, 130, 1, 16}, {1, 100, 1, 40}};
 
 template <class Ops> void check_shapes(double tol) {

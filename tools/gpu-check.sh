@@ -159,6 +159,8 @@ if [ "$BENCH" = 1 ] && [ -x "$BUILD/benchmarks/bench_kernels" ]; then
   else
     note bench_kernels "PROBLEM: exit $? (see bench_kernels.txt; after a timeout the table and JSON hold what was measured)"
   fi
+elif [ "$BENCH" != 1 ]; then
+  note bench_kernels "skipped: BENCH=$BENCH"
 else
   note bench_kernels "skipped: no $BUILD/benchmarks/bench_kernels"
 fi

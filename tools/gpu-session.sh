@@ -8,8 +8,9 @@
 #            (default: f32, tf32, tf32-auto, bf16, bf16-auto)                       (~4 min)
 #   run      the real run: the seed-size model on Fashion-MNIST for MINUTES (default 3) in
 #            PRECISION (default bf16; tf32 = f32 on TF32 tensor cores), then a sample grid (8 per
-#            class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000 samples at guidance 3
-#            and 1                                                                  (~5 min)
+#            class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000 samples at each of
+#            GUIDANCES (default "3 1") with each of EVAL_SAMPLERS (SAMPLER:STEPS pairs, default
+#            ddpm:100; e.g. "ddpm:100 ddim:100 ddpm:1000", ~18 s per 100 steps at 32x32)  (~5 min)
 #   all      for a short loan: check without the kernel micro-benchmarks and CPU tests, PyTorch's
 #            eager twin beside our end-to-end numbers, then run for MINUTES (default 4, less if
 #            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
@@ -74,13 +75,17 @@ real_run() {
   timeout 90 build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
     --sampler ddpm --steps 100 --out "$out/run-samples.png" 2>&1 | tee "$out/run-sample.log"
   echo "sample wall: $((SECONDS - start)) s" | tee -a "$out/run-sample.log"
+  local sampler steps name s
   for g in ${GUIDANCES:-3 1}; do
-    start=$SECONDS
-    mkdir -p "$out/eval-g$g"
-    timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance "$g" \
-      --sampler ddpm --steps 100 --data-dir gpu-bundle/fashion-mnist --out "$out/eval-g$g" \
-      --json "$out/run-eval-g$g.json" 2>&1 | tee "$out/run-eval-g$g.log"
-    echo "eval wall (guidance $g): $((SECONDS - start)) s" | tee -a "$out/run-eval-g$g.log"
+    for s in ${EVAL_SAMPLERS:-ddpm:100}; do
+      sampler=${s%:*} steps=${s#*:} start=$SECONDS
+      name=g$g${EVAL_SAMPLERS:+-$sampler$steps}  # run-eval-g3.json as before unless EVAL_SAMPLERS is set
+      mkdir -p "$out/eval-$name"
+      timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance "$g" \
+        --sampler "$sampler" --steps "$steps" --data-dir gpu-bundle/fashion-mnist --out "$out/eval-$name" \
+        --json "$out/run-eval-$name.json" 2>&1 | tee "$out/run-eval-$name.log"
+      echo "eval wall (guidance $g, $sampler $steps steps): $((SECONDS - start)) s" | tee -a "$out/run-eval-$name.log"
+    done
   done
 }
 
