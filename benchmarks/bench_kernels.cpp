@@ -168,10 +168,11 @@ class SeedWalk {
     Shape img{N, H, H, channels};
     use(op_spec("mse_loss", dims(img), 0, randn_inputs({img, img}, 0),  // f32: the model's output is cast back
                 [](auto& in) { return mse_loss(in[0], in[1]); }));
-    // Engine ops the network does not call itself (losses, diffusion): count 0.
+    // Engine ops the network does not call itself (losses, diffusion): count 0. The reductions take
+    // f32 only (they serve the loss, after the cast back), so they get f32 data at any --precision.
     Shape act{N, H, H, b};
-    extra(op_spec("sum", dims(act), 0, randn_inputs({act}), [](auto& in) { return sum(in[0]); }));
-    extra(op_spec("mean", dims(act), 0, randn_inputs({act}), [](auto& in) { return mean(in[0]); }));
+    extra(op_spec("sum", dims(act), 0, randn_inputs({act}, 0), [](auto& in) { return sum(in[0]); }));
+    extra(op_spec("mean", dims(act), 0, randn_inputs({act}, 0), [](auto& in) { return mean(in[0]); }));
     extra(op_spec("sub", dims(img), 0, randn_inputs({img, img}), [](auto& in) { return sub(in[0], in[1]); }));
     extra(op_spec("mul", dims(img), 0, randn_inputs({img, img}), [](auto& in) { return mul(in[0], in[1]); }));
   }
