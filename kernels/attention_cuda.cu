@@ -252,8 +252,9 @@ void with_head_dim(int64_t d, F&& f) {
   return f(std::integral_constant<int, 64>());
 }
 
-unsigned blocks_for(const AttnDims& a) {
-  const int64_t blocks = a.batch * a.heads * ((a.tokens + kRows - 1) / kRows);
+// Blocks of `rows` own rows each for every (batch, head).
+unsigned blocks_for(const AttnDims& a, int rows = kRows) {
+  const int64_t blocks = a.batch * a.heads * ((a.tokens + rows - 1) / rows);
   // The kernels index tokens in int and step past L by a tile (j0 + 64).
   DDPM_CHECK(a.tokens <= INT32_MAX - kTile && blocks < INT32_MAX, "attention", "too large for the CUDA kernels: B ", a.batch,
              ", heads ", a.heads, ", L ", a.tokens);
@@ -272,24 +273,39 @@ void attention_delta(const T* out, const T* dout, float* delta, const AttnDims& 
 // Launches a version-2 kernel with `bytes` of dynamic shared memory; the kernel's limit (48 KiB
 // unless raised) is set to `bytes` once, on its first launch. The attribute is per device: once is
 // enough because the engine runs on one device (kernels/cuda_context.cu).
-template <auto kernel, class... Args>
+template <auto kernel, int MT, class... Args>
 void launch_tc(const char* name, const AttnDims& a, int bytes, Args... args) {
   static const bool limit_set = [bytes] {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     return true;
   }();
   (void)limit_set;
-  kernel<<<blocks_for(a), tc::kWarps * 32, bytes, stream()>>>(args...);
+  kernel<<<blocks_for(a, tc::kBlockRows<MT>), tc::kWarps * 32, bytes, stream()>>>(args...);
   CUDA_CHECK_LAUNCH(name);
 }
+
+#ifndef ATT_FWD_MT
+#define ATT_FWD_MT 1
+#endif
+#ifndef ATT_DQ_MT
+#define ATT_DQ_MT 1
+#endif
+#ifndef ATT_DKV_MT
+#define ATT_DKV_MT 1
+#endif
+// Row tiles of 16 that each warp of a version-2 kernel owns (MT).
+template <class Ops, int D> struct Tiles {
+  static constexpr bool kTwo = std::is_same_v<Ops, tc::Bf16Ops> && D <= 32;
+  static constexpr int kFwd = kTwo ? ATT_FWD_MT : 1, kDq = kTwo ? ATT_DQ_MT : 1, kDkv = kTwo ? ATT_DKV_MT : 1;
+};
 
 // Version 2 for operand type Ops (tc::Bf16Ops for bf16 data, tc::Tf32Ops for f32 data with TF32).
 template <class Ops>
 void tc_fwd(const typename Ops::T* qkv, typename Ops::T* out, float* lse, const AttnDims& a) {
   with_head_dim(a.head_dim, [&](auto dim) {
-    constexpr int D = decltype(dim)::value;
-    launch_tc<tc::attention_fwd_k<Ops, D>>("tc::attention_fwd_k", a, tc::Smem<Ops, D>::kFwd, qkv, out, lse,
-                                           int(a.tokens), int(a.heads), int(a.head_dim));
+    constexpr int D = decltype(dim)::value, MT = Tiles<Ops, D>::kFwd;
+    launch_tc<tc::attention_fwd_k<Ops, D, MT>, MT>("tc::attention_fwd_k", a, tc::Smem<Ops, D>::kFwd, qkv, out, lse,
+                                                   int(a.tokens), int(a.heads), int(a.head_dim));
   });
 }
 template <class Ops>
@@ -299,8 +315,11 @@ void tc_bwd(const typename Ops::T* qkv, const typename Ops::T* dout, const float
     constexpr int D = decltype(dim)::value;
     using S = tc::Smem<Ops, D>;
     const int L = int(a.tokens), heads = int(a.heads), d = int(a.head_dim);
-    launch_tc<tc::attention_dkv_k<Ops, D>>("tc::attention_dkv_k", a, S::kDkv, qkv, dout, lse, delta, dqkv, L, heads, d);
-    launch_tc<tc::attention_dq_k<Ops, D>>("tc::attention_dq_k", a, S::kDq, qkv, dout, lse, delta, dqkv, L, heads, d);
+    constexpr int Mkv = Tiles<Ops, D>::kDkv, Mq = Tiles<Ops, D>::kDq;
+    launch_tc<tc::attention_dkv_k<Ops, D, Mkv>, Mkv>("tc::attention_dkv_k", a, S::kDkv, qkv, dout, lse, delta, dqkv,
+                                                     L, heads, d);
+    launch_tc<tc::attention_dq_k<Ops, D, Mq>, Mq>("tc::attention_dq_k", a, S::kDq, qkv, dout, lse, delta, dqkv, L,
+                                                  heads, d);
   });
 }
 

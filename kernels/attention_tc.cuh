@@ -170,17 +170,21 @@ __device__ __forceinline__ void load_b(uint32_t (&b)[2], const float* p) {
 __device__ __forceinline__ int lane_g() { return threadIdx.x % 32 / 4; }
 __device__ __forceinline__ int lane_t() { return threadIdx.x % 4; }
 
-// Where a warp sits: its block's (batch, head), its first own row, and the offsets of head h at
-// token 0 in qkv ([B, L, 3C]) and in out / dout ([B, L, C]).
+// Own rows per block when each warp owns MT row tiles of 16.
+template <int MT> constexpr int kBlockRows = kWarps * 16 * MT;
+
+// Where a warp sits: its block's (batch, head), its first own row (it owns 16 MT), and the offsets
+// of head h at token 0 in qkv ([B, L, 3C]) and in out / dout ([B, L, C]).
 struct Warp {
   int bh, row0;
   int64_t C, ld, q_at, o_at;  // ld = 3C, the qkv row length
 };
 
-__device__ __forceinline__ Warp warp_place(int L, int heads, int d) {
-  const int tiles = (L + kRows - 1) / kRows, bh = blockIdx.x / tiles, b = bh / heads, h = bh % heads;
+template <int MT> __device__ __forceinline__ Warp warp_place(int L, int heads, int d) {
+  constexpr int R = kBlockRows<MT>;
+  const int tiles = (L + R - 1) / R, bh = blockIdx.x / tiles, b = bh / heads, h = bh % heads;
   const int64_t C = int64_t(heads) * d;
-  return {bh, int(blockIdx.x % tiles) * kRows + int(threadIdx.x / 32) * 16, C, 3 * C,
+  return {bh, int(blockIdx.x % tiles) * R + int(threadIdx.x / 32) * 16 * MT, C, 3 * C,
           int64_t(b) * L * 3 * C + int64_t(h) * d, int64_t(b) * L * C + int64_t(h) * d};
 }
 
@@ -207,21 +211,23 @@ template <class Ops, int D> __device__ __forceinline__ const typename Ops::E* x_
   return Ops::kTransposed ? x + k0 : x + k0 * (D + kPad);
 }
 
-// Rows [row0, row0 + 16) of a matrix (row stride ld, d columns from src) as the A fragments of
-// its D / kK k steps, read from global memory; zeros past row L and column d.
-template <class Ops, int D>
-__device__ __forceinline__ void load_a(uint32_t (&a)[D / Ops::kK][4], const typename Ops::T* src, int64_t ld, int row0,
-                                       int L, int d) {
+// Rows [row0, row0 + 16 MT) of a matrix (row stride ld, d columns from src) as the A fragments of
+// MT row tiles and D / kK k steps, read from global memory; zeros past row L and column d.
+template <class Ops, int D, int MT>
+__device__ __forceinline__ void load_a(uint32_t (&a)[MT][D / Ops::kK][4], const typename Ops::T* src, int64_t ld,
+                                       int row0, int L, int d) {
   const int g = lane_g(), t = lane_t();
   using T = typename Ops::T;
   const T zero{0};
 #pragma unroll
-  for (int kk = 0; kk < D / Ops::kK; ++kk)
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {  // a[r] = A[g + 8 (r % 2)][kK kk + 2t + kS (r / 2) + e], e < kU
-      const int row = row0 + g + 8 * (r % 2), c = Ops::kK * kk + 2 * t + Ops::kS * (r / 2);
-      a[kk][r] = Ops::reg([&](int e) { return row < L && c + e < d ? src[int64_t(row) * ld + c + e] : zero; });
-    }
+    for (int kk = 0; kk < D / Ops::kK; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {  // a[r] = A[g + 8 (r % 2)][kK kk + 2t + kS (r / 2) + e], e < kU
+        const int row = row0 + 16 * mt + g + 8 * (r % 2), c = Ops::kK * kk + 2 * t + Ops::kS * (r / 2);
+        a[mt][kk][r] = Ops::reg([&](int e) { return row < L && c + e < d ? src[int64_t(row) * ld + c + e] : zero; });
+      }
 }
 
 // One thread's share of a kKeys x D tile on its way from global to shared memory: kChunks chunks
@@ -297,17 +303,20 @@ template <class Ops, int D> struct TileLoad {
   }
 };
 
-// c[n] = A X^T for the N 8-row tiles of X at `rows` (row-major, stride D + kPad): A (16 x D) is
-// in registers, B[k][n] = X[8n + g][k] is read at rows[(8n + g)(D + kPad) + kK kk + 2t + kS h],
-// and c[n][r] is C[g + 8 (r / 2)][8n + 2t + r % 2].
+// c[mt][n] = A X^T for the MT 16-row tiles of A and the N 8-row tiles of X at `rows` (row-major,
+// stride D + kPad): A (16 MT x D) is in registers, B[k][n] = X[8n + g][k] is read at
+// rows[(8n + g)(D + kPad) + kK kk + 2t + kS h], once for all MT row tiles, and c[mt][n][r] is
+// C[16 mt + g + 8 (r / 2)][8n + 2t + r % 2].
 // For bf16 one ldmatrix.x4 reads the B fragments of two tiles n, n + 1 at once (matrices: tile n
 // columns 16 kk .. + 7 and + 8 .. + 15, then the same of tile n + 1; lane l gives the address of
 // row l % 8 of matrix l / 8).
-template <class Ops, int N, int D>
-__device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D / Ops::kK][4],
+template <class Ops, int N, int D, int MT>
+__device__ __forceinline__ void mma_rows(float (&c)[MT][N][4], const uint32_t (&a)[MT][D / Ops::kK][4],
                                          const typename Ops::E* rows) {
 #pragma unroll
-  for (int n = 0; n < N; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int n = 0; n < N; ++n) c[mt][n][0] = c[mt][n][1] = c[mt][n][2] = c[mt][n][3] = 0.0f;
   if constexpr (!Ops::kTransposed) {
     static_assert(N % 2 == 0, "tiles in pairs");
     const int l = threadIdx.x % 32;
@@ -318,8 +327,11 @@ __device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D
         uint32_t b[4];
         ddpm::cuda::ptx::ldmatrix_x4(b, rows + (8 * (n + l / 16) + l % 8) * (D + kPad) + 16 * kk + 8 * (l / 8 % 2));
         const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-        Ops::mma(c[n], a[kk], b0);
-        Ops::mma(c[n + 1], a[kk], b1);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          Ops::mma(c[mt][n], a[mt][kk], b0);
+          Ops::mma(c[mt][n + 1], a[mt][kk], b1);
+        }
       }
   } else {
     const int g = lane_g(), t = lane_t();
@@ -330,14 +342,16 @@ __device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D
       for (int kk = 0; kk < D / Ops::kK; ++kk) {
         uint32_t b[2];
         load_b(b, row + Ops::kK * kk);
-        Ops::mma(c[n], a[kk], b);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) Ops::mma(c[mt][n], a[mt][kk], b);
       }
     }
   }
 }
 
-// o += P X for a 16 x kK chunk P held as the accumulators p[0 .. kK / 8) of adjacent 8-column
-// tiles (rounded to the operand type here) and the kK rows of X at x (x_chunk()):
+// o[mt] += P X for the MT 16 x kK chunks P held as the accumulators p[mt][0 .. kK / 8) of adjacent
+// 8-column tiles (rounded to the operand type here) and the kK rows of X at x (x_chunk()), each B
+// fragment read once for all MT:
 // - TF32: stored transposed (stride kKeys + kPad, X[k][n] at x[n (kKeys + kPad) + k]):
 //   B[k][n] = X[2t + kS h + e][g] is read at x[g (kKeys + kPad) + 2t + kS h];
 // - bf16: row-major (stride D + kPad); one ldmatrix.x4.trans reads the B fragments of two column
@@ -347,16 +361,18 @@ __device__ __forceinline__ void mma_rows(float (&c)[N][4], const uint32_t (&a)[D
 // k = kS (r / 2) + 2t + e, the accumulator p[k / 8][2 (r % 2) + k % 2]: bf16 (kS = 8) a[0..1] =
 // p[0][0..1], p[0][2..3], a[2..3] the same of p[1]; TF32 (kS = 1, e = 0) a = p[0][0], p[0][2],
 // p[0][1], p[0][3].
-template <class Ops, int D>
-__device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[Ops::kK / 8][4],
+template <class Ops, int D, int MT>
+__device__ __forceinline__ void mma_cols(float (&o)[MT][D / 8][4], const float (&p)[MT][Ops::kK / 8][4],
                                          const typename Ops::E* x) {
-  uint32_t pa[4];
+  uint32_t pa[MT][4];
 #pragma unroll
-  for (int r = 0; r < 4; ++r)
-    pa[r] = Ops::reg([&](int e) {
-      const int k = Ops::kS * (r / 2) + e;  // the chunk column minus 2t
-      return p[k / 8][2 * (r % 2) + k % 2];
-    });
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      pa[mt][r] = Ops::reg([&](int e) {
+        const int k = Ops::kS * (r / 2) + e;  // the chunk column minus 2t
+        return p[mt][k / 8][2 * (r % 2) + k % 2];
+      });
   if constexpr (!Ops::kTransposed) {
     static_assert(D % 16 == 0, "column tiles in pairs");
     const int l = threadIdx.x % 32;
@@ -365,8 +381,11 @@ __device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[
       uint32_t b[4];
       ddpm::cuda::ptx::ldmatrix_x4_trans(b, x + (l % 16) * (D + kPad) + 8 * (nb + l / 16));
       const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-      Ops::mma(o[nb], pa, b0);
-      Ops::mma(o[nb + 1], pa, b1);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        Ops::mma(o[mt][nb], pa[mt], b0);
+        Ops::mma(o[mt][nb + 1], pa[mt], b1);
+      }
     }
   } else {
     const int g = lane_g(), t = lane_t();
@@ -374,45 +393,54 @@ __device__ __forceinline__ void mma_cols(float (&o)[D / 8][4], const float (&p)[
     for (int nb = 0; nb < D / 8; ++nb) {
       uint32_t b[2];
       load_b(b, x + (nb * 8 + g) * (kKeys + kPad) + 2 * t);
-      Ops::mma(o[nb], pa, b);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) Ops::mma(o[mt][nb], pa[mt], b);
     }
   }
 }
 
-// Stores the accumulators c (rows [row0, row0 + 16) x D), row g times mul_g and row g + 8 times
-// mul_g8, into a matrix with row stride ld: rows below L and columns below d only.
-template <int D, class T>
-__device__ __forceinline__ void store_rows(const float (&c)[D / 8][4], T* dst, int64_t ld, int row0, int L, int d,
-                                           float mul_g, float mul_g8) {
+// Stores the accumulators c (rows [row0, row0 + 16 MT) x D), row 16 mt + g + 8 i times mul[mt][i],
+// into a matrix with row stride ld: rows below L and columns below d only.
+template <int D, int MT, class T>
+__device__ __forceinline__ void store_rows(const float (&c)[MT][D / 8][4], T* dst, int64_t ld, int row0, int L, int d,
+                                           const float (&mul)[MT][2]) {
   const int g = lane_g(), t = lane_t();
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int row = row0 + g + 8 * i;
-    if (row >= L) continue;
-    T* out = dst + int64_t(row) * ld;
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int nb = 0; nb < D / 8; ++nb)
+    for (int i = 0; i < 2; ++i) {
+      const int row = row0 + 16 * mt + g + 8 * i;
+      if (row >= L) continue;
+      T* out = dst + int64_t(row) * ld;
 #pragma unroll
-      for (int e = 0; e < 2; ++e)
-        if (nb * 8 + 2 * t + e < d) out[nb * 8 + 2 * t + e] = from_f32<T>(c[nb][2 * i + e] * (i ? mul_g8 : mul_g));
-  }
+      for (int nb = 0; nb < D / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          if (nb * 8 + 2 * t + e < d) out[nb * 8 + 2 * t + e] = from_f32<T>(c[mt][nb][2 * i + e] * mul[mt][i]);
+    }
 }
 
-template <class Ops, int D>
-__global__ void __launch_bounds__(kWarps * 32)
+#ifndef ATT_MINB2
+#define ATT_MINB2 1
+#endif
+// Each kernel's warps own MT row tiles of 16 (see kernels/attention_cuda.cu for the choice).
+template <class Ops, int D, int MT>
+__global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
     attention_fwd_k(const typename Ops::T* qkv, typename Ops::T* out, float* lse, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
   using S = Smem<Ops, D>;
   using Tile = TileLoad<Ops, D>;
   typename Ops::E *ks = S::base(), *vx = ks + S::kRowTile;
-  const Warp w = warp_place(L, heads, d);
+  const Warp w = warp_place<MT>(L, heads, d);
   const int g = lane_g(), t = lane_t();
-  uint32_t qa[D / K][4];
-  load_a<Ops, D>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
+  uint32_t qa[MT][D / K][4];
+  load_a<Ops, D, MT>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
   // Scores stay unscaled; scale (in log2 units) enters each exponential's argument in one FMA.
   const float scale = kLog2e * rsqrtf(float(d));
-  float o[D / 8][4] = {};
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l over this thread's keys
+  float o[MT][D / 8][4] = {};
+  float m[MT][2], l[MT][2];  // rows 16 mt + g and + 8; l over this thread's keys
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
   const typename Ops::T *kg = qkv + w.q_at + w.C, *vg = kg + w.C;
   const bool vec = Tile::vectorizable(kg, w.ld, d);  // and so V's: C elements on, a multiple of 16 bytes when d == D
   Tile kl, vl;
@@ -427,56 +455,69 @@ __global__ void __launch_bounds__(kWarps * 32)
       kl.load(kg, w.ld, j0 + kKeys, L, d, vec);
       vl.load(vg, w.ld, j0 + kKeys, L, d, vec);
     }
-    float s[kKeys / 8][4];
-    mma_rows<Ops, kKeys / 8, D>(s, qa, ks);  // S = Q K^T: A = own Q rows, X = K rows
+    float s[MT][kKeys / 8][4];
+    mma_rows<Ops, kKeys / 8, D, MT>(s, qa, ks);  // S = Q K^T: A = own Q rows, X = K rows
     if (j0 + kKeys > L)  // keys past L (last tile only) get -inf scores
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < kKeys / 8; ++nb)
+#pragma unroll
+          for (int r = 0; r < 4; ++r)
+            if (j0 + nb * 8 + 2 * t + r % 2 >= L) s[mt][nb][r] = -INFINITY;
+    float ms[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      float mx[2] = {m[mt][0], m[mt][1]};
 #pragma unroll
       for (int nb = 0; nb < kKeys / 8; ++nb)
 #pragma unroll
-        for (int r = 0; r < 4; ++r)
-          if (j0 + nb * 8 + 2 * t + r % 2 >= L) s[nb][r] = -INFINITY;
-    float mx[2] = {m[0], m[1]}, ms[2];
+        for (int r = 0; r < 4; ++r) mx[r / 2] = fmaxf(mx[r / 2], s[mt][nb][r]);
 #pragma unroll
-    for (int nb = 0; nb < kKeys / 8; ++nb)
+      for (int i = 0; i < 2; ++i) {  // the four lanes of a quad hold one row's keys
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+        const float corr = exp2_ftz((m[mt][i] - mx[i]) * scale);  // 0 on the first tile, where m = -inf
+        m[mt][i] = mx[i];
+        ms[mt][i] = mx[i] * scale;
+        l[mt][i] *= corr;
 #pragma unroll
-      for (int r = 0; r < 4; ++r) mx[r / 2] = fmaxf(mx[r / 2], s[nb][r]);
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {  // the four lanes of a quad hold one row's keys
-      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-      const float corr = exp2_ftz((m[i] - mx[i]) * scale);  // 0 on the first tile, where m = -inf
-      m[i] = mx[i];
-      ms[i] = mx[i] * scale;
-      l[i] *= corr;
-#pragma unroll
-      for (int nb = 0; nb < D / 8; ++nb) o[nb][2 * i] *= corr, o[nb][2 * i + 1] *= corr;
+        for (int nb = 0; nb < D / 8; ++nb) o[mt][nb][2 * i] *= corr, o[mt][nb][2 * i + 1] *= corr;
+      }
     }
 #pragma unroll
     for (int j = 0; j < kKeys / K; ++j) {
-      float p[N][4];
+      float p[MT][N][4];
 #pragma unroll
-      for (int h = 0; h < N; ++h)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          p[h][r] = exp2_ftz(fmaf(s[N * j + h][r], scale, -ms[r / 2]));
-          l[r / 2] += p[h][r];
-        }
-      mma_cols<Ops, D>(o, p, x_chunk<Ops, D>(vx, K * j));  // O += P V: A = P (keys K j..), X = V
+        for (int h = 0; h < N; ++h)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            p[mt][h][r] = exp2_ftz(fmaf(s[mt][N * j + h][r], scale, -ms[mt][r / 2]));
+            l[mt][r / 2] += p[mt][h][r];
+          }
+      mma_cols<Ops, D, MT>(o, p, x_chunk<Ops, D>(vx, K * j));  // O += P V: A = P (keys K j..), X = V
     }
   }
+  float inv_l[MT][2];
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    const int row = w.row0 + g + 8 * i;
-    if (row < L && t == 0) lse[int64_t(w.bh) * L + row] = (m[i] * scale + log2f(l[i])) / kLog2e;
-  }
-  store_rows<D>(o, out + w.o_at, w.C, w.row0, L, d, 1.0f / l[0], 1.0f / l[1]);
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float li = l[mt][i];
+      li += __shfl_xor_sync(0xffffffffu, li, 1);
+      li += __shfl_xor_sync(0xffffffffu, li, 2);
+      const int row = w.row0 + 16 * mt + g + 8 * i;
+      if (row < L && t == 0) lse[int64_t(w.bh) * L + row] = (m[mt][i] * scale + log2f(li)) / kLog2e;
+      inv_l[mt][i] = 1.0f / li;
+    }
+  store_rows<D, MT>(o, out + w.o_at, w.C, w.row0, L, d, inv_l);
 }
 
-// dK and dV of the warp's 16 own keys, streaming Q and dout (see above).
-template <class Ops, int D>
-__global__ void __launch_bounds__(kWarps * 32)
+// dK and dV of the warp's 16 MT own keys, streaming Q and dout (see above).
+template <class Ops, int D, int MT>
+__global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
     attention_dkv_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                     typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
@@ -486,13 +527,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   typename Ops::E *qx = Ops::kTransposed ? gs + S::kRowTile : qs, *gx = Ops::kTransposed ? qx + S::kColTile : gs;
   float* lse2s = reinterpret_cast<float*>(qs + 2 * S::kRowTile + 2 * S::kCols);
   float* dls = lse2s + kKeys;
-  const Warp w = warp_place(L, heads, d);
+  const Warp w = warp_place<MT>(L, heads, d);
   const int t = lane_t();
-  uint32_t ka[D / K][4], va[D / K][4];
-  load_a<Ops, D>(ka, qkv + w.q_at + w.C, w.ld, w.row0, L, d);
-  load_a<Ops, D>(va, qkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d);
+  uint32_t ka[MT][D / K][4], va[MT][D / K][4];
+  load_a<Ops, D, MT>(ka, qkv + w.q_at + w.C, w.ld, w.row0, L, d);
+  load_a<Ops, D, MT>(va, qkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d);
   const float scale = kLog2e * rsqrtf(float(d));
-  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  float dk[MT][D / 8][4] = {}, dv[MT][D / 8][4] = {};
   const typename Ops::T *qg = qkv + w.q_at, *gg = dout + w.o_at;
   const bool vec = Tile::vectorizable(qg, w.ld, d) && Tile::vectorizable(gg, w.C, d);
   // The next tile in registers: Q and dout rows, and (threads below kKeys) one query's lse2 and delta.
@@ -517,50 +558,57 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (i0 + kKeys < L) load(i0 + kKeys);  // in flight while this tile is used
 #pragma unroll
     for (int j = 0; j < kKeys / K; ++j) {
-      // Rows are own keys g, g + 8; columns queries K j + 8h + 2t + r % 2 of the tile.
-      float p[N][4], ds[N][4];
-      mma_rows<Ops, N, D>(p, ka, qs + K * j * (D + kPad));   // S^T = K Q^T: A = own K rows, X = Q rows
-      mma_rows<Ops, N, D>(ds, va, gs + K * j * (D + kPad));  // dP^T = V dout^T: A = own V rows, X = dout rows
+      // Rows are own keys 16 mt + g, + 8; columns queries K j + 8h + 2t + r % 2 of the tile.
+      float p[MT][N][4], ds[MT][N][4];
+      mma_rows<Ops, N, D, MT>(p, ka, qs + K * j * (D + kPad));   // S^T = K Q^T: A = own K rows, X = Q rows
+      mma_rows<Ops, N, D, MT>(ds, va, gs + K * j * (D + kPad));  // dP^T = V dout^T: A = own V rows, X = dout rows
 #pragma unroll
-      for (int h = 0; h < N; ++h)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int i = K * j + 8 * h + 2 * t + r % 2;
-          p[h][r] = exp2_ftz(fmaf(p[h][r], scale, -lse2s[i]));
-          ds[h][r] = p[h][r] * (ds[h][r] - dls[i]);
-        }
-      mma_cols<Ops, D>(dv, p, x_chunk<Ops, D>(gx, K * j));   // dV += P^T dout: A = P^T, X = dout
-      mma_cols<Ops, D>(dk, ds, x_chunk<Ops, D>(qx, K * j));  // dK += dS^T Q: A = dS^T, X = Q
+        for (int h = 0; h < N; ++h)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int i = K * j + 8 * h + 2 * t + r % 2;
+            p[mt][h][r] = exp2_ftz(fmaf(p[mt][h][r], scale, -lse2s[i]));
+            ds[mt][h][r] = p[mt][h][r] * (ds[mt][h][r] - dls[i]);
+          }
+      mma_cols<Ops, D, MT>(dv, p, x_chunk<Ops, D>(gx, K * j));   // dV += P^T dout: A = P^T, X = dout
+      mma_cols<Ops, D, MT>(dk, ds, x_chunk<Ops, D>(qx, K * j));  // dK += dS^T Q: A = dS^T, X = Q
     }
   }
   const float rs = rsqrtf(float(d));
-  store_rows<D>(dk, dqkv + w.q_at + w.C, w.ld, w.row0, L, d, rs, rs);
-  store_rows<D>(dv, dqkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d, 1.0f, 1.0f);
+  float mul_k[MT][2], mul_v[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) mul_k[mt][0] = mul_k[mt][1] = rs, mul_v[mt][0] = mul_v[mt][1] = 1.0f;
+  store_rows<D, MT>(dk, dqkv + w.q_at + w.C, w.ld, w.row0, L, d, mul_k);
+  store_rows<D, MT>(dv, dqkv + w.q_at + 2 * w.C, w.ld, w.row0, L, d, mul_v);
 }
 
-// dQ of the warp's 16 own queries, streaming K and V (see above).
-template <class Ops, int D>
-__global__ void __launch_bounds__(kWarps * 32)
+// dQ of the warp's 16 MT own queries, streaming K and V (see above).
+template <class Ops, int D, int MT>
+__global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
     attention_dq_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                    typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
   using S = Smem<Ops, D>;
   using Tile = TileLoad<Ops, D>;
   typename Ops::E *ks = S::base(), *vs = ks + S::kRowTile, *kx = Ops::kTransposed ? vs + S::kRowTile : ks;
-  const Warp w = warp_place(L, heads, d);
+  const Warp w = warp_place<MT>(L, heads, d);
   const int g = lane_g(), t = lane_t();
-  uint32_t qa[D / K][4], ga[D / K][4];
-  load_a<Ops, D>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
-  load_a<Ops, D>(ga, dout + w.o_at, w.C, w.row0, L, d);
-  float lse2[2], dl[2];  // rows g and g + 8
+  uint32_t qa[MT][D / K][4], ga[MT][D / K][4];
+  load_a<Ops, D, MT>(qa, qkv + w.q_at, w.ld, w.row0, L, d);
+  load_a<Ops, D, MT>(ga, dout + w.o_at, w.C, w.row0, L, d);
+  float lse2[MT][2], dl[MT][2];  // rows 16 mt + g and + 8
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int row = w.row0 + g + 8 * i;
-    lse2[i] = row < L ? lse[int64_t(w.bh) * L + row] * kLog2e : 0.0f;
-    dl[i] = row < L ? delta[int64_t(w.bh) * L + row] : 0.0f;
-  }
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int row = w.row0 + 16 * mt + g + 8 * i;
+      lse2[mt][i] = row < L ? lse[int64_t(w.bh) * L + row] * kLog2e : 0.0f;
+      dl[mt][i] = row < L ? delta[int64_t(w.bh) * L + row] : 0.0f;
+    }
   const float scale = kLog2e * rsqrtf(float(d));
-  float dq[D / 8][4] = {};
+  float dq[MT][D / 8][4] = {};
   const typename Ops::T *kg = qkv + w.q_at + w.C, *vg = kg + w.C;
   const bool vec = Tile::vectorizable(kg, w.ld, d);  // and so V's: C elements on, a multiple of 16 bytes when d == D
   Tile kl, vl;
@@ -578,23 +626,28 @@ __global__ void __launch_bounds__(kWarps * 32)
     const bool tail = j0 + kKeys > L;
 #pragma unroll
     for (int j = 0; j < kKeys / K; ++j) {
-      // Rows are own queries g, g + 8; columns keys K j + 8h + 2t + r % 2 of the tile.
-      float p[N][4], ds[N][4];
-      mma_rows<Ops, N, D>(p, qa, ks + K * j * (D + kPad));   // S = Q K^T: A = own Q rows, X = K rows
-      mma_rows<Ops, N, D>(ds, ga, vs + K * j * (D + kPad));  // dP = dout V^T: A = own dout rows, X = V rows
+      // Rows are own queries 16 mt + g, + 8; columns keys K j + 8h + 2t + r % 2 of the tile.
+      float p[MT][N][4], ds[MT][N][4];
+      mma_rows<Ops, N, D, MT>(p, qa, ks + K * j * (D + kPad));   // S = Q K^T: A = own Q rows, X = K rows
+      mma_rows<Ops, N, D, MT>(ds, ga, vs + K * j * (D + kPad));  // dP = dout V^T: A = own dout rows, X = V rows
 #pragma unroll
-      for (int h = 0; h < N; ++h)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          p[h][r] = exp2_ftz(fmaf(p[h][r], scale, -lse2[r / 2]));
-          if (tail && j0 + K * j + 8 * h + 2 * t + r % 2 >= L) p[h][r] = 0.0f;  // see above: not exp2(-lse2)
-          ds[h][r] = p[h][r] * (ds[h][r] - dl[r / 2]);
-        }
-      mma_cols<Ops, D>(dq, ds, x_chunk<Ops, D>(kx, K * j));  // dQ += dS K: A = dS, X = K
+        for (int h = 0; h < N; ++h)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            p[mt][h][r] = exp2_ftz(fmaf(p[mt][h][r], scale, -lse2[mt][r / 2]));
+            if (tail && j0 + K * j + 8 * h + 2 * t + r % 2 >= L) p[mt][h][r] = 0.0f;  // see above: not exp2(-lse2)
+            ds[mt][h][r] = p[mt][h][r] * (ds[mt][h][r] - dl[mt][r / 2]);
+          }
+      mma_cols<Ops, D, MT>(dq, ds, x_chunk<Ops, D>(kx, K * j));  // dQ += dS K: A = dS, X = K
     }
   }
   const float rs = rsqrtf(float(d));
-  store_rows<D>(dq, dqkv + w.q_at, w.ld, w.row0, L, d, rs, rs);
+  float mul[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) mul[mt][0] = mul[mt][1] = rs;
+  store_rows<D, MT>(dq, dqkv + w.q_at, w.ld, w.row0, L, d, mul);
 }
 }  // namespace tc
 }  // namespace

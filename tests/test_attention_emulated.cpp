@@ -53,21 +53,22 @@ struct Outputs {
   std::vector<float> out, lse, dqkv;
 };
 
-// Version 2 for operand type Ops at compiled head width D, emulated: as tc_fwd and tc_bwd in
-// attention_cuda.cu, with delta computed here as attention_delta_k computes it.
-template <class Ops, int D>
+// Version 2 for operand type Ops at compiled head width D, with MT row tiles per warp in all three
+// kernels, emulated: as tc_fwd and tc_bwd in attention_cuda.cu, with delta computed here as
+// attention_delta_k computes it.
+template <class Ops, int D, int MT>
 Outputs run_tc(const std::vector<typename Ops::T>& qkv, const std::vector<typename Ops::T>& dout,
                const kernels::AttnDims& a) {
   using T = typename Ops::T;
   using S = tc::Smem<Ops, D>;
   const int L = int(a.tokens), heads = int(a.heads), d = int(a.head_dim);
   const int64_t C = a.channels(), rows = a.batch * heads;
-  const unsigned blocks = unsigned(rows * ((L + kernels::cuda::kRows - 1) / kernels::cuda::kRows));
+  const unsigned blocks = unsigned(rows * ((L + tc::kBlockRows<MT> - 1) / tc::kBlockRows<MT>));
   const unsigned threads = tc::kWarps * 32;
   std::vector<T> out(dout.size(), from_f32<T>(NAN)), dqkv(qkv.size(), from_f32<T>(NAN));
   std::vector<float> lse(size_t(rows * L), NAN), delta(lse.size());
   emu::launch(blocks, threads, kernels::cuda::smem, S::kFwd,
-              [&] { tc::attention_fwd_k<Ops, D>(qkv.data(), out.data(), lse.data(), L, heads, d); });
+              [&] { tc::attention_fwd_k<Ops, D, MT>(qkv.data(), out.data(), lse.data(), L, heads, d); });
   for (int64_t b = 0; b < a.batch; ++b)
     for (int i = 0; i < L; ++i)
       for (int h = 0; h < heads; ++h) {
@@ -77,10 +78,10 @@ Outputs run_tc(const std::vector<typename Ops::T>& qkv, const std::vector<typena
         delta[size_t((b * heads + h) * L + i)] = acc;
       }
   emu::launch(blocks, threads, kernels::cuda::smem, S::kDkv, [&] {
-    tc::attention_dkv_k<Ops, D>(qkv.data(), dout.data(), lse.data(), delta.data(), dqkv.data(), L, heads, d);
+    tc::attention_dkv_k<Ops, D, MT>(qkv.data(), dout.data(), lse.data(), delta.data(), dqkv.data(), L, heads, d);
   });
   emu::launch(blocks, threads, kernels::cuda::smem, S::kDq, [&] {
-    tc::attention_dq_k<Ops, D>(qkv.data(), dout.data(), lse.data(), delta.data(), dqkv.data(), L, heads, d);
+    tc::attention_dq_k<Ops, D, MT>(qkv.data(), dout.data(), lse.data(), delta.data(), dqkv.data(), L, heads, d);
   });
   return {widen(out), lse, widen(dqkv)};
 }
@@ -90,7 +91,7 @@ struct Errors {
   double out, lse, dq, dk, dv;
 };
 
-template <class Ops> Errors errors(const kernels::AttnDims& a, Generator& gen) {
+template <class Ops, int MT> Errors errors(const kernels::AttnDims& a, Generator& gen) {
   using T = typename Ops::T;
   const int64_t C = a.channels(), n = a.batch * a.tokens;
   const std::vector<T> qkv = narrow<T>(randn({n * 3 * C}, gen).to_floats());
@@ -101,9 +102,9 @@ template <class Ops> Errors errors(const kernels::AttnDims& a, Generator& gen) {
   kernels::cpu::attention_fwd(qkv_f.data(), out.data(), lse.data(), a);
   kernels::cpu::attention_bwd(qkv_f.data(), out.data(), lse.data(), dout_f.data(), delta.data(), dqkv.data(), a);
 
-  const Outputs got = a.head_dim <= 16   ? run_tc<Ops, 16>(qkv, dout, a)  // the widths of with_head_dim()
-                      : a.head_dim <= 32 ? run_tc<Ops, 32>(qkv, dout, a)
-                                         : run_tc<Ops, 64>(qkv, dout, a);
+  const Outputs got = a.head_dim <= 16   ? run_tc<Ops, 16, MT>(qkv, dout, a)  // the widths of with_head_dim()
+                      : a.head_dim <= 32 ? run_tc<Ops, 32, MT>(qkv, dout, a)
+                                         : run_tc<Ops, 64, MT>(qkv, dout, a);
   auto part = [&](const std::vector<float>& x, int64_t p) {
     std::vector<float> r;
     for (size_t i = 0; i < x.size(); ++i)
@@ -125,14 +126,14 @@ template <class Ops> Errors errors(const kernels::AttnDims& a, Generator& gen) {
 // by value tile loads) and at a compiled one (16-byte loads at nonzero batch and head offsets,
 // whole tiles only); and one, two and three 64-row tiles at each compiled width, partial tiles and
 // padded columns included.
-const kernels::AttnDims kShapes[] = {{1, 1, 1, 16},  {2, 7, 2, 5},    {2, 64, 2, 32}, {1, 33, 1, 32},
-                                     {1, 65, 1, 64}, {1, 130, 1, 16}, {1, 100, 1, 40}};
+const kernels::AttnDims kShapes[] = {{1, 1, 1, 16},  {2, 7, 2, 5},    {2, 64, 2, 32},  {1, 33, 1, 32},
+                                     {1, 65, 1, 64}, {1, 130, 1, 16}, {1, 100, 1, 40}, {1, 200, 1, 32}};
 
-template <class Ops> void check_shapes(double tol) {
+template <class Ops, int MT> void check_shapes(double tol) {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   for (const kernels::AttnDims& a : kShapes) {
-    const Errors e = errors<Ops>(a, gen);
+    const Errors e = errors<Ops, MT>(a, gen);
     CAPTURE(a.batch, a.tokens, a.heads, a.head_dim, e.out, e.lse, e.dq, e.dk, e.dv);
     CHECK(e.out < tol);
     CHECK(e.lse < tol);
@@ -144,13 +145,15 @@ template <class Ops> void check_shapes(double tol) {
 
 }  // namespace
 
+// Both row-tile counts a bf16 kernel may run with (kernels/attention_cuda.cu chooses per head dim).
 TEST_CASE("tensor-core attention on bf16 operands, emulated, matches the CPU kernels", "[attention][emulated]") {
-  check_shapes<tc::Bf16Ops>(1e-2);
+  SECTION("one row tile per warp") { check_shapes<tc::Bf16Ops, 1>(1e-2); }
+  SECTION("two row tiles per warp") { check_shapes<tc::Bf16Ops, 2>(1e-2); }
 }
 
 TEST_CASE("tensor-core attention on TF32 operands, emulated, matches the CPU kernels", "[attention][emulated]") {
   emu::unrounded_tf32 = 0;
-  check_shapes<tc::Tf32Ops>(5e-3);
+  check_shapes<tc::Tf32Ops, 1>(5e-3);
   CHECK(emu::unrounded_tf32 == 0);  // every operand went through cvt.rna.tf32 (Tf32Ops::elem, reg)
 }
 
@@ -164,6 +167,6 @@ TEST_CASE("negative control: a wrong mma layout in the emulator fails the compar
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   const kernels::AttnDims a{1, 16, 1, 16};
-  CHECK(errors<tc::Bf16Ops>(a, gen).out > 0.1);
-  CHECK(errors<tc::Tf32Ops>(a, gen).out > 0.1);
+  CHECK(errors<tc::Bf16Ops, 1>(a, gen).out > 0.1);
+  CHECK(errors<tc::Tf32Ops, 1>(a, gen).out > 0.1);
 }
