@@ -293,19 +293,40 @@ void launch_tc(const char* name, const AttnDims& a, int bytes, Args... args) {
 #ifndef ATT_DKV_MT
 #define ATT_DKV_MT 1
 #endif
+#ifndef ATT_FWD64_MT
+#define ATT_FWD64_MT 1
+#endif
+#ifndef ATT_DQ64_MT
+#define ATT_DQ64_MT 1
+#endif
+#ifndef ATT_DKV64_MT
+#define ATT_DKV64_MT 1
+#endif
 // Row tiles of 16 that each warp of a version-2 kernel owns (MT).
 template <class Ops, int D> struct Tiles {
-  static constexpr bool kTwo = std::is_same_v<Ops, tc::Bf16Ops> && D <= 32;
-  static constexpr int kFwd = kTwo ? ATT_FWD_MT : 1, kDq = kTwo ? ATT_DQ_MT : 1, kDkv = kTwo ? ATT_DKV_MT : 1;
+  static constexpr bool kBf = std::is_same_v<Ops, tc::Bf16Ops>;
+  static constexpr int kFwd = !kBf ? 1 : D <= 32 ? ATT_FWD_MT : ATT_FWD64_MT;
+  static constexpr int kDq = !kBf ? 1 : D <= 32 ? ATT_DQ_MT : ATT_DQ64_MT;
+  static constexpr int kDkv = !kBf ? 1 : D <= 32 ? ATT_DKV_MT : ATT_DKV64_MT;
 };
+
+// Calls f(std::integral_constant<int, MT>), or with 1 when the tokens fit one block of 1-tile warps.
+template <int MT, class F> void with_tiles(int64_t tokens, F&& f) {
+  if constexpr (MT > 1)
+    if (tokens > tc::kBlockRows<1>) return f(std::integral_constant<int, MT>());
+  f(std::integral_constant<int, 1>());
+}
 
 // Version 2 for operand type Ops (tc::Bf16Ops for bf16 data, tc::Tf32Ops for f32 data with TF32).
 template <class Ops>
 void tc_fwd(const typename Ops::T* qkv, typename Ops::T* out, float* lse, const AttnDims& a) {
   with_head_dim(a.head_dim, [&](auto dim) {
-    constexpr int D = decltype(dim)::value, MT = Tiles<Ops, D>::kFwd;
-    launch_tc<tc::attention_fwd_k<Ops, D, MT>, MT>("tc::attention_fwd_k", a, tc::Smem<Ops, D>::kFwd, qkv, out, lse,
-                                                   int(a.tokens), int(a.heads), int(a.head_dim));
+    constexpr int D = decltype(dim)::value;
+    with_tiles<Tiles<Ops, D>::kFwd>(a.tokens, [&](auto tiles) {
+      constexpr int MT = decltype(tiles)::value;
+      launch_tc<tc::attention_fwd_k<Ops, D, MT>, MT>("tc::attention_fwd_k", a, tc::Smem<Ops, D>::kFwd, qkv, out, lse,
+                                                     int(a.tokens), int(a.heads), int(a.head_dim));
+    });
   });
 }
 template <class Ops>
@@ -315,11 +336,16 @@ void tc_bwd(const typename Ops::T* qkv, const typename Ops::T* dout, const float
     constexpr int D = decltype(dim)::value;
     using S = tc::Smem<Ops, D>;
     const int L = int(a.tokens), heads = int(a.heads), d = int(a.head_dim);
-    constexpr int Mkv = Tiles<Ops, D>::kDkv, Mq = Tiles<Ops, D>::kDq;
-    launch_tc<tc::attention_dkv_k<Ops, D, Mkv>, Mkv>("tc::attention_dkv_k", a, S::kDkv, qkv, dout, lse, delta, dqkv,
-                                                     L, heads, d);
-    launch_tc<tc::attention_dq_k<Ops, D, Mq>, Mq>("tc::attention_dq_k", a, S::kDq, qkv, dout, lse, delta, dqkv, L,
-                                                  heads, d);
+    with_tiles<Tiles<Ops, D>::kDkv>(a.tokens, [&](auto tiles) {
+      constexpr int MT = decltype(tiles)::value;
+      launch_tc<tc::attention_dkv_k<Ops, D, MT>, MT>("tc::attention_dkv_k", a, S::kDkv, qkv, dout, lse, delta, dqkv, L,
+                                                     heads, d);
+    });
+    with_tiles<Tiles<Ops, D>::kDq>(a.tokens, [&](auto tiles) {
+      constexpr int MT = decltype(tiles)::value;
+      launch_tc<tc::attention_dq_k<Ops, D, MT>, MT>("tc::attention_dq_k", a, S::kDq, qkv, dout, lse, delta, dqkv, L,
+                                                    heads, d);
+    });
   });
 }
 

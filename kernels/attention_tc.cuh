@@ -211,14 +211,22 @@ template <class Ops, int D> __device__ __forceinline__ const typename Ops::E* x_
   return Ops::kTransposed ? x + k0 : x + k0 * (D + kPad);
 }
 
+// Whether a lane's pairs of values at even columns of a matrix at p (row stride ld, d columns) are
+// whole aligned 2-value units: then a pair is read or written at once (32 bits in bf16, 64 in f32).
+template <class T> __device__ __forceinline__ bool pairs_aligned(const T* p, int64_t ld, int d) {
+  return d % 2 == 0 && ld % 2 == 0 && reinterpret_cast<uintptr_t>(p) % (2 * sizeof(T)) == 0;
+}
+
 // Rows [row0, row0 + 16 MT) of a matrix (row stride ld, d columns from src) as the A fragments of
-// MT row tiles and D / kK k steps, read from global memory; zeros past row L and column d.
+// MT row tiles and D / kK k steps, read from global memory; zeros past row L and column d. A bf16
+// register's two values are adjacent in the row (k, k + 1): one 32-bit load where pairs_aligned.
 template <class Ops, int D, int MT>
 __device__ __forceinline__ void load_a(uint32_t (&a)[MT][D / Ops::kK][4], const typename Ops::T* src, int64_t ld,
                                        int row0, int L, int d) {
   const int g = lane_g(), t = lane_t();
   using T = typename Ops::T;
   const T zero{0};
+  const bool pairs = Ops::kU == 2 && pairs_aligned(src, ld, d);
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -226,7 +234,11 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[MT][D / Ops::kK][4], const 
 #pragma unroll
       for (int r = 0; r < 4; ++r) {  // a[r] = A[g + 8 (r % 2)][kK kk + 2t + kS (r / 2) + e], e < kU
         const int row = row0 + 16 * mt + g + 8 * (r % 2), c = Ops::kK * kk + 2 * t + Ops::kS * (r / 2);
-        a[mt][kk][r] = Ops::reg([&](int e) { return row < L && c + e < d ? src[int64_t(row) * ld + c + e] : zero; });
+        const T* at = src + int64_t(row) * ld + c;
+        if (pairs)  // c is even, so c < d means c + 1 < d
+          a[mt][kk][r] = row < L && c < d ? *reinterpret_cast<const uint32_t*>(at) : 0u;
+        else
+          a[mt][kk][r] = Ops::reg([&](int e) { return row < L && c + e < d ? at[e] : zero; });
       }
 }
 
@@ -400,11 +412,13 @@ __device__ __forceinline__ void mma_cols(float (&o)[MT][D / 8][4], const float (
 }
 
 // Stores the accumulators c (rows [row0, row0 + 16 MT) x D), row 16 mt + g + 8 i times mul[mt][i],
-// into a matrix with row stride ld: rows below L and columns below d only.
+// into a matrix with row stride ld: rows below L and columns below d only. A lane's two values of a
+// row are adjacent (columns 2t, 2t + 1 of a tile): one store where pairs_aligned.
 template <int D, int MT, class T>
 __device__ __forceinline__ void store_rows(const float (&c)[MT][D / 8][4], T* dst, int64_t ld, int row0, int L, int d,
                                            const float (&mul)[MT][2]) {
   const int g = lane_g(), t = lane_t();
+  const bool pairs = pairs_aligned(dst, ld, d);
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -413,10 +427,20 @@ __device__ __forceinline__ void store_rows(const float (&c)[MT][D / 8][4], T* ds
       if (row >= L) continue;
       T* out = dst + int64_t(row) * ld;
 #pragma unroll
-      for (int nb = 0; nb < D / 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e)
-          if (nb * 8 + 2 * t + e < d) out[nb * 8 + 2 * t + e] = from_f32<T>(c[mt][nb][2 * i + e] * mul[mt][i]);
+      for (int nb = 0; nb < D / 8; ++nb) {
+        const int col = nb * 8 + 2 * t;
+        const float v0 = c[mt][nb][2 * i] * mul[mt][i], v1 = c[mt][nb][2 * i + 1] * mul[mt][i];
+        if (pairs) {
+          if (col >= d) continue;
+          if constexpr (sizeof(T) == 2)
+            *reinterpret_cast<uint32_t*>(out + col) = ddpm::cuda::ptx::pack_bf16x2(v0, v1);
+          else
+            *reinterpret_cast<float2*>(out + col) = make_float2(v0, v1);
+        } else {
+          if (col < d) out[col] = from_f32<T>(v0);
+          if (col + 1 < d) out[col + 1] = from_f32<T>(v1);
+        }
+      }
     }
 }
 
@@ -425,7 +449,7 @@ __device__ __forceinline__ void store_rows(const float (&c)[MT][D / 8][4], T* ds
 #endif
 // Each kernel's warps own MT row tiles of 16 (see kernels/attention_cuda.cu for the choice).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
+__global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB2)
     attention_fwd_k(const typename Ops::T* qkv, typename Ops::T* out, float* lse, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
   using S = Smem<Ops, D>;
@@ -517,7 +541,7 @@ __global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
 
 // dK and dV of the warp's 16 MT own keys, streaming Q and dout (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
+__global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB2)
     attention_dkv_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                     typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
@@ -586,7 +610,7 @@ __global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
 
 // dQ of the warp's 16 MT own queries, streaming K and V (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, MT == 1 ? 1 : ATT_MINB2)
+__global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB2)
     attention_dq_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                    typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;

@@ -43,6 +43,10 @@ struct alignas(8) uint2 {  // as CUDA's: UBSan then checks the kernels' 64-bit l
 struct alignas(16) uint4 {  // and their 16-byte ones
   uint32_t x, y, z, w;
 };
+struct alignas(8) float2 {
+  float x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
 inline thread_local uint3 threadIdx, blockIdx;
 
 inline float __uint_as_float(uint32_t u) { return std::bit_cast<float>(u); }
