@@ -284,30 +284,13 @@ void launch_tc(const char* name, const AttnDims& a, int bytes, Args... args) {
   CUDA_CHECK_LAUNCH(name);
 }
 
-#ifndef ATT_FWD_MT
-#define ATT_FWD_MT 1
-#endif
-#ifndef ATT_DQ_MT
-#define ATT_DQ_MT 1
-#endif
-#ifndef ATT_DKV_MT
-#define ATT_DKV_MT 1
-#endif
-#ifndef ATT_FWD64_MT
-#define ATT_FWD64_MT 1
-#endif
-#ifndef ATT_DQ64_MT
-#define ATT_DQ64_MT 1
-#endif
-#ifndef ATT_DKV64_MT
-#define ATT_DKV64_MT 1
-#endif
-// Row tiles of 16 that each warp of a version-2 kernel owns (MT).
+// Row tiles of 16 that each warp of a version-2 kernel owns (MT, kernels/attention_tc.cuh), as
+// measured on an H200 (docs/kernels.md, "two row tiles per warp"): two for bf16 wherever registers
+// allow, which is all but the dK/dV kernel at head dim 64 (it would spill 632 bytes); one for TF32,
+// whose f32 tiles and fragments leave no room.
 template <class Ops, int D> struct Tiles {
-  static constexpr bool kBf = std::is_same_v<Ops, tc::Bf16Ops>;
-  static constexpr int kFwd = !kBf ? 1 : D <= 32 ? ATT_FWD_MT : ATT_FWD64_MT;
-  static constexpr int kDq = !kBf ? 1 : D <= 32 ? ATT_DQ_MT : ATT_DQ64_MT;
-  static constexpr int kDkv = !kBf ? 1 : D <= 32 ? ATT_DKV_MT : ATT_DKV64_MT;
+  static constexpr bool kBf16 = std::is_same_v<Ops, tc::Bf16Ops>;
+  static constexpr int kFwd = kBf16 ? 2 : 1, kDq = kBf16 ? 2 : 1, kDkv = kBf16 && D <= 32 ? 2 : 1;
 };
 
 // Calls f(std::integral_constant<int, MT>), or with 1 when the tokens fit one block of 1-tile warps.

@@ -19,7 +19,7 @@ namespace {
 using ddpm::cuda::from_f32;
 using ddpm::cuda::ptx::exp2_ftz;
 
-constexpr int kRows = 64;  // own rows per block, in both versions
+constexpr int kRows = 64;  // own rows per block: version 1, and version 2 with one row tile per warp
 constexpr float kLog2e = 1.4426950408889634f;
 
 // The block's dynamic shared memory (its size set at launch), 16-byte aligned.
@@ -36,9 +36,14 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // kernels/tensor_core.cuh has the fragment layouts. One set of kernels and helpers serves both,
 // templated on an operand type (Bf16Ops, Tf32Ops below: the element in shared memory, packing
 // values into 32-bit operand registers, the mma call and its k width kK = 16 or 8).
-// A block of 4 warps owns kRows = 64 rows of one (batch, head), 16 per warp, and streams the other
-// side in 64-row tiles through shared memory. Each warp keeps its own rows as A fragments in
-// registers and its 16 x D results as accumulators.
+// A block of 4 warps owns 64 MT rows of one (batch, head), MT row tiles of 16 per warp (MT = 1 or
+// 2, a template parameter), and streams the other side in 64-row tiles through shared memory. Each
+// warp keeps its own rows as A fragments in registers and its 16 MT x D results as accumulators.
+// Why two tiles: every B fragment read from shared memory then feeds two mma, and the warp has two
+// independent chains of products and exponentials to interleave, which the latency-bound loop
+// (mma, row max, exponentials, mma, per 64-key tile) needs more than it needs occupancy: on an
+// H200 two tiles took the bf16 forward at 1024 tokens / D = 32 from 245 to 178 us, the backward
+// from 795 to 552 (docs/kernels.md).
 //
 // One k order for both types. In a k step, lane (g, t) holds, for register half h in {0, 1}
 // (A: h = r / 2, rows g + 8 (r % 2); B: h = r, column g), the kU values (kU = 2 bf16, 1 TF32) at
@@ -94,14 +99,14 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // Backward: delta as version 1, then two kernels, each output row with one owner (no atomics,
 // deterministic). Neither keeps a softmax state, so both work in kK-wide chunks of the streamed
 // tile: P and dS of one chunk live in registers and never leave them.
-// - attention_dkv_k: a warp owns 16 keys (K and V as A fragments) and streams Q and dout tiles,
+// - attention_dkv_k: a warp owns 16 MT keys (K and V as A fragments) and streams Q and dout tiles,
 //   each read by both helpers (the same values are a B operand both ways), plus the
 //   tile's lse*log2(e) and delta. Per chunk of kK queries:
 //     S^T = K Q^T, dP^T = V dout^T (mma_rows: A = own K or V rows, X = Q or dout rows),
 //     P^T = exp2(S^T scale - lse2_i) (0 for queries past L: lse2 = +inf there),
 //     dS^T = P^T (dP^T - delta_i),
 //     dV += P^T dout, dK += dS^T Q (mma_cols: P^T, dS^T from accumulators, X = dout or Q).
-// - attention_dq_k: a warp owns 16 queries (Q and dout as A fragments, its two lse2 and delta in
+// - attention_dq_k: a warp owns 16 MT queries (Q and dout as A fragments, its two lse2 and delta in
 //   registers) and streams K (read by both helpers) and V (row-major). Per chunk of kK keys:
 //     S = Q K^T, dP = dout V^T (mma_rows), P = exp2(S scale - lse2) (0 for keys past L: their
 //     zero rows would give exp2(-lse2), which overflows for very negative rows, and inf * 0 is
@@ -121,11 +126,12 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // the conversions of P and dS) takes the issue slots of about as much again. At D = 16 the floor
 // is set by the exponentials and their elementwise work, ~3 ms (bf16) to ~3-4 ms (TF32), not by
 // the products (v1 measured 35.4 ms in bf16 data and 36.9 ms in f32, PyTorch SDPA bf16 7.7 ms).
-// Hardware (docs/kernels.md has the numbers): this version, ldmatrix included, passed test_gpu and
-// compute-sanitizer memcheck on an H200 at commit 25a059a.
+// Hardware (docs/kernels.md has the numbers): this version with one row tile per warp, ldmatrix
+// included, passed test_gpu and compute-sanitizer memcheck on an H200 at commit 25a059a; two row
+// tiles and paired A loads and stores passed test_gpu there in this device code's experiment build.
 namespace tc {
 constexpr int kWarps = 4, kKeys = 64, kPad = 8;
-static_assert(kWarps * 16 == kRows, "a block owns kRows rows, 16 per warp");
+static_assert(kWarps * 16 == kRows, "with one row tile per warp a block owns kRows rows, as version 1's");
 static_assert(kKeys % 16 == 0, "tiles are whole k steps of either operand type");
 
 // bf16 operands, m16n8k16. T: the data in global memory; E: the element of the shared-memory tiles.
@@ -444,12 +450,14 @@ __device__ __forceinline__ void store_rows(const float (&c)[MT][D / 8][4], T* ds
     }
 }
 
-#ifndef ATT_MINB2
-#define ATT_MINB2 1
-#endif
-// Each kernel's warps own MT row tiles of 16 (see kernels/attention_cuda.cu for the choice).
+// Each kernel's warps own MT row tiles of 16 (kernels/attention_cuda.cu chooses MT). Two-tile
+// kernels at D <= 32 are held to 168 registers, so that 3 blocks (24 row tiles) fit an SM: measured
+// faster than letting them take the 228 to 253 registers they would, which fit 2. At D = 64 they
+// need all 255 either way.
+template <int D, int MT> constexpr int kMinBlocks = MT == 2 && D <= 32 ? 3 : 1;
+
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB2)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
     attention_fwd_k(const typename Ops::T* qkv, typename Ops::T* out, float* lse, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
   using S = Smem<Ops, D>;
@@ -541,7 +549,7 @@ __global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB
 
 // dK and dV of the warp's 16 MT own keys, streaming Q and dout (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB2)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
     attention_dkv_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                     typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
@@ -610,7 +618,7 @@ __global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB
 
 // dQ of the warp's 16 MT own queries, streaming K and V (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, MT == 1 || D == 64 ? 1 : ATT_MINB2)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
     attention_dq_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                    typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;

@@ -6,11 +6,13 @@
 #            benchmarks                                                         (~5 min)
 #   compare  benchmarks/compare.sh with MODES (default fp32,bf16: no torch.compile) and CONFIGS
 #            (default: f32, tf32, tf32-auto, bf16, bf16-auto)                       (~4 min)
-#   run      the real run: the seed-size model on Fashion-MNIST for MINUTES (default 3) in
-#            PRECISION (default bf16; tf32 = f32 on TF32 tensor cores), then a sample grid (8 per
-#            class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000 samples at each of
+#   run      the real run: the seed-size model on Fashion-MNIST for MINUTES (default 3), batch
+#            BATCH (default 128), in PRECISION (default bf16; tf32 = f32 on TF32 tensor cores),
+#            then a sample grid (8 per class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000
+#            samples at each of
 #            GUIDANCES (default "3 1") with each of EVAL_SAMPLERS (SAMPLER:STEPS pairs, default
-#            ddpm:100; e.g. "ddpm:100 ddim:100 ddpm:1000", ~18 s per 100 steps at 32x32)  (~5 min)
+#            ddpm:100; e.g. "ddpm:100 ddim:100 ddpm:1000"), EVAL_BATCH images per network call
+#            (default 500)                                                          (~5 min)
 #   all      for a short loan: check without the kernel micro-benchmarks and CPU tests, PyTorch's
 #            eager twin beside our end-to-end numbers, then run for MINUTES (default 4, less if
 #            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
@@ -65,7 +67,7 @@ real_run() {
   rm -rf "$run"
   start=$SECONDS
   build/tools/ddpm train --data fashion-mnist:gpu-bundle/fashion-mnist --image-size 32 "${flags[@]}" \
-    --base-channels 64 --time-dim 256 --batch 64 --steps 1000000 --max-minutes "$minutes" --ema-start 500 \
+    --base-channels 64 --time-dim 256 --batch "${BATCH:-128}" --steps 1000000 --max-minutes "$minutes" --ema-start 500 \
     --save-every 0 --log-every 10 --out "$run" 2>&1 | tee "$out/run-train.log"
   echo "train wall: $((SECONDS - start)) s" | tee -a "$out/run-train.log"
   cp "$run/loss.csv" "$out/run-loss.csv"
@@ -82,6 +84,7 @@ real_run() {
       name=g$g${EVAL_SAMPLERS:+-$sampler$steps}  # run-eval-g3.json as before unless EVAL_SAMPLERS is set
       mkdir -p "$out/eval-$name"
       timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance "$g" \
+        --batch "${EVAL_BATCH:-500}" \
         --sampler "$sampler" --steps "$steps" --data-dir gpu-bundle/fashion-mnist --out "$out/eval-$name" \
         --json "$out/run-eval-$name.json" 2>&1 | tee "$out/run-eval-$name.log"
       echo "eval wall (guidance $g, $sampler $steps steps): $((SECONDS - start)) s" | tee -a "$out/run-eval-$name.log"
