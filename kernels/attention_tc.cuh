@@ -450,14 +450,24 @@ __device__ __forceinline__ void store_rows(const float (&c)[MT][D / 8][4], T* ds
     }
 }
 
-// Each kernel's warps own MT row tiles of 16 (kernels/attention_cuda.cu chooses MT). Two-tile
-// kernels at D <= 32 are held to 168 registers, so that 3 blocks (24 row tiles) fit an SM: measured
-// faster than letting them take the 228 to 253 registers they would, which fit 2. At D = 64 they
-// need all 255 either way.
-template <int D, int MT> constexpr int kMinBlocks = MT == 2 && D <= 32 ? 3 : 1;
+// Each kernel's warps own MT row tiles of 16 (kernels/attention_cuda.cu chooses MT). Blocks per SM
+// each kernel is compiled for (registers held to 65536 / (128 x blocks)):
+// - bf16, two tiles, D <= 32: 3 (168 registers, 24 row tiles per SM): measured faster than the 228
+//   to 253 registers they take unbounded, which fit 2. At D = 64 they need all 255 either way.
+// - TF32 (one tile) at D = 16 and 32: B16 and B32, given per kernel.
+#ifndef T_FWD16
+#define T_FWD16 1
+#define T_FWD32 1
+#define T_DQ16 1
+#define T_DQ32 1
+#define T_DKV16 1
+#define T_DKV32 1
+#endif
+template <class Ops, int D, int MT, int B16, int B32>
+constexpr int kMinBlocks = D == 64 ? 1 : MT == 2 ? 3 : !Ops::kTransposed ? 1 : D == 16 ? B16 : B32;
 
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_FWD16, T_FWD32>)
     attention_fwd_k(const typename Ops::T* qkv, typename Ops::T* out, float* lse, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
   using S = Smem<Ops, D>;
@@ -549,7 +559,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
 
 // dK and dV of the warp's 16 MT own keys, streaming Q and dout (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_DKV16, T_DKV32>)
     attention_dkv_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                     typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
@@ -618,7 +628,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
 
 // dQ of the warp's 16 MT own queries, streaming K and V (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<D, MT>)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_DQ16, T_DQ32>)
     attention_dq_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                    typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
