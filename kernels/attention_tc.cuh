@@ -128,7 +128,8 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 // the products (v1 measured 35.4 ms in bf16 data and 36.9 ms in f32, PyTorch SDPA bf16 7.7 ms).
 // Hardware (docs/kernels.md has the numbers): this version with one row tile per warp, ldmatrix
 // included, passed test_gpu and compute-sanitizer memcheck on an H200 at commit 25a059a; two row
-// tiles and paired A loads and stores passed test_gpu there in this device code's experiment build.
+// tiles and paired A loads and stores passed both there at fc776d5, and the TF32 kernels' bounds
+// (kMinBlocks) passed the attention tests in the experiment build of this device code.
 namespace tc {
 constexpr int kWarps = 4, kKeys = 64, kPad = 8;
 static_assert(kWarps * 16 == kRows, "with one row tile per warp a block owns kRows rows, as version 1's");
@@ -451,23 +452,18 @@ __device__ __forceinline__ void store_rows(const float (&c)[MT][D / 8][4], T* ds
 }
 
 // Each kernel's warps own MT row tiles of 16 (kernels/attention_cuda.cu chooses MT). Blocks per SM
-// each kernel is compiled for (registers held to 65536 / (128 x blocks)):
-// - bf16, two tiles, D <= 32: 3 (168 registers, 24 row tiles per SM): measured faster than the 228
-//   to 253 registers they take unbounded, which fit 2. At D = 64 they need all 255 either way.
-// - TF32 (one tile) at D = 16 and 32: B16 and B32, given per kernel.
-#ifndef T_FWD16
-#define T_FWD16 1
-#define T_FWD32 1
-#define T_DQ16 1
-#define T_DQ32 1
-#define T_DKV16 1
-#define T_DKV32 1
-#endif
+// each kernel is compiled for (registers held to 65536 / (128 x blocks)), as measured on an H200
+// (docs/kernels.md):
+// - bf16, two tiles, D <= 32: 3 (168 registers, 24 row tiles per SM), faster than the 228 to 253
+//   registers they take unbounded, which fit 2. At D = 64 every kernel needs all 255 either way.
+// - TF32 (one tile) at D = 16 and 32: B16 and B32, given per kernel: the forward 4 and 3, dQ 5 and
+//   3 (a forward up to 14% faster than unbounded, the backward within 1.5%); dK/dV unbounded (4 at
+//   D = 16 would spill).
 template <class Ops, int D, int MT, int B16, int B32>
 constexpr int kMinBlocks = D == 64 ? 1 : MT == 2 ? 3 : !Ops::kTransposed ? 1 : D == 16 ? B16 : B32;
 
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_FWD16, T_FWD32>)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, 4, 3>)
     attention_fwd_k(const typename Ops::T* qkv, typename Ops::T* out, float* lse, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;  // keys per chunk of P, and its 8-key accumulator tiles
   using S = Smem<Ops, D>;
@@ -559,7 +555,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_FWD16, T
 
 // dK and dV of the warp's 16 MT own keys, streaming Q and dout (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_DKV16, T_DKV32>)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, 1, 1>)
     attention_dkv_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                     typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
@@ -628,7 +624,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_DKV16, T
 
 // dQ of the warp's 16 MT own queries, streaming K and V (see above).
 template <class Ops, int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, T_DQ16, T_DQ32>)
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<Ops, D, MT, 5, 3>)
     attention_dq_k(const typename Ops::T* qkv, const typename Ops::T* dout, const float* lse, const float* delta,
                    typename Ops::T* dqkv, int L, int heads, int d) {
   constexpr int K = Ops::kK, N = K / 8;
