@@ -22,15 +22,16 @@
 //   the second product, as flash-attention does), one set of kernels for two operand types:
 //   - bf16 data: bf16 operands (m16n8k16). Each streamed tile is kept once, row-major, and its B
 //     fragments are read with ldmatrix (ldmatrix.trans for the P V, dS K, P^T dout, dS^T Q side).
+//     Each warp owns two 16-row tiles (one for dK/dV at D = 64, and all kernels at L <= 64).
 //   - f32 data when ddpm::cuda::allow_tf32() (`--tf32`): TF32 operands (m16n8k8; q, k, v, dout,
 //     P and dS rounded to 10 mantissa bits: ~1e-3 relative error in out and dqkv, against ~1e-6
 //     for version 1). Tiles read by the second product are also kept transposed (ldmatrix moves
 //     16-bit values only). Without TF32, f32 runs version 1.
 //   Both, forward and backward, are checked by host emulation in CI
 //   (tests/test_attention_emulated.cpp) and passed the GPU tests on an H200 at commits 91bf57c,
-//   51595b9 and 25a059a. There (25a059a) at B 64, 4 heads, L 4096, D 16, forward / backward: bf16
-//   1.84 / 5.03 ms, TF32 3.36 / 9.07 ms, version 1 12.5 / 37.6 ms, PyTorch SDPA bf16 2.91 / 7.70 ms
-//   (docs/kernels.md).
+//   51595b9, 25a059a and fc776d5. There (fc776d5) at B 64, 4 heads, L 4096, D 16, forward /
+//   backward: bf16 1.78 / 3.86 ms, PyTorch SDPA bf16 2.93 / 7.66 ms, version 1 12.3 / 37.0 ms;
+//   TF32 3.44 / 9.29 ms (62cd378's bounds, an experiment call) (docs/kernels.md).
 //
 // Napkin math per call (B, heads, L, D): forward 4*B*heads*L^2*D FLOPs (q k^T and P v); backward
 // recomputes q k^T and adds dout v^T, dS k, dS^T q, P^T dout: 10*B*heads*L^2*D FLOPs (the CUDA
