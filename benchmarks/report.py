@@ -5,6 +5,7 @@ usage: benchmarks/report.py kernels FILE.json   # memory-bound ops: time and fra
        benchmarks/report.py conv FILE.json      # ours vs cuDNN, summed over a training step's convs
        benchmarks/report.py e2e DIR             # benchmarks/compare.sh's results: ours vs PyTorch
        benchmarks/report.py attention KERNELS.json TORCH.json   # our attention vs PyTorch's SDPA
+       benchmarks/report.py variants DIR        # tools/gpu-variants.sh's builds side by side
 """
 import glob
 import json
@@ -99,11 +100,35 @@ def attention(ours_doc, torch_doc):
               f"{fmt(f32.get('bwd_ms'))} | {fmt(b16.get('bwd_ms'))} | {f'{ratio:.2f}x' if ratio else '-'} |")
 
 
+def variants(folder):
+    """tools/gpu-variants.sh run's bench{round}_{name}.json: per op, setup, shape and pass the lowest
+    median over the rounds of each variant, and each variant's time over the first's."""
+    best, names = {}, []
+    for path in sorted(glob.glob(os.path.join(folder, "bench*_*.json"))):
+        name = os.path.basename(path)[:-5].split("_", 1)[1]
+        names += [name] if name not in names else []
+        for r in json.load(open(path))["records"]:
+            if "median_us" in r:
+                key = (r["op"], r["setup"], r["shape"], r["pass"])
+                cell = best.setdefault(key, {})
+                cell[name] = min(cell.get(name, float("inf")), r["median_us"])
+    print("Microseconds, the lowest median of the rounds; in brackets the time over " + names[0] + "'s.\n")
+    print("| op | setup | shape | pass | " + " | ".join(names) + " |")
+    print("|---|---|---|---|" + "---:|" * len(names))
+    for (op, setup, shape, ps), cell in best.items():
+        base = cell.get(names[0])
+        cols = [f"{cell[n]:.1f}" + (f" ({cell[n] / base:.2f})" if base and n != names[0] else "") if n in cell else "-"
+                for n in names]
+        print(f"| {op} | {setup} | {shape} | {ps} | " + " | ".join(cols) + " |")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("kernels", "conv", "e2e", "attention"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("kernels", "conv", "e2e", "attention", "variants"):
         sys.exit(__doc__)
     if sys.argv[1] == "e2e":
         e2e(sys.argv[2])
+    elif sys.argv[1] == "variants":
+        variants(sys.argv[2])
     elif sys.argv[1] == "attention":
         if len(sys.argv) != 4:
             sys.exit(__doc__)

@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build-sm90}
-BUILD_DIR=$dir bash tools/build.sh -DCMAKE_CUDA_ARCHITECTURES=90
+# compile_commands.json: tools/gpu-variants.sh rebuilds single objects from it.
+BUILD_DIR=$dir bash tools/build.sh -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 bins=(tests/test_gpu tests/test_engine tests/test_model tools/ddpm
       benchmarks/bench_kernels benchmarks/bench_conv benchmarks/bench_train benchmarks/bench_sample)
 rm -rf gpu-bundle
