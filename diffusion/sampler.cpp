@@ -67,11 +67,14 @@ Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& 
   std::vector<SamplerStep> plan = sampler_plan(schedule, config);
 
   NoGradGuard no_grad;
-  Tensor y = conditional ? labels.to(device) : Tensor();
+  // t and the labels stay on the host, where the network reads them (its timestep embedding is
+  // computed there, its label ids checked there) and from where it uploads what it needs: so no
+  // step waits for the GPU, and the host queues the next steps while the GPU runs this one.
+  Tensor y = conditional ? labels.to(Device::CPU) : Tensor();
   Tensor x = Tensor::randn({n, image_size, image_size, mc.in_channels}, gen, device);
   for (size_t i = 0; i < plan.size(); ++i) {
     const SamplerStep& step = plan[i];
-    Tensor t = Tensor::from_ints(std::vector<int64_t>(size_t(n), step.t), {n}, device);
+    Tensor t = Tensor::from_ints(std::vector<int64_t>(size_t(n), step.t), {n});
     Tensor eps_c = model.forward(x, t, y);
     Tensor eps_u = guided ? model.forward(x, t) : Tensor();
     if (hooks.trace) {

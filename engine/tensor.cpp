@@ -38,7 +38,12 @@ void check_device(Device device, const char* op) {
              "CUDA device requested but ", (cuda_built ? "no GPU is present" : "this build has no CUDA backend"));
 }
 
-// Copies bytes between any two devices; waits for the copy so the host can use the result.
+// Copies bytes between any two devices. A copy to the host waits for the copy (and so for all work
+// queued before it) so the host can use the result. A copy from the host does not wait for the
+// GPU: cudaMemcpyAsync from pageable memory returns once it has read the source (the driver stages
+// it), and the stream orders the copy before every kernel that reads it. So a loop that uploads a
+// few values per step (timestep embeddings, ids) lets the host queue the next step while the GPU
+// runs this one.
 void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) {
   if (bytes == 0) return;
   if (dd == Device::CPU && sd == Device::CPU) {
@@ -50,7 +55,7 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) 
                         : dd == Device::CPU ? cudaMemcpyDeviceToHost
                                             : cudaMemcpyDeviceToDevice;
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, cuda::stream()));
-  if (kind != cudaMemcpyDeviceToDevice) cuda::synchronize();
+  if (kind == cudaMemcpyDeviceToHost) cuda::synchronize();
 #endif
 }
 

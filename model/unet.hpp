@@ -26,7 +26,8 @@ class UNet : public Module {
 
   // x [N, H, W, in_channels] (H, W multiples of 8), t i64 [N] timesteps, y i64 [N] class labels
   // or undefined for the unconditional branch (an unconditional model ignores y). Returns the
-  // predicted noise [N, H, W, out_channels].
+  // predicted noise [N, H, W, out_channels]. t and y may be on the host whatever x's device: both
+  // are read on the host (the embedding, the label check), so on the host nothing waits for the GPU.
   Tensor forward(const Tensor& x, const Tensor& t, const Tensor& y = Tensor()) const;
 
   const UNetConfig& config() const { return config_; }

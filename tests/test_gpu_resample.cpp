@@ -48,4 +48,13 @@ TEST_CASE("gpu: embedding matches the CPU", "[gpu][resample]") {
   // Ids are checked on the host even when they live on the GPU.
   CHECK_THROWS_WITH(embedding(Tensor::from_ints({2, 10}, {2}, Device::CUDA), randn({10, 4}, gen).to(Device::CUDA)),
                     Catch::Contains("id 10"));
+  // Ids on the host with the table on the GPU, as the sampler keeps its labels: the same output and
+  // table gradient (f takes the ids back to the host on the GPU run); a bad host id is caught; ids on
+  // the GPU with the table on the host are refused.
+  auto host_ids = [](const std::vector<Tensor>& in) { return embedding(in[0].to(Device::CPU), in[1]); };
+  compare_backends(host_ids, {Tensor::from_ints(labels, {64}), randn({10, 256}, gen)}, gen);
+  CHECK_THROWS_WITH(embedding(Tensor::from_ints({2, 10}, {2}), randn({10, 4}, gen).to(Device::CUDA)),
+                    Catch::Contains("id 10"));
+  CHECK_THROWS_WITH(embedding(Tensor::from_ints({1, 2}, {2}, Device::CUDA), randn({10, 4}, gen)),
+                    Catch::Contains("on the host or on the table's device"));
 }

@@ -91,13 +91,18 @@ Tensor embedding(const Tensor& ids, const Tensor& table) {
   DDPM_CHECK(ids.dim() == 1 && ids.numel() > 0, op, "ids must be a non-empty [B], got ", ids.desc());
   check_f32(op, table, "table");
   DDPM_CHECK(table.dim() == 2, op, "table must be [num, D], got ", table.desc());
-  check_same_device(op, {&ids, &table});
+  DDPM_CHECK(ids.device() == Device::CPU || ids.device() == table.device(), op, "ids ", ids.desc(),
+             " must be on the host or on the table's device (", table.desc(), ")");
   const int64_t B = ids.numel(), num = table.size(0), D = table.size(1);
-  for (int64_t id : ids.to_ints())  // a few bytes to the host: an out-of-range id must not reach a kernel
+  // The ids are checked on the host, so an out-of-range id never reaches a kernel. Ids already on
+  // the host (as the sampler keeps its labels) are checked there and uploaded without waiting for
+  // the GPU; ids on the device come to the host first, which waits for the work queued before.
+  for (int64_t id : ids.to_ints())
     DDPM_CHECK(id >= 0 && id < num, op, "id ", id, " out of range for table ", table.desc());
+  const Tensor dev_ids = ids.to(table.device());
   Tensor out = Tensor::empty({B, D}, DType::F32, table.device());
-  DDPM_DISPATCH(table.device(), embedding_fwd, ids.data<int64_t>(), table.data<float>(), out.data<float>(), B, D);
-  return record(out, op, {ids, table}, [is = ids.detach(), tshape = table.shape()](const Tensor& g) {
+  DDPM_DISPATCH(table.device(), embedding_fwd, dev_ids.data<int64_t>(), table.data<float>(), out.data<float>(), B, D);
+  return record(out, op, {dev_ids, table}, [is = dev_ids.detach(), tshape = table.shape()](const Tensor& g) {
     Tensor dtable = Tensor::empty(tshape, DType::F32, g.device());
     DDPM_DISPATCH(g.device(), embedding_bwd, is.data<int64_t>(), g.data<float>(), dtable.data<float>(), is.numel(),
                   tshape[0], tshape[1]);
