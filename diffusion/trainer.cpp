@@ -153,25 +153,27 @@ std::vector<int64_t> Trainer::next_batch_indices() {
   return idx;
 }
 
-float Trainer::step() {
-  Batch batch = data_.batch(next_batch_indices(), device_);
+Tensor Trainer::step() {
+  // The labels and t stay on the host, where the ops that use them check them (and from where they
+  // go up without waiting): nothing in a step waits for the GPU.
+  Batch batch = data_.batch(next_batch_indices(), Device::CPU);
   const int64_t b = config_.batch, T = config_.T;
   std::vector<float> u = Tensor::rand({b + 1}, gen_).to_floats();
   std::vector<int64_t> ts(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i)  // uniform in [1, T-1]
     ts[size_t(i)] = 1 + std::min<int64_t>(int64_t(double(u[size_t(i)]) * double(T - 1)), T - 2);
-  Tensor t = Tensor::from_ints(ts, {b}, device_);
+  Tensor t = Tensor::from_ints(ts, {b});
   const bool drop_labels = model_.config().num_classes == 0 || u[size_t(b)] < config_.p_uncond;
   Tensor y = drop_labels ? Tensor() : batch.labels;
 
-  NoisedBatch noised = q_sample(batch.images, t, sqrt_abar_, sqrt_1m_abar_, gen_);
+  NoisedBatch noised = q_sample(batch.images.to(device_), t, sqrt_abar_, sqrt_1m_abar_, gen_);
   Tensor loss = mse_loss(model_.forward(noised.x_t, t, y), noised.eps);
   optimizer_.zero_grad();
   loss.backward();
   optimizer_.step();
   ema_.update(params_, step_);
   ++step_;
-  return loss.item();
+  return loss.detach();
 }
 
 void Trainer::with_ema_weights(const std::function<void()>& fn) {

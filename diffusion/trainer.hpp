@@ -48,7 +48,10 @@ class Trainer {
   // Trains `model` (on the device of its parameters) on `data`; both must outlive the trainer.
   Trainer(UNet& model, const Dataset& data, const TrainConfig& config);
 
-  float step();  // one training step; returns its loss
+  // One training step; returns its loss, a one-element tensor on the training device. The step is
+  // only queued on a GPU: reading the loss (item()) waits for it, so read it when it is needed (the
+  // log), not every step, and the host queues the next steps meanwhile.
+  Tensor step();
   int64_t steps_done() const { return step_; }
   int64_t epoch() const { return epoch_; }
   const TrainConfig& config() const { return config_; }

@@ -16,15 +16,20 @@ NoisedBatch q_sample(const Tensor& x0, const Tensor& t, const Tensor& sqrt_abar,
              "t must be i64 [batch] for x0 ", x0.desc(), ", got ", t.desc());
   DDPM_CHECK(sqrt_abar.dim() == 1 && sqrt_1m_abar.shape() == sqrt_abar.shape(), op,
              "tables must both be [T], got ", sqrt_abar.desc(), " and ", sqrt_1m_abar.desc());
-  check_same_device(op, {&x0, &t, &sqrt_abar, &sqrt_1m_abar});
+  check_same_device(op, {&x0, &sqrt_abar, &sqrt_1m_abar});
+  DDPM_CHECK(t.device() == Device::CPU || t.device() == x0.device(), op, "t ", t.desc(),
+             " must be on the host or on x0's device (", x0.desc(), ")");
   const int64_t T = sqrt_abar.numel();
-  for (int64_t ti : t.to_ints())  // on the host: a bad index must not reach a kernel
+  // Checked on the host, so a bad index never reaches a kernel: timesteps already there (as the
+  // trainer keeps them) cost no wait for the GPU, and go up with the other inputs.
+  for (int64_t ti : t.to_ints())
     DDPM_CHECK(ti >= 0 && ti < T, op, "timestep ", ti, " is outside the tables' range [0, ", T, ")");
+  const Tensor dev_t = t.to(x0.device());
 
   NoisedBatch out{empty_like(x0), empty_like(x0)};
   const int64_t batch = x0.size(0), per_sample = x0.numel() / batch;
   uint64_t first = gen.take(uint64_t(x0.numel()));
-  DDPM_DISPATCH(x0.device(), q_sample, x0.data<float>(), t.data<int64_t>(), sqrt_abar.data<float>(),
+  DDPM_DISPATCH(x0.device(), q_sample, x0.data<float>(), dev_t.data<int64_t>(), sqrt_abar.data<float>(),
                 sqrt_1m_abar.data<float>(), out.x_t.data<float>(), out.eps.data<float>(), batch, per_sample,
                 gen.seed(), first);
   return out;

@@ -4,7 +4,8 @@
 // q_sample (DDPM eq. 4, training's noising): draws eps ~ N(0, I) from `gen` and writes
 //   x_t = sqrt_abar[t_i] * x0 + sqrt_1m_abar[t_i] * eps   per sample i,
 // in one pass. `sqrt_abar`, `sqrt_1m_abar` are per-timestep tables [T] on x0's device; t is i64 [N]
-// with values in [0, T), checked on the host (a t on the GPU is copied back for that). eps is
+// with values in [0, T), on the host or on x0's device, checked on the host (a t on the GPU is
+// copied back for that, which waits for the GPU; the trainer keeps its t on the host). eps is
 // what Tensor::randn(x0.shape(), gen) would draw on the same device.
 //
 // reverse_step (one step of the reverse process, in one pass): with eps = eps_u + s (eps_c - eps_u)

@@ -38,7 +38,7 @@ TEST_CASE("a tiny U-Net's loss falls well below its start, in f32 and in bf16", 
   Trainer trainer(model, data, cfg);
   std::vector<double> losses;
   for (int i = 0; i < 300; ++i) {
-    const float loss = trainer.step();
+    const float loss = trainer.step().item();
     REQUIRE(std::isfinite(loss));
     losses.push_back(loss);
   }
@@ -70,14 +70,14 @@ TEST_CASE("a resumed run matches the uninterrupted one bit for bit", "[diffusion
   UNet a(tiny_config(2), init_a);
   Trainer ta(a, data, cfg);
   std::vector<float> losses_a;
-  for (int64_t i = 0; i < total; ++i) losses_a.push_back(ta.step());
+  for (int64_t i = 0; i < total; ++i) losses_a.push_back(ta.step().item());
 
   std::vector<float> losses_b;
   {
     Generator init_b = model_init_generator(cfg.seed);
     UNet b(tiny_config(2), init_b);
     Trainer tb(b, data, cfg);
-    for (int64_t i = 0; i < first; ++i) losses_b.push_back(tb.step());
+    for (int64_t i = 0; i < first; ++i) losses_b.push_back(tb.step().item());
     tb.save(path, {{"data", "stripes"}});
   }
   REQUIRE(fs::exists(path));
@@ -95,7 +95,7 @@ TEST_CASE("a resumed run matches the uninterrupted one bit for bit", "[diffusion
   Trainer tc(*c, data, saved);
   tc.load_state(path);
   CHECK(tc.steps_done() == first);
-  for (int64_t i = first; i < total; ++i) losses_b.push_back(tc.step());
+  for (int64_t i = first; i < total; ++i) losses_b.push_back(tc.step().item());
 
   REQUIRE(losses_a.size() == losses_b.size());
   for (size_t i = 0; i < losses_a.size(); ++i) {

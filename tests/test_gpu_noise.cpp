@@ -89,8 +89,15 @@ TEST_CASE("gpu: q_sample checks GPU timesteps on the host, and devices", "[gpu][
   Tensor x0 = randn({2, 4, 4, 3}, gen).to(Device::CUDA);
   CHECK_THROWS_WITH(q_sample(x0, Tensor::from_ints({3, 1000}, {2}, Device::CUDA), ga, gb, gen),
                     Catch::Contains("q_sample") && Catch::Contains("1000"));
-  CHECK_THROWS_AS(q_sample(x0, Tensor::from_ints({3, 4}, {2}), ga, gb, gen), Error);  // t on the CPU
+  CHECK_THROWS_WITH(q_sample(x0, Tensor::from_ints({3, 1000}, {2}), ga, gb, gen), Catch::Contains("1000"));
+  // t on the host (as the trainer keeps it) gives what the same t on the GPU gives.
+  Generator g1(gen.seed() + 5, 0), g2 = g1;
+  NoisedBatch host_t = q_sample(x0, Tensor::from_ints({3, 4}, {2}), ga, gb, g1);
+  NoisedBatch dev_t = q_sample(x0, Tensor::from_ints({3, 4}, {2}, Device::CUDA), ga, gb, g2);
+  CHECK(host_t.x_t.to_floats() == dev_t.x_t.to_floats());
   CHECK_THROWS_AS(q_sample(x0, Tensor::from_ints({3, 4}, {2}, Device::CUDA), a, b, gen), Error);
+  CHECK_THROWS_WITH(q_sample(x0.to(Device::CPU), Tensor::from_ints({3, 4}, {2}, Device::CUDA), a, b, gen),
+                    Catch::Contains("on the host or on x0's device"));
   Tensor x = randn({2, 4, 4, 3}, gen).to(Device::CUDA);
   CHECK_THROWS_AS(reverse_step(x, randn({2, 4, 4, 3}, gen), Tensor(), ReverseCoefficients{1, 0.1f, 1, 0, 0}, gen), Error);
 }

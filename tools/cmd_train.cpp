@@ -137,25 +137,43 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     return o.max_minutes > 0 &&
            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() >= 60.0 * o.max_minutes;
   };
+  // Each step's loss stays on the device until the log needs it (a progress line, a checkpoint, the
+  // end, or every kLossBatch steps): reading one waits for its step, so reading every step would
+  // keep the host from queuing the next step while the GPU runs this one.
+  constexpr size_t kLossBatch = 32;
+  std::vector<std::pair<int64_t, Tensor>> pending;
+  auto read_losses = [&] {
+    for (const auto& [step, loss] : pending) {
+      const float v = loss.item();
+      log << step << ',' << v << '\n';
+      loss_sum += v;
+      ++loss_count;
+    }
+    pending.clear();
+  };
   bool timed_out = false;
   while (trainer.steps_done() < total && !g_interrupted && !(timed_out = time_is_up())) {
-    const float loss = trainer.step();
+    Tensor loss = trainer.step();
     const int64_t step = trainer.steps_done();
-    log << step << ',' << loss << '\n';
-    loss_sum += loss;
-    ++loss_count;
+    pending.emplace_back(step, loss);
+    if (pending.size() >= kLossBatch) read_losses();
     progress.update(step, [&] {
+      read_losses();
       char buf[48];
-      std::snprintf(buf, sizeof buf, "loss %.4f", loss_sum / double(loss_count));
+      std::snprintf(buf, sizeof buf, "loss %.4f", loss_sum / double(std::max<int64_t>(loss_count, 1)));
       loss_sum = 0;
       loss_count = 0;
       return std::string(buf);
     });
     if (o.sample_every > 0 && step % o.sample_every == 0)
       write_sample_grid(trainer, *model, data, device, o.out + "/samples_" + std::to_string(step) + ".png");
-    if (o.save_every > 0 && step % o.save_every == 0 && step < total) trainer.save(model_path, meta);
+    if (o.save_every > 0 && step % o.save_every == 0 && step < total) {
+      read_losses();  // the log holds every step up to the checkpoint
+      trainer.save(model_path, meta);
+    }
   }
   std::signal(SIGINT, SIG_DFL);
+  read_losses();
   log.flush();
   trainer.save(model_path, meta);
   if (g_interrupted) {
