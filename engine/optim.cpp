@@ -43,7 +43,7 @@ const Slot* device_slots(SlotCache<Slot>& cache, const std::vector<Slot>& slots)
   if (slots != cache.host || !cache.device.defined()) {
     Tensor words = Tensor::empty({int64_t(slots.size() * sizeof(Slot) / sizeof(int64_t))}, DType::I64);
     std::memcpy(words.raw(), slots.data(), slots.size() * sizeof(Slot));
-    cache.device = words.to(Device::CUDA);  // waits for the copy, so `words` may go
+    cache.device = words.to(Device::CUDA);  // read before the call returns (pageable), so `words` may go
     cache.host = slots;
   }
   return static_cast<const Slot*>(cache.device.raw());
