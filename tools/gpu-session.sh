@@ -10,9 +10,10 @@
 #            BATCH (default 128), in PRECISION (default bf16; tf32 = f32 on TF32 tensor cores),
 #            then a sample grid (8 per class, guidance 3, DDPM 100 steps) and `ddpm eval` on 1000
 #            samples at each of
-#            GUIDANCES (default "3 1") with each of EVAL_SAMPLERS (SAMPLER:STEPS pairs, default
-#            ddpm:100; e.g. "ddpm:100 ddim:100 ddpm:1000"), EVAL_BATCH images per network call
-#            (default 500)                                                          (~5 min)
+#            GUIDANCES (default "3 1") with each of EVAL_SAMPLERS (SAMPLER:STEPS or
+#            SAMPLER:STEPS:ETA, default ddpm:100; e.g. "ddpm:100 ddim:100:1 ddpm:1000"; ddim with
+#            eta 1 is DDPM with the posterior's smaller variance), EVAL_BATCH images per network
+#            call (default 500)                                                     (~5 min)
 #   all      for a short loan: check without the kernel micro-benchmarks and CPU tests, PyTorch's
 #            eager twin beside our end-to-end numbers, then run for MINUTES (default 4, less if
 #            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
@@ -77,15 +78,17 @@ real_run() {
   timeout 90 build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
     --sampler ddpm --steps 100 --out "$out/run-samples.png" 2>&1 | tee "$out/run-sample.log"
   echo "sample wall: $((SECONDS - start)) s" | tee -a "$out/run-sample.log"
-  local sampler steps name s
+  local sampler steps eta name s
   for g in ${GUIDANCES:-3 1}; do
     for s in ${EVAL_SAMPLERS:-ddpm:100}; do
-      sampler=${s%:*} steps=${s#*:} start=$SECONDS
-      name=g$g${EVAL_SAMPLERS:+-$sampler$steps}  # run-eval-g3.json as before unless EVAL_SAMPLERS is set
+      IFS=: read -r sampler steps eta <<<"$s"
+      start=$SECONDS
+      # run-eval-g3.json as before unless EVAL_SAMPLERS is set
+      name=g$g${EVAL_SAMPLERS:+-$sampler$steps${eta:+-eta$eta}}
       mkdir -p "$out/eval-$name"
       timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance "$g" \
         --batch "${EVAL_BATCH:-500}" \
-        --sampler "$sampler" --steps "$steps" --data-dir gpu-bundle/fashion-mnist --out "$out/eval-$name" \
+        --sampler "$sampler" --steps "$steps" ${eta:+--eta "$eta"} --data-dir gpu-bundle/fashion-mnist --out "$out/eval-$name" \
         --json "$out/run-eval-$name.json" 2>&1 | tee "$out/run-eval-$name.log"
       echo "eval wall (guidance $g, $sampler $steps steps): $((SECONDS - start)) s" | tee -a "$out/run-eval-$name.log"
     done
@@ -144,7 +147,7 @@ case $stage in
     # Of STAGE_LIMIT's 540 s, training gets what is left after ~130 s for sampling and the evals
     # (17 s each on the H200), at most MINUTES.
     minutes=$(python3 -c "print(round(max(0.5, min(${MINUTES:-4}, (410 - $SECONDS) / 60)), 2))")
-    EVAL_LIMIT=60 real_run "$precision" "$minutes" || { rc=1; echo "gpu-session: the real run failed"; }
+    EVAL_LIMIT=${EVAL_LIMIT:-60} real_run "$precision" "$minutes" || { rc=1; echo "gpu-session: the real run failed"; }
     { cat "$out/check/summary.txt"; echo "real run: $precision, $minutes min"; grep -h 'wall' "$out"/run-*.log
       for f in "$out"/run-eval-g*.log; do echo "$f:"; grep -A 4 '^set ' "$f"; done; } >"$out/summary.txt" 2>&1
     ;;
