@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build-sm90}
 # compile_commands.json: tools/gpu-variants.sh rebuilds single objects from it.
 BUILD_DIR=$dir bash tools/build.sh -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
-bins=(tests/test_gpu tests/test_engine tests/test_model tools/ddpm
-      benchmarks/bench_kernels benchmarks/bench_conv benchmarks/bench_train benchmarks/bench_sample)
+# BINS (space-separated) packs fewer, when the repository and the data leave too little room: a
+# call that skips the CPU tests (CPU_TESTS=0) needs neither test_engine nor test_model.
+read -ra bins <<<"${BINS:-tests/test_gpu tests/test_engine tests/test_model tools/ddpm
+      benchmarks/bench_kernels benchmarks/bench_conv benchmarks/bench_train benchmarks/bench_sample}"
 rm -rf gpu-bundle
 mkdir -p gpu-bundle/stage gpu-bundle/fashion-mnist
 for b in "${bins[@]}"; do
@@ -25,3 +27,6 @@ git rev-parse --short HEAD >gpu-bundle/COMMIT
 du -sh gpu-bundle
 size=$(du -sm gpu-bundle | cut -f1)
 [ "$size" -lt 64 ] || { echo "gpu-bundle: ${size} MiB, over the device tool's 64 MiB" >&2; exit 1; }
+# The tool counts the tracked files too.
+total=$(( size + $(git ls-files -z | du -cm --files0-from=- | tail -1 | cut -f1) ))
+[ "$total" -lt 64 ] || { echo "gpu-bundle: ${total} MiB with the repository, over the device tool's 64 MiB (set BINS)" >&2; exit 1; }
