@@ -22,19 +22,22 @@ int main(int argc, char** argv) {
   bench::E2EOptions o;
   o.add_to(app);
   float guidance = 0.0f;
-  bool full = false;
+  bool full = false, no_graph = false;
   app.add_option("--guidance", guidance, "classifier-free guidance scale (0: one forward per step)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_flag("--full", full, "also time a whole 999-step DDPM chain");
+  app.add_flag("--no-graph", no_graph, "launch the network's kernels one by one instead of replaying a CUDA graph");
   CLI11_PARSE(app, argc, argv);
   try {
     Device dev;
     nlohmann::json doc;
     if (!o.start("bench_sample", dev, doc)) return 0;
     doc["guidance"] = guidance;
-    std::printf("bench_sample on %s, %s, tf32 %s, conv %s, guidance %g\n", doc["device"].get<std::string>().c_str(),
-                dtype_name(o.precision), o.tf32 ? "on" : "off", o.conv.c_str(), double(guidance));
+    doc["graph"] = !no_graph;
+    std::printf("bench_sample on %s, %s, tf32 %s, conv %s, guidance %g, graph %s\n",
+                doc["device"].get<std::string>().c_str(), dtype_name(o.precision), o.tf32 ? "on" : "off",
+                o.conv.c_str(), double(guidance), no_graph ? "off" : "on");
     std::printf("| setup | reverse img-steps/s | ms/step | full 999-step chain s |\n|---|---:|---:|---:|\n");
     const Schedule schedule = make_schedule(ScheduleKind::Linear, 1000);
     for (const bench::Setup& s : o.parsed_setups()) {
@@ -47,6 +50,7 @@ int main(int argc, char** argv) {
       const Tensor labels = Tensor::from_ints(y, {s.batch});
       SamplerConfig c;
       c.guidance = guidance;
+      c.graph = !no_graph;  // a chain records its graph once, at its first step: timed with it
       auto time_chain = [&](int64_t steps) {
         c.steps = steps;
         const auto t0 = std::chrono::steady_clock::now();

@@ -1,8 +1,10 @@
 #include "diffusion/sampler.hpp"
 
 #include <cmath>
+#include <memory>
 
 #include "engine/autograd.hpp"
+#include "engine/graph.hpp"
 
 namespace ddpm {
 
@@ -67,16 +69,28 @@ Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& 
   std::vector<SamplerStep> plan = sampler_plan(schedule, config);
 
   NoGradGuard no_grad;
-  // t and the labels stay on the host, where the network reads them (its timestep embedding is
-  // computed there, its label ids checked there) and from where it uploads what it needs: so no
-  // step waits for the GPU, and the host queues the next steps while the GPU runs this one.
+  // t and the labels stay on the host, where the network's conditioning is computed (the
+  // timestep embedding, the label check) and uploaded from: so no step waits for the GPU, and the
+  // host queues the next steps while the GPU runs this one. The network's device work is recorded
+  // once as a graph (engine/graph.hpp) and replayed each step on the conditioning of that step.
   Tensor y = conditional ? labels.to(Device::CPU) : Tensor();
   Tensor x = Tensor::randn({n, image_size, image_size, mc.in_channels}, gen, device);
+  Tensor e_c = Tensor::empty({n, mc.time_dim}, DType::F32, device);
+  Tensor e_u = guided ? Tensor::empty({n, mc.time_dim}, DType::F32, device) : Tensor();
+  Tensor eps_c, eps_u;
+  auto network = [&] {
+    eps_c = model.forward_embedded(x, e_c);
+    if (guided) eps_u = model.forward_embedded(x, e_u);
+  };
+  std::unique_ptr<Graph> graph;
   for (size_t i = 0; i < plan.size(); ++i) {
     const SamplerStep& step = plan[i];
     Tensor t = Tensor::from_ints(std::vector<int64_t>(size_t(n), step.t), {n});
-    Tensor eps_c = model.forward(x, t, y);
-    Tensor eps_u = guided ? model.forward(x, t) : Tensor();
+    e_c.copy_from(model.embed(t, y, device));
+    if (guided) e_u.copy_from(model.embed(t, Tensor(), device));
+    if (config.graph && !graph) graph = std::make_unique<Graph>(device, network);
+    if (graph) graph->replay();
+    else network();
     if (hooks.trace) {
       Tensor x0 = x.clone();
       const ReverseCoefficients& u = step.update;

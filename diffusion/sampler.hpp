@@ -44,6 +44,8 @@ struct SamplerConfig {
   float eta = 0.0f;       // DDIM's noise scale (0 = deterministic, 1 = DDPM's posterior variance)
   float guidance = 0.0f;  // classifier-free guidance scale s; 0 = conditional eps only
   bool clip_x0 = true;    // clamp the predicted x0 to [-1, 1] at every step
+  bool graph = true;      // replay the network's device work as one graph per step (engine/graph.hpp);
+                          // the same numbers, fewer launches on the GPU
 };
 
 // One step of a sampler, in sampling order: the network sees timestep t; `update` turns x_t into

@@ -54,6 +54,21 @@ bool cuda_poison = false;
 std::multimap<size_t, void*> cuda_free;
 std::mutex cuda_mutex;
 
+// Graph pools (storage.hpp): each pool's free blocks, which pool owns each block (0: none left,
+// the block goes to the shared cache when freed), and the pool being captured (0: none).
+std::map<GraphPool, std::multimap<size_t, void*>> pool_free;
+std::map<void*, GraphPool> pool_of;
+GraphPool capturing = 0, last_pool = 0;
+
+// A block of exactly n bytes from `from`, or nullptr.
+void* take(std::multimap<size_t, void*>& from, size_t n) {
+  auto it = from.find(n);
+  if (it == from.end()) return nullptr;
+  void* p = it->second;
+  from.erase(it);
+  return p;
+}
+
 size_t cuda_round(size_t bytes) {
   if (bytes == 0) bytes = 1;
   return bytes < (1u << 20) ? round_up(bytes, 512) : round_up(bytes, 2u << 20);
@@ -62,12 +77,9 @@ size_t cuda_round(size_t bytes) {
 void* cuda_allocate(size_t bytes) {
   size_t n = cuda_round(bytes);
   std::lock_guard<std::mutex> lock(cuda_mutex);
-  void* p = nullptr;
-  auto it = cuda_free.find(n);
-  if (it != cuda_free.end()) {
-    p = it->second;
-    cuda_free.erase(it);
-  } else {
+  void* p = capturing ? take(pool_free[capturing], n) : nullptr;
+  if (!p) p = take(cuda_free, n);
+  if (!p) {
     cudaError_t e = cudaMalloc(&p, n);
     if (e == cudaErrorMemoryAllocation) {
       // Give the cache back to the driver and try once more before reporting.
@@ -84,6 +96,7 @@ void* cuda_allocate(size_t bytes) {
     cuda_counters.stats.reserved += n;
     cuda_counters.stats.device_mallocs++;
   }
+  if (capturing) pool_of[p] = capturing;
   cuda_counters.add(n);
   if (cuda_poison) CUDA_CHECK(cudaMemsetAsync(p, 0xFF, n, cuda::stream()));
   return p;
@@ -92,7 +105,17 @@ void* cuda_allocate(size_t bytes) {
 void cuda_deallocate(void* p, size_t bytes) {
   size_t n = cuda_round(bytes);
   std::lock_guard<std::mutex> lock(cuda_mutex);
-  cuda_free.emplace(n, p);
+  auto owner = pool_of.find(p);
+  if (owner == pool_of.end()) {
+    cuda_free.emplace(n, p);
+  } else {
+    if (owner->second) {
+      pool_free[owner->second].emplace(n, p);
+    } else {
+      cuda_free.emplace(n, p);
+      pool_of.erase(owner);
+    }
+  }
   cuda_counters.stats.in_use -= n;
 }
 #endif
@@ -112,6 +135,40 @@ void deallocate(void* ptr, size_t bytes, Device device) {
   if (device == Device::CPU) return cpu_deallocate(ptr, bytes);
 #ifdef DDPM_HAVE_CUDA
   cuda_deallocate(ptr, bytes);
+#endif
+}
+
+GraphPool begin_graph_pool() {
+#ifdef DDPM_HAVE_CUDA
+  std::lock_guard<std::mutex> lock(cuda_mutex);
+  DDPM_CHECK(!capturing, "graph", "a graph is already being captured");
+  capturing = ++last_pool;
+  return capturing;
+#else
+  return 0;
+#endif
+}
+
+void end_graph_pool() {
+#ifdef DDPM_HAVE_CUDA
+  std::lock_guard<std::mutex> lock(cuda_mutex);
+  capturing = 0;
+#endif
+}
+
+void release_graph_pool([[maybe_unused]] GraphPool pool) {
+#ifdef DDPM_HAVE_CUDA
+  std::lock_guard<std::mutex> lock(cuda_mutex);
+  auto free = pool_free.find(pool);
+  if (free != pool_free.end()) {
+    for (auto& [n, p] : free->second) {
+      cuda_free.emplace(n, p);
+      pool_of.erase(p);
+    }
+    pool_free.erase(free);
+  }
+  for (auto& [p, owner] : pool_of)
+    if (owner == pool) owner = 0;  // still held by a tensor: to the shared cache when freed
 #endif
 }
 

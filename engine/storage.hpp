@@ -2,6 +2,7 @@
 // through std::shared_ptr, which is what makes views (reshape, slices along dim 0) cheap.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "engine/dtype.hpp"
@@ -24,6 +25,17 @@ void reset_peak(Device device);
 // Test aid: when on, every new CUDA allocation is filled with 0xFF bytes (NaN in f32 and bf16),
 // so a kernel that leaves an output element unwritten fails its comparison.
 void set_poison_allocations(bool on);
+
+// Private pools for captured CUDA graphs (engine/graph.hpp). A graph replays the addresses it was
+// captured with, so the blocks it used must not go back to the shared cache while it lives. Between
+// begin_graph_pool() and end_graph_pool(), CUDA blocks handed out belong to the new pool; a pool's
+// block freed at any time returns to that pool, and allocations during its capture look there
+// first. release_graph_pool() gives the free ones to the shared cache and lets those still held by
+// tensors follow when they are freed. One capture at a time; CPU allocations are unaffected.
+using GraphPool = uint64_t;
+GraphPool begin_graph_pool();
+void end_graph_pool();
+void release_graph_pool(GraphPool pool);
 
 class Storage {
  public:

@@ -64,19 +64,35 @@ Tensor timestep_embedding(const Tensor& t, int64_t dim) {
 }
 
 Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& y) const {
+  check_input(x);
+  DDPM_CHECK(t.defined() && t.dim() == 1 && t.size(0) == x.size(0), "UNet", "t must be [", x.size(0), "], got ",
+             t.desc());
+  return forward_embedded(x, embed(t, y, x.device()));
+}
+
+Tensor UNet::embed(const Tensor& t, const Tensor& y, Device device) const {
+  const Impl& m = *impl_;
+  Tensor e = timestep_embedding(t, config_.time_dim).to(device);  // constant: no gradient flows into t
+  if (y.defined() && m.label_emb) {
+    DDPM_CHECK(y.dim() == 1 && y.size(0) == t.size(0), "UNet", "y must be [", t.size(0), "], got ", y.desc());
+    e = add(e, m.label_emb->forward(y));
+  }
+  return e;
+}
+
+void UNet::check_input(const Tensor& x) const {
   const UNetConfig& c = config_;
   DDPM_CHECK(x.defined() && x.dim() == 4 && x.size(3) == c.in_channels, "UNet", "x must be [N, H, W, ",
              c.in_channels, "], got ", x.desc());
   DDPM_CHECK(x.size(1) % 8 == 0 && x.size(2) % 8 == 0 && x.size(1) > 0 && x.size(2) > 0, "UNet",
              "image sides must be positive multiples of 8, got ", x.desc());
-  DDPM_CHECK(t.defined() && t.dim() == 1 && t.size(0) == x.size(0), "UNet", "t must be [", x.size(0), "], got ",
-             t.desc());
+}
+
+Tensor UNet::forward_embedded(const Tensor& x, const Tensor& e) const {
+  check_input(x);
+  DDPM_CHECK(e.defined() && e.dim() == 2 && e.size(0) == x.size(0) && e.size(1) == config_.time_dim, "UNet",
+             "e must be [", x.size(0), ", ", config_.time_dim, "], got ", e.desc());
   const Impl& m = *impl_;
-  Tensor e = timestep_embedding(t, c.time_dim).to(x.device());  // constant: no gradient flows into t
-  if (y.defined() && m.label_emb) {
-    DDPM_CHECK(y.dim() == 1 && y.size(0) == x.size(0), "UNet", "y must be [", x.size(0), "], got ", y.desc());
-    e = add(e, m.label_emb->forward(y));
-  }
   Tensor se = cast(silu(e), compute_dtype_);  // shared by every emb_layer
 
   Tensor x1 = m.inc->forward(cast(x, compute_dtype_));

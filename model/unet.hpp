@@ -30,6 +30,14 @@ class UNet : public Module {
   // are read on the host (the embedding, the label check), so on the host nothing waits for the GPU.
   Tensor forward(const Tensor& x, const Tensor& t, const Tensor& y = Tensor()) const;
 
+  // forward() in its two parts, for a caller that replays the network as a graph (engine/graph.hpp;
+  // diffusion/sampler.cpp): embed() is the conditioning vector e [N, time_dim], f32 on `device`,
+  // that forward() computes from t and y (host work: the sinusoids, the label check, an upload);
+  // forward_embedded() is the rest, device work only. forward(x, t, y) is
+  // forward_embedded(x, embed(t, y, x.device())).
+  Tensor embed(const Tensor& t, const Tensor& y, Device device) const;
+  Tensor forward_embedded(const Tensor& x, const Tensor& e) const;
+
   const UNetConfig& config() const { return config_; }
 
   // The dtype of the activations: f32 (default) or bf16, mixed precision. With bf16 the input
@@ -41,6 +49,8 @@ class UNet : public Module {
   DType compute_dtype() const { return compute_dtype_; }
 
  private:
+  void check_input(const Tensor& x) const;
+
   UNetConfig config_;
   DType compute_dtype_ = DType::F32;
   struct Impl;

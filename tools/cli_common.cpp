@@ -89,6 +89,8 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
       ->capture_default_str();
   cmd->add_flag("--no-clip", o.no_clip,
                 "do not clamp the predicted x0 to [-1, 1] at each step (with ddpm: exactly the seed's loop)");
+  cmd->add_flag("--no-graph", o.no_graph,
+                "GPU: launch the network's kernels one by one instead of replaying them as a CUDA graph");
   cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
   cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
   cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
@@ -103,6 +105,7 @@ SamplerConfig sampler_config(const SamplingOptions& o) {
   c.eta = o.eta;
   c.guidance = o.guidance;
   c.clip_x0 = !o.no_clip;
+  c.graph = !o.no_graph;
   return c;
 }
 

@@ -52,6 +52,7 @@ struct SamplingOptions {
   std::string schedule;  // empty: the training schedule
   float guidance = 3.0f;
   bool no_clip = false;
+  bool no_graph = false;
   uint64_t seed = 0;
   int64_t image_size = 0;
   bool no_ema = false;

@@ -21,6 +21,9 @@
 #            on bf16 data, compute-sanitizer memcheck on the bf16, broadcast and matmul GPU
 #            tests                                                                   (~1 min)
 #   quick    check as in `all`, the eager twin, then `more`: everything but the real run (~3 min)
+#   sample   the reverse step with its network replayed as a CUDA graph and launched op by op:
+#            test_gpu (all, then "[graph]" under compute-sanitizer memcheck), bench_sample in
+#            bf16 and TF32, 100 timed steps and the whole 999-step chain, graph on and off (~2 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
 # and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
 # STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
@@ -131,6 +134,29 @@ more_stage() {
     --json "$out/bench_kernels_bf16.json" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped"
 }
 
+# sample_stage: graph replay against launching op by op (stage `sample`).
+sample_stage() {
+  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  local trc=0 mrc=0 p g extra
+  timeout 120 build/tests/test_gpu -r junit -o "$out/test_gpu.xml" >"$out/test_gpu.log" 2>&1 || trc=$?
+  echo "test_gpu: exit $trc, $(grep -o 'tests="[0-9]*" failures="[0-9]*" errors="[0-9]*"' "$out/test_gpu.xml" | head -1)" |
+    tee -a "$out/summary.txt"
+  timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "[graph]" \
+    >"$out/sanitize-graph.log" 2>&1 || mrc=$?
+  echo "memcheck [graph]: exit $mrc $(grep -m1 'ERROR SUMMARY' "$out/sanitize-graph.log")" | tee -a "$out/summary.txt"
+  for p in bf16 tf32; do
+    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
+    for g in graph no-graph; do
+      extra=()
+      [ "$g" = no-graph ] && extra=(--no-graph)
+      timeout 60 build/benchmarks/bench_sample "${flags[@]}" "${extra[@]}" --steps 100 --full \
+        --commit "$COMMIT" --json "$out/bench_sample-$p-$g.json" >"$out/bench_sample-$p-$g.txt" 2>&1 ||
+        echo "gpu-session: bench_sample $p $g stopped"
+      { echo "bench_sample $p $g:"; grep '^|' "$out/bench_sample-$p-$g.txt"; } | tee -a "$out/summary.txt"
+    done
+  done
+}
+
 rc=0
 case $stage in
   check) bash tools/gpu-check.sh "$out/check" || rc=$? ;;
@@ -158,6 +184,7 @@ case $stage in
     cp "$out/check/summary.txt" "$out/summary.txt"
     more_stage
     ;;
-  *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more or quick)" >&2; exit 2 ;;
+  sample) sample_stage ;;
+  *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more, quick or sample)" >&2; exit 2 ;;
 esac
 exit $rc
