@@ -1,5 +1,5 @@
 // Graph: a piece of device work recorded once and replayed many times. On the GPU a U-Net forward
-// is ~300 kernel launches, each costing the host a few microseconds (checks, allocations, the
+// is a few hundred kernel launches, each costing the host a few microseconds (checks, allocations, the
 // launch itself); replayed as one CUDA graph it costs one launch, and the GPU runs the kernels
 // back to back. The sampler replays its network calls this way (diffusion/sampler.cpp).
 //
