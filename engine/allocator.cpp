@@ -81,14 +81,16 @@ void* cuda_allocate(size_t bytes) {
   if (!p) p = take(cuda_free, n);
   if (!p) {
     cudaError_t e = cudaMalloc(&p, n);
-    if (e == cudaErrorMemoryAllocation) {
-      // Give the cache back to the driver and try once more before reporting.
+    if (e == cudaErrorMemoryAllocation && !capturing) {
+      // Give the cache back to the driver and try once more before reporting (not while a graph
+      // is being recorded: cudaFree waits for the device, which a recording cannot).
       (void)cudaGetLastError();
-      for (auto& [size, q] : cuda_free) {
-        CUDA_CHECK(cudaFree(q));
+      while (!cuda_free.empty()) {
+        auto [size, q] = *cuda_free.begin();
+        cuda_free.erase(cuda_free.begin());
         cuda_counters.stats.reserved -= size;
+        CUDA_CHECK(cudaFree(q));
       }
-      cuda_free.clear();
       e = cudaMalloc(&p, n);
     }
     DDPM_CHECK(e == cudaSuccess, "allocate", "cudaMalloc of ", n, " bytes failed: ", cudaGetErrorString(e),

@@ -9,6 +9,12 @@
 
 namespace ddpm {
 
+namespace {
+int64_t g_recordings = 0;
+}
+
+int64_t Graph::recordings() { return g_recordings; }
+
 #ifdef DDPM_HAVE_CUDA
 struct Graph::Cuda {
   cudaGraphExec_t exec = nullptr;
@@ -17,22 +23,36 @@ struct Graph::Cuda {
 
 namespace {
 
-// Records fn on the engine stream into `pool`. Relaxed mode: a cudaMalloc for a pool block that
-// the cache cannot supply is legal during capture (it is not stream work, so it is not recorded).
+// Ends a recording that failed, leaving the stream usable and no error pending for the next
+// launch check to pin on an innocent kernel.
+void abandon(cudaStream_t s) {
+  cudaGraph_t partial = nullptr;
+  (void)cudaStreamEndCapture(s, &partial);
+  if (partial) (void)cudaGraphDestroy(partial);
+  (void)cudaGetLastError();
+}
+
+// Records fn on the engine stream. Relaxed mode: a cudaMalloc for a pool block that the cache
+// cannot supply is legal during capture (it is not stream work, so it is not recorded).
 cudaGraph_t record(const std::function<void()>& fn) {
   cudaStream_t s = cuda::stream();
   CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
   try {
     fn();
   } catch (const std::exception& e) {
-    cudaGraph_t partial = nullptr;
-    (void)cudaStreamEndCapture(s, &partial);  // leaves the stream usable again
-    if (partial) (void)cudaGraphDestroy(partial);
-    (void)cudaGetLastError();
+    abandon(s);
     detail::fail("graph", "this work cannot be recorded as a CUDA graph: ", e.what());
+  } catch (...) {
+    abandon(s);
+    throw;
   }
   cudaGraph_t graph = nullptr;
-  CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  cudaError_t e = cudaStreamEndCapture(s, &graph);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    detail::fail("graph", "this work cannot be recorded as a CUDA graph: cudaStreamEndCapture: ",
+                 cudaGetErrorString(e));
+  }
   return graph;
 }
 
@@ -62,9 +82,11 @@ Graph::Graph(Device device, std::function<void()> fn) {
   cudaError_t e = cudaGraphInstantiate(&cuda_->exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch);
   (void)cudaGraphDestroy(graph);
   if (e != cudaSuccess) {
+    (void)cudaGetLastError();
     release_graph_pool(cuda_->pool);
     CUDA_CHECK(e);
   }
+  ++g_recordings;
 #else
   detail::fail("graph", "this build has no CUDA backend");
 #endif

@@ -16,6 +16,7 @@
 // from host memory) fails the capture with an error naming it. CPU: there is nothing to record;
 // replay() calls fn.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <memory>
 
@@ -31,6 +32,10 @@ class Graph {
   Graph& operator=(const Graph&) = delete;
 
   void replay();
+
+  // How many CUDA graphs this process has recorded (a CPU graph records nothing): for tests and
+  // benchmarks that must know a graph was used.
+  static int64_t recordings();
 
  private:
   struct Cuda;

@@ -8,15 +8,17 @@
 // descriptors, and for each direction the algorithm measured by cudnnFind* on first use. The
 // plans, the handle and the workspace live until the process ends (they are few and small; the
 // workspace is one buffer shared by all calls, grown when an algorithm needs more). The first call
-// of a shape measures algorithms and may grow the workspace (cudaMalloc, a stream sync), so a CUDA
-// graph capture must come after every shape has run once.
+// of a shape measures algorithms and may grow the workspace (cudaMalloc), so a CUDA graph
+// capture must come after every shape has run once.
 #include <cudnn.h>
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <climits>
 #include <functional>
 #include <map>
+#include <vector>
 
 #include "kernels/conv.hpp"
 #include "kernels/conv_cuda_detail.hpp"
@@ -32,18 +34,20 @@
 namespace ddpm::kernels::cuda {
 
 // The shared workspace: see conv_cuda_detail.hpp.
+// A smaller buffer it replaces is kept, not freed: a CUDA graph recorded earlier (engine/graph.hpp)
+// may still point at it. Sizes grow by powers of two, so all of them together stay under twice
+// the largest.
 void* conv_detail::workspace(size_t bytes) {
   static void* ptr = nullptr;
   static size_t size = 0;
+  static std::vector<void*> retired;
   if (bytes > size) {
-    if (ptr) {
-      ddpm::cuda::synchronize();
-      CUDA_CHECK(cudaFree(ptr));
-      ptr = nullptr;
-      size = 0;
-    }
-    CUDA_CHECK(cudaMalloc(&ptr, bytes));
-    size = bytes;
+    const size_t grown = std::bit_ceil(bytes);
+    void* fresh = nullptr;
+    CUDA_CHECK(cudaMalloc(&fresh, grown));
+    if (ptr) retired.push_back(ptr);
+    ptr = fresh;
+    size = grown;
   }
   return ptr;
 }

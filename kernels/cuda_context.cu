@@ -52,6 +52,11 @@ void check_launch(const char* kernel, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) fail(kernel, cudaGetErrorString(e), file, line);
 #ifdef DDPM_SYNC_CHECK
+  // Not while a graph is being recorded (engine/graph.hpp): a sync would end the recording. The
+  // recorded kernels are checked when the graph is replayed.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  CUDA_CHECK(cudaStreamIsCapturing(stream(), &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;
   e = cudaStreamSynchronize(stream());
   if (e != cudaSuccess) fail(kernel, cudaGetErrorString(e), file, line);
 #endif

@@ -4,6 +4,7 @@
 #include "diffusion/sampler.hpp"
 #include "engine/graph.hpp"
 #include "engine/ops.hpp"
+#include "engine/storage.hpp"
 #include "gpu_helpers.hpp"
 
 using namespace ddpm;
@@ -66,11 +67,21 @@ TEST_CASE("gpu: sampling with the network replayed as a graph gives what launchi
       SamplerConfig c;
       c.steps = 6;
       c.guidance = guidance;
-      Generator g1(init.seed() + 1), g2 = g1;
+      Generator g1(init.seed() + 1), g2 = g1, g3 = g1;
       c.graph = true;
+      const int64_t recorded = Graph::recordings();
       Tensor replayed = sample(model, schedule, c, labels, 0, 16, g1, Device::CUDA);
+      CHECK(Graph::recordings() == recorded + 1);
+      // A second chain records its own graph into the blocks the first one gave back. A pool that
+      // was never given back would make it allocate every block of a forward (dozens) anew; allow
+      // a few for what the first chain's result still holds.
+      const size_t mallocs = allocator_stats(Device::CUDA).device_mallocs;
+      Tensor again = sample(model, schedule, c, labels, 0, 16, g3, Device::CUDA);
+      CHECK(allocator_stats(Device::CUDA).device_mallocs <= mallocs + 3);
+      CHECK(again.to_floats() == replayed.to_floats());
       c.graph = false;
       Tensor launched = sample(model, schedule, c, labels, 0, 16, g2, Device::CUDA);
+      CHECK(Graph::recordings() == recorded + 2);
       CHECK(g1.offset() == g2.offset());
       // The same kernels on the same data: equal up to a library choosing another GEMM kernel
       // under capture. A graph that replayed stale conditioning (the first step's t) or read

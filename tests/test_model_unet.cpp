@@ -156,6 +156,9 @@ TEST_CASE("U-Net forward gives the noise shape for sides 8, 16, 24 and batch 1",
       Tensor with_y = model.forward(x, t, y);
       if (classes) CHECK(test::rel_err(with_y, model.forward(x, t)) > 1e-6);
       else CHECK(test::rel_err(with_y, out) == 0.0);
+      // The two halves a graph replays (embed on the host side, forward_embedded on the device
+      // side) are forward, bit for bit.
+      CHECK(model.forward_embedded(x, model.embed(t, y, Device::CPU)).to_floats() == with_y.to_floats());
     }
   }
 }
@@ -229,6 +232,8 @@ TEST_CASE("U-Net rejects bad configs and inputs", "[model][unet]") {
   CHECK_THROWS_WITH(model.forward(Tensor::zeros({1, 8, 8, 1}), t, Tensor::from_ints({0, 1}, {2})),
                     Contains("y must be [1]"));
   CHECK_THROWS_AS(model.forward(Tensor::zeros({1, 8, 8, 1}), t, Tensor::from_ints({2}, {1})), Error);  // class 2 of 2
+  CHECK_THROWS_WITH(model.forward_embedded(Tensor::zeros({1, 8, 8, 1}), Tensor::zeros({1, 7})),
+                    Contains("e must be [1, 16]"));
 }
 
 TEST_CASE("info: parameters per module and the seed's FLOPs", "[model][info]") {
