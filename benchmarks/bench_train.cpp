@@ -23,14 +23,17 @@ int main(int argc, char** argv) {
   CLI::App app{"Training img/s of the seed U-Net (ours; benchmarks/torch_twin.py for PyTorch)"};
   bench::E2EOptions o;
   o.add_to(app);
+  bool graph = false;
+  app.add_flag("--graph", graph, "replay each step's forward and backward as a CUDA graph (TrainConfig::graph)");
   CLI11_PARSE(app, argc, argv);
   try {
     Device dev;
     nlohmann::json doc;
     if (!o.start("bench_train", dev, doc)) return 0;
-    std::printf("bench_train on %s, %s, tf32 %s, conv %s, %ld steps after %ld warm-up\n",
+    doc["graph"] = graph;
+    std::printf("bench_train on %s, %s, tf32 %s, conv %s, graph %s, %ld steps after %ld warm-up\n",
                 doc["device"].get<std::string>().c_str(), dtype_name(o.precision), o.tf32 ? "on" : "off", o.conv.c_str(),
-                long(o.steps), long(o.warmup));
+                graph ? "on" : "off", long(o.steps), long(o.warmup));
     std::printf("| setup | train img/s | ms/step | first step s | peak GiB | cudaMalloc in timed steps |\n");
     std::printf("|---|---:|---:|---:|---:|---:|\n");
     for (const bench::Setup& s : o.parsed_setups()) {
@@ -43,6 +46,7 @@ int main(int argc, char** argv) {
       const Dataset data = bench::random_dataset(s, 4 * s.batch, gen);
       TrainConfig tc;
       tc.batch = s.batch;
+      tc.graph = graph;
       Trainer trainer(model, data, tc);
       trainer.step().item();  // a step is only queued until its loss is read
       const double first = bench::seconds_since(t0);

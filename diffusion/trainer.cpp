@@ -167,13 +167,53 @@ Tensor Trainer::step() {
   Tensor y = drop_labels ? Tensor() : batch.labels;
 
   NoisedBatch noised = q_sample(batch.images.to(device_), t, sqrt_abar_, sqrt_1m_abar_, gen_);
-  Tensor loss = mse_loss(model_.forward(noised.x_t, t, y), noised.eps);
-  optimizer_.zero_grad();
-  loss.backward();
+  Tensor loss;
+  if (config_.graph) {
+    loss = recorded_step(noised, t, y);
+  } else {
+    loss = mse_loss(model_.forward(noised.x_t, t, y), noised.eps);
+    optimizer_.zero_grad();
+    loss.backward();
+  }
   optimizer_.step();
   ema_.update(params_, step_);
   ++step_;
   return loss.detach();
+}
+
+// The step's forward and backward split where a graph can hold them: the conditioning e (the
+// host's timestep sinusoids, the label check and embedding) is made eagerly and copied into the
+// recorded work's input; the recorded work (forward_embedded, the loss, the backward) leaves the
+// gradient of every parameter it reaches, and of e; the eager backward of e then gives the label
+// embedding its gradient. The same kernels on the same values as the op-by-op step.
+Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const Tensor& y) {
+  Tensor e = model_.embed(t, y, device_);
+  Recorded& r = rec_;
+  if (!r.graph) {
+    r.x_t = Tensor::empty(noised.x_t.shape(), DType::F32, device_);
+    r.eps = Tensor::empty(noised.eps.shape(), DType::F32, device_);
+    r.e = Tensor::empty(e.shape(), DType::F32, device_).set_requires_grad();
+  }
+  r.x_t.copy_from(noised.x_t);
+  r.eps.copy_from(noised.eps);
+  r.e.detach().copy_from(e);
+  if (!r.graph) {
+    r.graph = std::make_unique<Graph>(device_, [this] {
+      Recorded& in = rec_;
+      optimizer_.zero_grad();
+      in.e.zero_grad();
+      in.loss = mse_loss(model_.forward_embedded(in.x_t, in.e), in.eps);
+      in.loss.backward();
+    });
+    r.graph->replay();
+    for (const Tensor& p : params_) r.owns_grad.push_back(p.grad().defined());
+  } else {
+    r.graph->replay();
+  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!r.owns_grad[i]) params_[i].zero_grad();
+  if (e.requires_grad()) e.backward(r.e.grad());
+  return r.loss.detach().clone();  // the recorded loss is overwritten by the next step
 }
 
 void Trainer::with_ema_weights(const std::function<void()>& fn) {

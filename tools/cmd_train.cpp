@@ -84,7 +84,9 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     const std::string sp = state_path(model_path);
     DDPM_CHECK(std::filesystem::exists(sp), "train", "--resume: no training state ", sp);
     const auto meta = load_safetensors(sp).metadata;
+    const bool graph = o.train.graph;  // a run option, not a saved setting
     o.train = train_config_from_state(meta, sp);
+    o.train.graph = graph;
     o.data = metadata_value(meta, "data", sp);
     o.image_size = metadata_int(meta, "image_size", sp);
     std::fprintf(stderr, "resuming %s at step %s (data %s, batch %ld, seed %lu; saved settings win)\n",
@@ -233,6 +235,9 @@ void add_train(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "continue the run in --out with its saved settings");
+  cmd->add_flag("--graph", o->train.graph,
+                "GPU: record the network's forward and backward once as a CUDA graph and replay it each step "
+                "(the same numbers, fewer launches; not yet run on hardware)");
   cmd->add_option("--max-minutes", o->max_minutes,
                   "stop after this many minutes of training (saved like a finished run; --resume continues)")
       ->check(CLI::PositiveNumber);
