@@ -8,6 +8,7 @@
 #include <string>
 
 #include "diffusion/data.hpp"
+#include "diffusion/trainer.hpp"
 #include "helpers.hpp"
 #include "model/unet.hpp"
 
@@ -53,6 +54,40 @@ inline Dataset stripes(int64_t n, Generator& gen) {
         d.pixels.push_back(((label ? x : y) + phase) % 2 ? uint8_t(255 - lo) : uint8_t(lo));
   }
   return d;
+}
+
+// The losses, weights and EMA weights of 8 training steps of the tiny conditional U-Net on 16
+// stripes, half the batches without labels, with and without the recorded step (TrainConfig::graph):
+// what the recorded step's tests compare (test_diffusion_trainer.cpp, test_gpu_graph.cpp). Each
+// step's loss is read after the last step, as `ddpm train` reads its log.
+struct TinyRun {
+  std::vector<float> losses, params, ema;
+};
+inline TinyRun train_tiny(uint64_t seed, Device device, DType dtype, bool graph) {
+  Generator gen(seed);
+  Dataset data = stripes(16, gen);
+  TrainConfig cfg;
+  cfg.batch = 4;
+  cfg.p_uncond = 0.5f;  // the label embedding's gradient comes (eagerly, after a replay) and goes
+  cfg.ema_start = 2;
+  cfg.seed = seed;
+  cfg.graph = graph;
+  Generator init = model_init_generator(seed);
+  UNet model(tiny_config(2), init);
+  model.to(device);
+  model.set_compute_dtype(dtype);
+  Trainer trainer(model, data, cfg);
+  std::vector<Tensor> losses;
+  for (int i = 0; i < 8; ++i) losses.push_back(trainer.step());
+  TinyRun run;
+  for (const Tensor& l : losses) run.losses.push_back(l.item());
+  auto flat = [&](std::vector<float>& out) {
+    for (const Tensor& p : model.parameters())
+      for (float v : p.to_floats()) out.push_back(v);
+  };
+  flat(run.params);
+  trainer.with_ema_weights([&] { flat(run.ema); });
+  return run;
 }
 
 // Files in the data formats.

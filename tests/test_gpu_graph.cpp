@@ -2,7 +2,6 @@
 // its inputs at replay time, keeps its memory from later allocations, and refuses work that
 // cannot be recorded without leaving the engine broken.
 #include "diffusion/sampler.hpp"
-#include "diffusion/trainer.hpp"
 #include "diffusion_helpers.hpp"
 #include "engine/graph.hpp"
 #include "engine/ops.hpp"
@@ -93,36 +92,19 @@ TEST_CASE("gpu: sampling with the network replayed as a graph gives what launchi
 }
 
 TEST_CASE("gpu: training steps recorded as a graph give the op-by-op steps' numbers", "[gpu][graph][trainer]") {
-  Generator gen = fresh_generator();
-  CAPTURE(gen.seed());
-  Dataset data = stripes(16, gen);
-  TrainConfig cfg;
-  cfg.batch = 4;
-  cfg.p_uncond = 0.5f;  // the label embedding's gradient comes (eagerly, after the replay) and goes
-  cfg.ema_start = 2;
-  cfg.seed = gen.seed();
+  const uint64_t seed = fresh_seed();
+  CAPTURE(seed);
   for (DType dtype : {DType::F32, DType::BF16}) {
     CAPTURE(dtype_name(dtype));
-    std::vector<std::vector<float>> losses(2), params(2);
-    for (bool graph : {false, true}) {
-      cfg.graph = graph;
-      Generator init = model_init_generator(cfg.seed);
-      UNet model(tiny_config(2), init);
-      model.to(Device::CUDA);
-      model.set_compute_dtype(dtype);
-      const int64_t recorded = Graph::recordings();
-      Trainer trainer(model, data, cfg);
-      std::vector<Tensor> step_losses;  // each step's own tensor, read at the end as `ddpm train` does
-      for (int i = 0; i < 8; ++i) step_losses.push_back(trainer.step());
-      for (const Tensor& l : step_losses) losses[graph].push_back(l.item());
-      for (const Tensor& p : model.parameters())
-        for (float v : p.to_floats()) params[graph].push_back(v);
-      CHECK(Graph::recordings() == recorded + (graph ? 1 : 0));
-    }
+    const int64_t recorded_before = Graph::recordings();
+    TinyRun recorded = train_tiny(seed, Device::CUDA, dtype, true);
+    CHECK(Graph::recordings() == recorded_before + 1);
+    TinyRun launched = train_tiny(seed, Device::CUDA, dtype, false);
     // The same kernels on the same values; a library may pick another GEMM kernel under capture.
     const double tol = dtype == DType::F32 ? 1e-5 : 1e-3;
-    CHECK(rel_err(losses[1], losses[0]) < tol);
-    CHECK(rel_err(params[1], params[0]) < tol);
-    CHECK(losses[1][7] != losses[1][6]);  // each step's loss is its own, not the recording's last
+    CHECK(rel_err(recorded.losses, launched.losses) < tol);
+    CHECK(rel_err(recorded.params, launched.params) < tol);
+    CHECK(rel_err(recorded.ema, launched.ema) < tol);
+    CHECK(recorded.losses[7] != recorded.losses[6]);  // each step's loss is its own, not the recording's
   }
 }
