@@ -6,9 +6,11 @@
 //                [--json FILE] [--commit SHA]
 //
 // A reverse step is what sample() does per timestep: one forward (two with guidance > 0) and the
-// fused reverse_step. sample() with --steps respaced DDPM steps is timed whole (wall clock, after
-// a GPU synchronisation), so img-steps/s = batch * steps / seconds. --full also times the seed's
-// whole 999-step chain for the batch (the goal: 64 images at 64x64 in under 4 s on the H200).
+// fused reverse_step. Chains of respaced DDPM steps are timed whole (wall clock, after a GPU
+// synchronisation): the steady state per step is the time of a chain of warmup + steps steps less
+// that of a chain of warmup steps (what each chain pays once, recording its graph, cancels), so
+// img-steps/s = batch * steps / that difference. --full also times the seed's whole 999-step chain
+// for the batch, recording included (the goal: 64 images at 64x64 in under 4 s on the H200).
 #include <chrono>
 #include <cstdio>
 
@@ -58,8 +60,17 @@ int main(int argc, char** argv) {
         bench::synchronize(dev);
         return bench::seconds_since(t0);
       };
-      if (o.warmup > 0) time_chain(o.warmup);
-      const double seconds = time_chain(o.steps);
+      // Per step in the steady state: every chain pays once for recording its graph (a warm-up
+      // forward and the capture), so the time of a chain of `warmup` steps is taken off that of
+      // a chain `steps` longer. The first chain, untimed, pays the first-use setup (cuDNN plans).
+      double seconds;
+      if (o.warmup > 0) {
+        time_chain(o.warmup);
+        const double base = time_chain(o.warmup);
+        seconds = time_chain(o.warmup + o.steps) - base;
+      } else {
+        seconds = time_chain(o.steps);
+      }
       const double rate = double(s.batch * o.steps) / seconds;
       const double chain = full ? time_chain(0) : 0.0;
       std::printf("| %s | %.0f | %.2f | %s |\n", s.name().c_str(), rate, 1e3 * seconds / double(o.steps),
