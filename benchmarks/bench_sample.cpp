@@ -63,14 +63,15 @@ int main(int argc, char** argv) {
       // Per step in the steady state: every chain pays once for recording its graph (a warm-up
       // forward and the capture), so the time of a chain of `warmup` steps is taken off that of
       // a chain `steps` longer. The first chain, untimed, pays the first-use setup (cuDNN plans).
-      double seconds;
+      double seconds = 0.0;
       if (o.warmup > 0) {
+        DDPM_CHECK(o.warmup + o.steps <= schedule.T - 1, "bench_sample", "--warmup + --steps must be at most ",
+                   schedule.T - 1, " (a chain of that many steps is timed), got ", o.warmup + o.steps);
         time_chain(o.warmup);
         const double base = time_chain(o.warmup);
         seconds = time_chain(o.warmup + o.steps) - base;
-      } else {
-        seconds = time_chain(o.steps);
       }
+      if (seconds <= 0.0) seconds = time_chain(o.steps);  // no warm-up, or timing noise above the difference
       const double rate = double(s.batch * o.steps) / seconds;
       const double chain = full ? time_chain(0) : 0.0;
       std::printf("| %s | %.0f | %.2f | %s |\n", s.name().c_str(), rate, 1e3 * seconds / double(o.steps),

@@ -206,12 +206,21 @@ Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const 
       in.loss.backward();
     });
     r.graph->replay();
-    for (const Tensor& p : params_) r.owns_grad.push_back(p.grad().defined());
+    for (const Tensor& p : params_) r.grads.push_back(p.grad().defined() ? p.grad().raw() : nullptr);
   } else {
     r.graph->replay();
   }
-  for (size_t i = 0; i < params_.size(); ++i)
-    if (!r.owns_grad[i]) params_[i].zero_grad();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!r.grads[i]) {
+      params_[i].zero_grad();
+    } else if (device_ != Device::CPU) {
+      // A GPU replay writes into the gradient tensors of the recording: had something replaced
+      // them since (zero_grad, a move of the model), AdamW would silently skip those parameters.
+      // (On the CPU a replay runs the step's code again, which makes them anew.)
+      DDPM_CHECK(params_[i].grad().defined() && params_[i].grad().raw() == r.grads[i], "train",
+                 "parameter #", i, "'s gradient was replaced between recorded steps");
+    }
+  }
   if (e.requires_grad()) e.backward(r.e.grad());
   return r.loss.detach().clone();  // the recorded loss is overwritten by the next step
 }

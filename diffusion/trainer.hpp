@@ -53,6 +53,9 @@ class Trainer {
  public:
   // Trains `model` (on the device of its parameters) on `data`; both must outlive the trainer.
   Trainer(UNet& model, const Dataset& data, const TrainConfig& config);
+  // A recorded step (config.graph) refers to this trainer: it stays where it was made.
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
   // One training step; returns its loss, a one-element tensor on the training device. The step is
   // only queued on a GPU: reading the loss (item()) waits for it, so read it when it is needed (the
@@ -94,7 +97,7 @@ class Trainer {
   struct Recorded {
     Tensor x_t, eps, e, loss;
     std::unique_ptr<Graph> graph;
-    std::vector<bool> owns_grad;
+    std::vector<const void*> grads;  // per parameter: where the recording writes its gradient, or null
   };
   Recorded rec_;
 };

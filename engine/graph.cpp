@@ -15,12 +15,15 @@ int64_t g_recordings = 0;
 
 int64_t Graph::recordings() { return g_recordings; }
 
-#ifdef DDPM_HAVE_CUDA
+// Empty in a build without CUDA, where no graph is ever recorded.
 struct Graph::Cuda {
+#ifdef DDPM_HAVE_CUDA
   cudaGraphExec_t exec = nullptr;
   GraphPool pool = 0;
+#endif
 };
 
+#ifdef DDPM_HAVE_CUDA
 namespace {
 
 // Ends a recording that failed, leaving the stream usable and no error pending for the next

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "diffusion/data.hpp"
+#include "diffusion/sampler.hpp"
 #include "diffusion/trainer.hpp"
 #include "helpers.hpp"
 #include "model/unet.hpp"
@@ -59,7 +60,9 @@ inline Dataset stripes(int64_t n, Generator& gen) {
 // The losses, weights and EMA weights of 8 training steps of the tiny conditional U-Net on 16
 // stripes, half the batches without labels, with and without the recorded step (TrainConfig::graph):
 // what the recorded step's tests compare (test_diffusion_trainer.cpp, test_gpu_graph.cpp). Each
-// step's loss is read after the last step, as `ddpm train` reads its log.
+// step's loss is read after the last step, as `ddpm train` reads its log. Midway it samples with
+// the EMA weights, as `ddpm train --sample-every` does (on a GPU the sampler records a graph of its
+// own while the trainer's lives).
 struct TinyRun {
   std::vector<float> losses, params, ema;
 };
@@ -78,7 +81,17 @@ inline TinyRun train_tiny(uint64_t seed, Device device, DType dtype, bool graph)
   model.set_compute_dtype(dtype);
   Trainer trainer(model, data, cfg);
   std::vector<Tensor> losses;
-  for (int i = 0; i < 8; ++i) losses.push_back(trainer.step());
+  for (int i = 0; i < 8; ++i) {
+    losses.push_back(trainer.step());
+    if (i == 3)
+      trainer.with_ema_weights([&] {
+        SamplerConfig sc;
+        sc.steps = 3;
+        sc.guidance = 2.0f;
+        Generator sg(seed + 1);
+        sample(model, make_schedule(ScheduleKind::Linear, 1000), sc, Tensor::from_ints({0, 1}, {2}), 0, 8, sg, device);
+      });
+  }
   TinyRun run;
   for (const Tensor& l : losses) run.losses.push_back(l.item());
   auto flat = [&](std::vector<float>& out) {

@@ -139,7 +139,7 @@ more_stage() {
 graphs_stage() {
   export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   local trc=0 mrc=0 p g bench extra
-  timeout 150 build/tests/test_gpu -r junit -o "$out/test_gpu.xml" >"$out/test_gpu.log" 2>&1 || trc=$?
+  timeout 120 build/tests/test_gpu -r junit -o "$out/test_gpu.xml" >"$out/test_gpu.log" 2>&1 || trc=$?
   echo "test_gpu: exit $trc, $(grep -o 'tests="[0-9]*" failures="[0-9]*" errors="[0-9]*"' "$out/test_gpu.xml" | head -1)" |
     tee -a "$out/summary.txt"
   # The refusal test provokes failing CUDA calls on purpose: memcheck would list them as API errors.
@@ -157,10 +157,11 @@ graphs_stage() {
         else
           [ "$g" = graph ] && extra+=(--graph)
         fi
-        timeout 60 build/benchmarks/$bench "${flags[@]}" "${extra[@]}" --steps 100 \
+        timeout 40 build/benchmarks/$bench "${flags[@]}" "${extra[@]}" --steps 100 \
           --commit "$COMMIT" --json "$out/$bench-$p-$g.json" >"$out/$bench-$p-$g.txt" 2>&1 ||
           echo "gpu-session: $bench $p $g stopped"
-        { echo "$bench $p $g:"; grep '^|' "$out/$bench-$p-$g.txt"; } | tee -a "$out/summary.txt"
+        { echo "$bench $p $g:"; grep '^|' "$out/$bench-$p-$g.txt" || tail -n 2 "$out/$bench-$p-$g.txt"; } |
+          tee -a "$out/summary.txt"
       done
     done
   done
