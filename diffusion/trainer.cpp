@@ -189,7 +189,8 @@ Tensor Trainer::step() {
 Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const Tensor& y) {
   Tensor e = model_.embed(t, y, device_);
   Recorded& r = rec_;
-  if (!r.graph) {
+  const bool first = !r.graph;
+  if (first) {
     r.x_t = Tensor::empty(noised.x_t.shape(), DType::F32, device_);
     r.eps = Tensor::empty(noised.eps.shape(), DType::F32, device_);
     r.e = Tensor::empty(e.shape(), DType::F32, device_).set_requires_grad();
@@ -197,7 +198,7 @@ Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const 
   r.x_t.copy_from(noised.x_t);
   r.eps.copy_from(noised.eps);
   r.e.detach().copy_from(e);
-  if (!r.graph) {
+  if (first)
     r.graph = std::make_unique<Graph>(device_, [this] {
       Recorded& in = rec_;
       optimizer_.zero_grad();
@@ -205,11 +206,9 @@ Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const 
       in.loss = mse_loss(model_.forward_embedded(in.x_t, in.e), in.eps);
       in.loss.backward();
     });
-    r.graph->replay();
+  r.graph->replay();
+  if (first)
     for (const Tensor& p : params_) r.grads.push_back(p.grad().defined() ? p.grad().raw() : nullptr);
-  } else {
-    r.graph->replay();
-  }
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!r.grads[i]) {
       params_[i].zero_grad();

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/storage.hpp"
@@ -57,7 +58,7 @@ std::mutex cuda_mutex;
 // Graph pools (storage.hpp): each pool's free blocks, which pool owns each block (0: none left,
 // the block goes to the shared cache when freed), and the pool being captured (0: none).
 std::map<GraphPool, std::multimap<size_t, void*>> pool_free;
-std::map<void*, GraphPool> pool_of;
+std::unordered_map<void*, GraphPool> pool_of;  // looked up at every free: hashed
 GraphPool capturing = 0, last_pool = 0;
 
 // A block of exactly n bytes from `from`, or nullptr.
@@ -108,15 +109,11 @@ void cuda_deallocate(void* p, size_t bytes) {
   size_t n = cuda_round(bytes);
   std::lock_guard<std::mutex> lock(cuda_mutex);
   auto owner = pool_of.find(p);
-  if (owner == pool_of.end()) {
-    cuda_free.emplace(n, p);
+  if (owner != pool_of.end() && owner->second) {
+    pool_free[owner->second].emplace(n, p);
   } else {
-    if (owner->second) {
-      pool_free[owner->second].emplace(n, p);
-    } else {
-      cuda_free.emplace(n, p);
-      pool_of.erase(owner);
-    }
+    cuda_free.emplace(n, p);
+    if (owner != pool_of.end()) pool_of.erase(owner);
   }
   cuda_counters.stats.in_use -= n;
 }

@@ -1,7 +1,5 @@
 #include "engine/graph.hpp"
 
-#include <string>
-
 #include "engine/storage.hpp"
 #ifdef DDPM_HAVE_CUDA
 #include "kernels/cuda_context.hpp"

@@ -12,8 +12,9 @@ dir=${BUILD_DIR:-build-sm90}
 BUILD_DIR=$dir bash tools/build.sh -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 # BINS (space-separated) packs fewer, when the repository and the data leave too little room: a
 # call that skips the CPU tests (CPU_TESTS=0) needs neither test_engine nor test_model.
-read -ra bins <<<"${BINS:-tests/test_gpu tests/test_engine tests/test_model tools/ddpm
-      benchmarks/bench_kernels benchmarks/bench_conv benchmarks/bench_train benchmarks/bench_sample}"
+all="tests/test_gpu tests/test_engine tests/test_model tools/ddpm"
+all+=" benchmarks/bench_kernels benchmarks/bench_conv benchmarks/bench_train benchmarks/bench_sample"
+read -ra bins <<<"${BINS:-$all}"
 rm -rf gpu-bundle
 mkdir -p gpu-bundle/stage gpu-bundle/fashion-mnist
 for b in "${bins[@]}"; do
