@@ -179,8 +179,10 @@ struct E2EOptions {
     app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--base", base, "U-Net width b (64 = the seed)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_flag("--tf32", tf32, "TF32 tensor cores for f32 convolutions, matrix products and attention");
-    app.add_option("--conv", conv, "cudnn, ours (f32 data needs --tf32) or auto (per shape the faster)")
-        ->check(CLI::IsMember({"cudnn", "ours", "auto"}))
+    app.add_option("--conv", conv,
+                   "cudnn, ours (f32 data needs --tf32), measured (per shape the one measured faster) or auto "
+                   "(per shape the faster, timed)")
+        ->check(CLI::IsMember({"cudnn", "ours", "measured", "auto"}))
         ->capture_default_str();
     app.add_option("--precision", precision, "f32, or bf16 mixed precision (UNet::set_compute_dtype)")
         ->transform(CLI::CheckedTransformer(precision_names()))

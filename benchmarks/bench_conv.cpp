@@ -13,7 +13,8 @@
 // with TFLOP/s (2*N*H*W*Cout*Cin*k*k per pass) and the fraction of the H200's measured dense peak
 // (415 TFLOP/s TF32, 796 bf16), then per setup the totals of one training step's convolutions
 // (count x (fwd + dgrad + wgrad); the first layer's dgrad is not needed, the image has no
-// gradient). Kernels are called directly on preallocated buffers. Each timing: 2 warm-ups, then
+// gradient), and the step of backend Measured (measured-tf32, measured-bf16: per shape the variant
+// kernels::ours_measured_faster picks). Kernels are called directly on preallocated buffers. Each timing: 2 warm-ups, then
 // the median of --runs (default 5) runs bracketed by CUDA events, each after a 256 MB memset that
 // flushes the L2 (as bench_kernels). Without a GPU (or in a CPU-only build) it says so and exits 0.
 #include <algorithm>
@@ -128,6 +129,9 @@ int run(const Options& opt) {
   for (const Setup& su : {Setup{"64px-rgb-b64", 64, 3, 64}, Setup{"32px-gray-b128", 32, 1, 128}}) {
     double total_us[4] = {0, 0, 0, 0};
     bool total_ok[4] = {true, true, true, true};
+    // Backend Measured's step (TF32, bf16): per shape the variant its rule picks.
+    double measured_us[2] = {0, 0};
+    bool measured_ok[2] = {true, true};
     for (const ConvCase& cc : seed_convs(su.batch, su.image, su.channels)) {
       const ConvShape& s = cc.s;
       const Shape xs{s.n, s.h, s.w, s.cin}, ys{s.n, s.h, s.w, s.cout}, ws{s.cout, s.k, s.k, s.cin};
@@ -186,6 +190,12 @@ int run(const Options& opt) {
             else total_ok[v] = false;
           }
         }
+        const kernels::ConvDir dir = d == 0 ? kernels::ConvDir::Forward : d == 1 ? kernels::ConvDir::Data : kernels::ConvDir::Filter;
+        for (int p = 0; p < 2 && in_step; ++p) {
+          const int v = 2 * p + (kernels::ours_measured_faster(s, dir, p == 1) ? 0 : 1);
+          if (us[v] > 0) measured_us[p] += cc.count * us[v];
+          else measured_ok[p] = false;
+        }
         auto ratio = [&](int a, int c) { return us[a] > 0 && us[c] > 0 ? us[c] / us[a] : 0.0; };
         std::printf("   %5.2fx %5.2fx%s\n", ratio(0, 1), ratio(2, 3), in_step ? "" : "  (not in a step)");
         std::fflush(stdout);
@@ -196,6 +206,11 @@ int run(const Options& opt) {
     for (int v = 0; v < 4; ++v) {
       std::printf("  %s %s%.0f us", kVariants[v], total_ok[v] ? "" : ">=", total_us[v]);
       totals.push_back({{"setup", su.name}, {"variant", kVariants[v]}, {"us", total_us[v]}, {"complete", total_ok[v]}});
+    }
+    for (int p = 0; p < 2; ++p) {
+      const std::string variant = p == 0 ? "measured-tf32" : "measured-bf16";
+      std::printf("  %s %s%.0f us", variant.c_str(), measured_ok[p] ? "" : ">=", measured_us[p]);
+      totals.push_back({{"setup", su.name}, {"variant", variant}, {"us", measured_us[p]}, {"complete", measured_ok[p]}});
     }
     std::printf("\n\n");
     save();

@@ -2,10 +2,11 @@
 # benchmarks/compare.sh OUT_DIR: our training and sampling speed against PyTorch's, on the same
 # card in the same run (docs/performance.md). Run from the repository root on the GPU machine with
 # a build made on the development machine (docs/gpu.md):
-#   1. bench_train and bench_sample in seven configurations: f32 (exact), tf32 (TF32 tensor cores,
-#      cuDNN convolutions), tf32-ours (TF32, our convolution kernels), tf32-auto (per shape the
-#      faster), and the same three for bf16 mixed precision (bf16 activations, cuBLAS bf16 GEMMs;
-#      bf16 = cuDNN's bf16 convolutions, bf16-ours, bf16-auto);
+#   1. bench_train and bench_sample in nine configurations: f32 (exact), tf32 (TF32 tensor cores,
+#      cuDNN convolutions), tf32-ours (TF32, our convolution kernels), tf32-measured (per shape the
+#      backend measured faster, a fixed rule), tf32-auto (per shape the faster, timed), and the
+#      same four for bf16 mixed precision (bf16 activations, cuBLAS bf16 GEMMs; bf16 = cuDNN's bf16
+#      convolutions, bf16-ours, bf16-measured, bf16-auto);
 #   2. benchmarks/torch_twin.py: PyTorch eager fp32, eager bf16 autocast, bf16 + torch.compile;
 #   3. on the GPU, the attention alone: bench_kernels --filter attention against
 #      benchmarks/torch_attention.py (PyTorch's scaled_dot_product_attention, fp32 and bf16) at the
@@ -30,8 +31,9 @@ STEPS=${STEPS:-20}
 MODES=${MODES:-fp32,bf16,compile}
 BASE=${BASE:-64}
 DEVICE=${DEVICE:-cuda}
-configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours" "tf32-auto|--tf32 --conv auto" "bf16|--precision bf16"
-  "bf16-ours|--precision bf16 --conv ours" "bf16-auto|--precision bf16 --conv auto")
+configs=("f32|" "tf32|--tf32" "tf32-ours|--tf32 --conv ours" "tf32-measured|--tf32 --conv measured"
+  "tf32-auto|--tf32 --conv auto" "bf16|--precision bf16" "bf16-ours|--precision bf16 --conv ours"
+  "bf16-measured|--precision bf16 --conv measured" "bf16-auto|--precision bf16 --conv auto")
 [ "$DEVICE" = cpu ] && configs=("f32|")
 # CONFIGS="tf32 bf16 ..." runs only the configurations named (default: all).
 if [ -n "${CONFIGS:-}" ]; then

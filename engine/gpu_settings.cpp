@@ -13,9 +13,10 @@ GpuSettings g_settings;
 
 ConvImpl parse_conv_impl(const std::string& name) {
   if (name == "ours") return ConvImpl::Ours;
+  if (name == "measured") return ConvImpl::Measured;
   if (name == "auto") return ConvImpl::Auto;
   DDPM_CHECK(name == "cudnn", "gpu settings", "unknown convolution implementation '", name,
-             "' (cudnn, ours or auto)");
+             "' (cudnn, ours, measured or auto)");
   return ConvImpl::CuDNN;
 }
 
@@ -24,9 +25,10 @@ void set_gpu_settings(const GpuSettings& s) {
              "--conv ours needs --tf32 (or --precision bf16): our convolution kernels have no exact f32 path");
 #ifdef DDPM_HAVE_CUDA
   ddpm::cuda::set_allow_tf32(s.tf32);
-  kernels::cuda::set_conv_backend(s.conv == ConvImpl::Ours   ? kernels::ConvBackend::Ours
-                                  : s.conv == ConvImpl::Auto ? kernels::ConvBackend::Auto
-                                                             : kernels::ConvBackend::CuDNN);
+  kernels::cuda::set_conv_backend(s.conv == ConvImpl::Ours       ? kernels::ConvBackend::Ours
+                                  : s.conv == ConvImpl::Measured ? kernels::ConvBackend::Measured
+                                  : s.conv == ConvImpl::Auto     ? kernels::ConvBackend::Auto
+                                                                 : kernels::ConvBackend::CuDNN);
 #endif
   g_settings = s;
 }

@@ -53,7 +53,7 @@
 //     so compute-bound in TF32. The fragment loads' shared-memory bandwidth caps this version
 //     near 2/3 of the mma.sync rate (docs/kernels.md, "Convolution"). Status: NOT YET MEASURED
 //     on hardware (benchmarks/bench_conv compares it with cuDNN per shape).
-// v3 (current): bf16 on both backends, for the engine's bf16 (mixed-precision) path. CPU: the f32
+// v3: bf16 on both backends, for the engine's bf16 (mixed-precision) path. CPU: the f32
 //   kernels on widened copies (kernels/widen.hpp). CUDA: the bf16 functions follow the backend
 //   switch too: CuDNN (the default) describes the tensors as CUDNN_DATA_BFLOAT16 with f32
 //   accumulation and tensor-op math, Ours runs the bf16 implicit GEMM (no TF32 condition: there
@@ -64,6 +64,13 @@
 //   gradient). Not the default: its choice depends on timing, so two runs may differ in the last
 //   bits, where Ours and CuDNN are reproducible. On the H200 it gained 7-9% in bf16 at 32x32,
 //   batch 128, and nothing measurable at 64x64 or in TF32 (docs/kernels.md).
+// v4 (current; 2026-11-27, NOT YET RUN ON HARDWARE): Ours reads its fragments with ldmatrix (.trans for the
+//   bf16 MN-major tiles of the filter gradient, which v2 built from two 16-bit loads per register):
+//   the same bytes, 4-12x fewer shared-memory instructions, and half the shared-memory wavefronts
+//   in the bf16 filter gradient, v2's slowest pass (docs/kernels.md, "v4"). Checked on the CPU by
+//   emulation (tests/test_conv_igemm_emulated.cpp). A fourth backend, Measured, runs ours where
+//   bench_conv measured it faster and cuDNN elsewhere, by a fixed rule (ours_measured_faster):
+//   Auto's gain without its timing, so reproducible. Not the default until both have run on a GPU.
 #pragma once
 #include <cstdint>
 
@@ -89,10 +96,28 @@ DDPM_CONV_KERNELS(float)
 DDPM_CONV_KERNELS(bf16)
 }  // namespace cpu
 
-// Which implementation runs the CUDA functions (v2, v3 above). Auto: per shape, dtype and
-// direction the faster of the two, timed on first use (conv_cuda.cu). Ours and Auto use our
+// Which implementation runs the CUDA functions (v2, v3 above). Measured: per shape, dtype and
+// direction the one bench_conv measured faster (ours_measured_faster below), a fixed rule. Auto:
+// the faster of the two, timed on first use (conv_cuda.cu). Ours, Measured and Auto use our
 // kernels for f32 data only in TF32.
-enum class ConvBackend { Ours, CuDNN, Auto };
+enum class ConvBackend { Ours, CuDNN, Measured, Auto };
+
+enum class ConvDir { Forward, Data, Filter };
+
+// Backend Measured's rule, from bench_conv on an H200 (benchmarks/results/2026-11-26-h200-
+// bench_conv.json, v2 and v3, every convolution of both benchmark setups): ours was faster only
+// at the thin layers on the model's edges, where cuDNN's algorithms spend most of their time
+// outside the GEMM:
+// - the filter gradient of a 3x3 convolution with Cin <= 3 (the first layer): 1.5-3.2x;
+// - in bf16, the forward and the filter gradient of a 1x1 convolution with Cout <= 3 (the last
+//   layer): 2.2-10x (in TF32 they were even or cuDNN's).
+// Everywhere else cuDNN was faster, mostly by 2-5x. tests/test_op_conv_backend.cpp holds this rule
+// against the newest bench_conv results in benchmarks/results/, so a new measurement that
+// disagrees fails CI until the rule follows it.
+inline bool ours_measured_faster(const ConvShape& s, ConvDir dir, bool bf16_data) {
+  if (dir == ConvDir::Filter && s.k == 3 && s.cin <= 3) return true;
+  return bf16_data && s.k == 1 && s.cout <= 3 && dir != ConvDir::Data;
+}
 
 #ifdef DDPM_HAVE_CUDA
 namespace cuda {

@@ -18,6 +18,7 @@
 #include <climits>
 #include <functional>
 #include <map>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/conv.hpp"
@@ -191,8 +192,6 @@ template <class T> void cudnn_bwd_filter(const ConvShape& s, const T* x, const T
                                              workspace(p.filter.bytes), p.filter.bytes, &beta, p.w, dw));
 }
 
-enum class Dir { Fwd, Data, Filter };
-
 // Median milliseconds of three runs of fn on the engine stream.
 float median_ms(const std::function<void()>& fn) {
   cudaEvent_t start, stop;
@@ -217,7 +216,7 @@ float median_ms(const std::function<void()>& fn) {
 // on the call's own buffers (every output is overwritten, never accumulated, so repeating the call
 // is harmless) and keeps the faster for the rest of the process. The choice depends on timing, so
 // two processes may choose differently and differ in the last bits; Ours and CuDNN never do.
-bool auto_picks_ours(const ConvShape& s, cudnnDataType_t type, Dir dir, const std::function<void()>& ours,
+bool auto_picks_ours(const ConvShape& s, cudnnDataType_t type, ConvDir dir, const std::function<void()>& ours,
                      const std::function<void()>& theirs) {
   static std::map<std::array<int64_t, 9>, bool> choice;
   const std::array<int64_t, 9> key{s.n, s.h, s.w, s.cin, s.cout, s.k, ddpm::cuda::allow_tf32(), type, int64_t(dir)};
@@ -228,26 +227,29 @@ bool auto_picks_ours(const ConvShape& s, cudnnDataType_t type, Dir dir, const st
   return choice.emplace(key, faster).first->second;
 }
 
-// Runs one direction on the backend the switch (and, for Auto, the timing) selects.
+// Runs one direction on the backend the switch (and, for Measured, the rule; for Auto, the
+// timing) selects.
 template <class T>
-void dispatch(const T* data, const ConvShape& s, Dir dir, const std::function<void()>& ours,
+void dispatch(const T* data, const ConvShape& s, ConvDir dir, const std::function<void()>& ours,
               const std::function<void()>& theirs) {
-  const bool use_ours = ours_allowed(data) && (g_backend == ConvBackend::Ours ||
-                                               (g_backend == ConvBackend::Auto &&
-                                                auto_picks_ours(s, data_type(data), dir, ours, theirs)));
+  const bool use_ours =
+      ours_allowed(data) &&
+      (g_backend == ConvBackend::Ours ||
+       (g_backend == ConvBackend::Measured && ours_measured_faster(s, dir, std::is_same_v<T, bf16>)) ||
+       (g_backend == ConvBackend::Auto && auto_picks_ours(s, data_type(data), dir, ours, theirs)));
   if (use_ours) ours();
   else theirs();
 }
 
 template <class T> void fwd_t(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
-  dispatch(x, s, Dir::Fwd, [&] { conv_detail::igemm_fwd(s, x, w, b, y); }, [&] { cudnn_fwd(s, x, w, b, y); });
+  dispatch(x, s, ConvDir::Forward, [&] { conv_detail::igemm_fwd(s, x, w, b, y); }, [&] { cudnn_fwd(s, x, w, b, y); });
 }
 template <class T> void bwd_data_t(const ConvShape& s, const T* dy, const T* w, T* dx) {
-  dispatch(dy, s, Dir::Data, [&] { conv_detail::igemm_bwd_data(s, dy, w, dx); },
+  dispatch(dy, s, ConvDir::Data, [&] { conv_detail::igemm_bwd_data(s, dy, w, dx); },
            [&] { cudnn_bwd_data(s, dy, w, dx); });
 }
 template <class T> void bwd_filter_t(const ConvShape& s, const T* x, const T* dy, T* dw) {
-  dispatch(x, s, Dir::Filter, [&] { conv_detail::igemm_bwd_filter(s, x, dy, dw); },
+  dispatch(x, s, ConvDir::Filter, [&] { conv_detail::igemm_bwd_filter(s, x, dy, dw); },
            [&] { cudnn_bwd_filter(s, x, dy, dw); });
 }
 

@@ -30,39 +30,38 @@
 // when the channel counts allow (each chunk then lies in one tap and is either entirely inside the
 // tensor or entirely padding, zero-filled by cp.async); otherwise (e.g. Cin = 3) each element is
 // loaded on its own ("generic" path: plain loads and shared-memory stores, same tiles, slower).
-// Fragments are read from shared memory with 32-bit loads (a bf16 pair in MN-major tiles takes
-// two 16-bit loads) and converted to TF32 with cvt.rna for f32 data.
+// Fragments are read from shared memory with ldmatrix (all but the TF32 MN-major tiles, which are
+// read element by element) and converted to TF32 with cvt.rna for f32 data.
 //
 // Split-K: the K tiles are divided among gridDim.y blocks per output tile. With one split the
 // epilogue writes the output (adding the bias); with several, each split writes its partial tile
 // to its own slice of `partial` and reduce_splits adds the slices in split order (bias first):
 // deterministic, no atomics.
 #pragma once
-#include <cuda_bf16.h>
-
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/bf16.cuh"
 #include "kernels/conv.hpp"
 #include "kernels/hd.hpp"
-#include "kernels/tensor_core.cuh"
+#ifdef __CUDACC__
+#include "kernels/tensor_core.cuh"  // tests/test_conv_igemm_emulated.cpp supplies emulated ptx functions instead
+#endif
 
 namespace ddpm::kernels::cuda::igemm {
+// Unnamed, as attention_tc.cuh's: the host test's instances of these templates must not share a
+// mangled name with the CUDA build's launch stubs it links against.
+namespace {
 
-using bf16_t = __nv_bfloat16;
 namespace ptx = ddpm::cuda::ptx;
+using ddpm::cuda::from_f32;
+using ddpm::cuda::to_f32;
 
 template <class T> constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte chunk
 template <class T> constexpr int kBK = 128 / int(sizeof(T));  // K tile: 32 f32, 64 bf16
 template <class T> constexpr int kMmaK = std::is_same_v<T, float> ? 8 : 16;  // K of one mma.sync
 constexpr int kBM = 128, kWM = 64, kWN = 32, kStages = 3;
 constexpr int kWarpTilesM = kWM / 16, kWarpTilesN = kWN / 8;  // mma tiles per warp: 4 x 4
-
-template <class T> DDPM_HD float to_float(T v) { return float(v); }
-template <class T> DDPM_HD T from_float(float v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else return __float2bfloat16(v);  // round to nearest even
-}
 
 // n / d for 0 <= n < 2^31 with one 32x32->64 multiply: q = (n * mul) >> shift with
 // mul = ceil(2^(31+l) / d), 2^l >= d (Granlund-Montgomery; mul < 2^32 for every d < 2^31).
@@ -106,7 +105,7 @@ template <class T, class Offset> __device__ __forceinline__ void load_chunk(T* d
 #pragma unroll
     for (int e = 0; e < kVec<T>; ++e) {
       const int o = offset(e);
-      dst[e] = o >= 0 ? src[o] : from_float<T>(0.0f);
+      dst[e] = o >= 0 ? src[o] : from_f32<T>(0.0f);
     }
   }
 }
@@ -317,15 +316,42 @@ template <class T, int BN, class OpA, class OpB> struct Config {
   static constexpr int kSmemBytes = kStages * kStageSize * int(sizeof(T));
 };
 
-// One fragment register: element (mn, k) of a tile as TF32, or the bf16 pair (mn, k), (mn, k + 1).
-template <class T, class S> __device__ __forceinline__ uint32_t fragment(const T* tile, int mn, int k) {
-  if constexpr (std::is_same_v<T, float>) {
-    return ptx::to_tf32(tile[S::at(mn, k)]);
-  } else if constexpr (S::kKMajor) {  // the pair is adjacent
-    return *reinterpret_cast<const uint32_t*>(tile + S::at(mn, k));
+// Fragments (kernels/tensor_core.cuh has their layouts). ldmatrix.x4 reads four 8 x 8 matrices
+// of 16-bit values, each row 16 contiguous bytes of the tile; lane l gives the address of row l % 8
+// of matrix l / 8, and register q of lane (g, t) receives matrix q's row g, 16-bit columns 2t and
+// 2t + 1, or with .trans its column g, rows 2t and 2t + 1:
+// - K-major tiles, both types: a matrix is 8 rows of mn by 16 bytes of k, so lane (g, t) gets
+//   (mn g, k 2t and 2t + 1) in bf16, (mn g, k t) in f32: one fragment register either way.
+// - MN-major bf16 tiles, with .trans: a matrix is 8 rows of k by 8 of mn, so lane (g, t) again
+//   gets (mn g, k 2t and 2t + 1).
+// Matrix q placed at register q's offsets gives the four A registers of a 16 x K tile, or the B
+// registers of two 8-column tiles, in one instruction (against 4 to 16 scalar loads). A TF32
+// register of an MN-major tile is one f32 that .trans would cut in halves: those are read one by
+// one. Every row address is 16-byte aligned (row strides of 144 or 272 bytes, offsets in steps
+// of 16 bytes) and the 8 rows of a matrix start 4 banks apart (strides of 36 or 68 words), so the
+// reads are conflict-free.
+template <class T, class S> constexpr bool kLdmatrix = S::kKMajor || std::is_same_v<T, bf16>;
+
+// The A fragment of the 16 x K tile at (mn, k), or (kB) the B fragments of the 8-column tiles at mn
+// and mn + 8 (registers 0, 1 and 2, 3). Register q's matrix starts at (mn + 8 dm, k + K/2 dk)
+// with (dm, dk) = (q % 2, q / 2) for A (the rows' halves first) and (q / 2, q % 2) for B.
+template <class T, class S, bool kB>
+__device__ __forceinline__ void fragments(uint32_t (&r)[4], const T* tile, int mn, int k, int lane) {
+  constexpr int K = kMmaK<T>;
+  if constexpr (kLdmatrix<T, S>) {
+    const int q = lane / 8, row = lane % 8;
+    const int m = mn + 8 * (kB ? q / 2 : q % 2), kk = k + K / 2 * (kB ? q % 2 : q / 2);
+    if constexpr (S::kKMajor) ptx::ldmatrix_x4(r, tile + S::at(m + row, kk));
+    else ptx::ldmatrix_x4_trans(r, tile + S::at(m, kk + row));
+    if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+      for (int q2 = 0; q2 < 4; ++q2) r[q2] = ptx::to_tf32(__uint_as_float(r[q2]));
+    }
   } else {
-    const uint32_t lo = __bfloat16_as_ushort(tile[S::at(mn, k)]), hi = __bfloat16_as_ushort(tile[S::at(mn, k + 1)]);
-    return lo | hi << 16;
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+      r[q] = ptx::to_tf32(tile[S::at(mn + 8 * (kB ? q / 2 : q % 2) + g, k + K / 2 * (kB ? q % 2 : q / 2) + t)]);
   }
 }
 
@@ -333,25 +359,21 @@ template <class T, class S> __device__ __forceinline__ uint32_t fragment(const T
 template <class T, class TileA, class TileB>
 __device__ __forceinline__ void warp_mma(float (&acc)[kWarpTilesM][kWarpTilesN][4], const T* a, const T* b, int wm,
                                          int wn, int lane) {
-  constexpr int K = kMmaK<T>, u = K / 8;  // u: K indices per fragment register
-  const int g = lane / 4, t = lane % 4;
+  static_assert(kWarpTilesN % 2 == 0, "B fragments are read two tiles at a time");
 #pragma unroll
-  for (int ks = 0; ks < kBK<T>; ks += K) {
-    uint32_t fa[kWarpTilesM][4], fb[kWarpTilesN][2];
+  for (int ks = 0; ks < kBK<T>; ks += kMmaK<T>) {
+    uint32_t fa[kWarpTilesM][4], fb[kWarpTilesN / 2][4];
 #pragma unroll
-    for (int i = 0; i < kWarpTilesM; ++i)
+    for (int i = 0; i < kWarpTilesM; ++i) fragments<T, TileA, false>(fa[i], a, wm + 16 * i, ks, lane);
 #pragma unroll
-      for (int r = 0; r < 4; ++r) fa[i][r] = fragment<T, TileA>(a, wm + 16 * i + g + 8 * (r % 2), ks + u * t + K / 2 * (r / 2));
-#pragma unroll
-    for (int j = 0; j < kWarpTilesN; ++j)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) fb[j][r] = fragment<T, TileB>(b, wn + 8 * j + g, ks + u * t + K / 2 * r);
+    for (int j = 0; j < kWarpTilesN / 2; ++j) fragments<T, TileB, true>(fb[j], b, wn + 16 * j, ks, lane);
 #pragma unroll
     for (int i = 0; i < kWarpTilesM; ++i)
 #pragma unroll
       for (int j = 0; j < kWarpTilesN; ++j) {
-        if constexpr (std::is_same_v<T, float>) ptx::mma_tf32(acc[i][j], fa[i], fb[j]);
-        else ptx::mma_bf16(acc[i][j], fa[i], fb[j]);
+        const uint32_t fbj[2] = {fb[j / 2][2 * (j % 2)], fb[j / 2][2 * (j % 2) + 1]};
+        if constexpr (std::is_same_v<T, float>) ptx::mma_tf32(acc[i][j], fa[i], fbj);
+        else ptx::mma_bf16(acc[i][j], fa[i], fbj);
       }
   }
 }
@@ -411,8 +433,8 @@ __global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads) igemm_kerne
         if (o.partial) {
           o.partial[(split * pb.m + m) * pb.n + n] = acc[i][j][r];
         } else {
-          const float bias = o.bias ? to_float(o.bias[n]) : 0.0f;
-          o.out[m * o.ldm + n * o.ldn] = from_float<T>(acc[i][j][r] + bias);
+          const float bias = o.bias ? to_f32(o.bias[n]) : 0.0f;
+          o.out[m * o.ldm + n * o.ldn] = from_f32<T>(acc[i][j][r] + bias);
         }
       }
 }
@@ -423,9 +445,9 @@ template <class T> __global__ void reduce_splits(int m, int n, int splits, Outpu
   const int64_t mn = int64_t(m) * n;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn; i += int64_t(gridDim.x) * blockDim.x) {
     const int row = int(i / n), col = int(i % n);
-    float sum = o.bias ? to_float(o.bias[col]) : 0.0f;
+    float sum = o.bias ? to_f32(o.bias[col]) : 0.0f;
     for (int s = 0; s < splits; ++s) sum += o.partial[s * mn + i];
-    o.out[row * o.ldm + col * o.ldn] = from_float<T>(sum);
+    o.out[row * o.ldm + col * o.ldn] = from_f32<T>(sum);
   }
 }
 
@@ -449,4 +471,5 @@ template <class T> Problem<T, PatchCols<T>, PixelRows<T>> filter_grad(const Conv
   return {m, cout, pixels, PatchCols<T>(x, int(s.cin), s), pr, {dw, 1, m, nullptr, nullptr}};
 }
 
+}  // namespace
 }  // namespace ddpm::kernels::cuda::igemm

@@ -27,8 +27,6 @@ namespace {
 
 using namespace igemm;
 
-static_assert(sizeof(bf16) == sizeof(bf16_t), "ddpm::bf16 and __nv_bfloat16 are both 16 bits");
-
 // Split-K partial sums take at most this much workspace (fewer splits beyond it).
 constexpr int64_t kMaxPartialBytes = int64_t(256) << 20;
 // Each split multiplies at least this many K tiles, so the pipeline's fill and drain stay small.
@@ -86,9 +84,6 @@ void check(const ConvShape& s) {
              ", Cin = ", s.cin, ", Cout = ", s.cout);
 }
 
-const bf16_t* nv(const bf16* p) { return reinterpret_cast<const bf16_t*>(p); }
-bf16_t* nv(bf16* p) { return reinterpret_cast<bf16_t*>(p); }
-
 }  // namespace
 
 namespace conv_detail {
@@ -110,17 +105,17 @@ void igemm_bwd_filter(const ConvShape& s, const float* x, const float* dy, float
 
 void igemm_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y) {
   check(s);
-  run(forward(s, nv(x), nv(w), nv(b), nv(y)));
+  run(forward(s, x, w, b, y));
 }
 
 void igemm_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx) {
   check(s);
-  run(data_grad(s, nv(dy), nv(w), nv(dx)));
+  run(data_grad(s, dy, w, dx));
 }
 
 void igemm_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw) {
   check(s);
-  run(filter_grad(s, nv(x), nv(dy), nv(dw)));
+  run(filter_grad(s, x, dy, dw));
 }
 
 }  // namespace conv_detail

@@ -1,8 +1,10 @@
 // Host emulation of one CUDA thread block, enough to run warp-level tensor-core kernels written
-// for the GPU (kernels/attention_tc.cuh) as plain C++: CI has no GPU, and this is what checks their
-// fragment indexing there.
+// for the GPU (kernels/attention_tc.cuh, kernels/conv_igemm.cuh) as plain C++: CI has no GPU, and
+// this is what checks their fragment indexing there.
 //
-// Every CUDA thread of a block is a std::thread; blocks run one after another. __syncthreads() is
+// Every CUDA thread of a block is a std::thread; blocks run one after another. cp.async copies at
+// once (its commit and wait are no-ops), which is one of the orders the hardware may take: the
+// kernel's own barriers are what make the data visible either way. __syncthreads() is
 // a std::barrier over the block, and the warp-wide operations (__shfl_xor_sync, mma.sync, ldmatrix) meet at
 // a std::barrier of their warp: each lane writes its part into the warp's exchange area, waits,
 // reads what it needs, and waits again before the area is reused. mma.sync is computed from the
@@ -48,6 +50,7 @@ struct alignas(8) float2 {
 };
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline thread_local uint3 threadIdx, blockIdx;
+inline uint3 gridDim, blockDim;  // set by launch() before its threads start
 
 inline float __uint_as_float(uint32_t u) { return std::bit_cast<float>(u); }
 inline uint32_t __float_as_uint(float f) { return std::bit_cast<uint32_t>(f); }
@@ -80,6 +83,10 @@ inline std::atomic<long> unrounded_tf32{0};
 // Test-only switch for the negative control: the mma reads B with its two registers swapped, the
 // kind of layout bug the attention test has to catch.
 inline bool swap_b_registers = false;
+struct SwapBRegisters {  // on for one scope
+  SwapBRegisters() { swap_b_registers = true; }
+  ~SwapBRegisters() { swap_b_registers = false; }
+};
 
 // d += A B for one warp: A (16 x K, row-major) and B (K x 8) from the lanes' fragments, each
 // register holding U values (low half first), value(reg, e) the e-th. Lane (g, t) = (l / 4, l % 4):
@@ -121,26 +128,29 @@ template <bool Trans> void ldmatrix(uint32_t (&r)[4], const void* p) {
   w.bar.arrive_and_wait();
 }
 
-// Runs kernel() for blocks 0 .. blocks-1, `threads` threads each (a multiple of 32). The kernel's
+// Runs kernel() for every block of `grid` (x fastest), `threads` threads each (a multiple of 32). The kernel's
 // dynamic shared memory is the first `bytes` of `smem` (whatever array its dynamic_smem() names):
 // filled with NaN (0xff bytes, NaN as f32 and as bf16) before each block, so a read of an element
 // no thread wrote shows in the results; the rest is poisoned for AddressSanitizer, which then
 // reports a kernel that uses more than it asks for at launch.
 template <class Kernel>
-void launch(unsigned blocks, unsigned threads, std::span<unsigned char> smem, size_t bytes, Kernel&& kernel) {
+void launch(uint3 grid, unsigned threads, std::span<unsigned char> smem, size_t bytes, Kernel&& kernel) {
   ASAN_POISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
-  for (unsigned b = 0; b < blocks; ++b) {
-    std::memset(smem.data(), 0xff, bytes);
-    Block blk(threads);
-    block = &blk;
-    std::vector<std::jthread> th;  // joined before blk goes
-    for (unsigned i = 0; i < threads; ++i)
-      th.emplace_back([&, i] {
-        threadIdx = {i, 0, 0};
-        blockIdx = {b, 0, 0};
-        kernel();
-      });
-  }
+  gridDim = grid;
+  blockDim = {threads, 1, 1};
+  for (unsigned by = 0; by < grid.y; ++by)
+    for (unsigned bx = 0; bx < grid.x; ++bx) {
+      std::memset(smem.data(), 0xff, bytes);
+      Block blk(threads);
+      block = &blk;
+      std::vector<std::jthread> th;  // joined before blk goes
+      for (unsigned i = 0; i < threads; ++i)
+        th.emplace_back([&, i] {
+          threadIdx = {i, 0, 0};
+          blockIdx = {bx, by, 0};
+          kernel();
+        });
+    }
   block = nullptr;
   ASAN_UNPOISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
 }
@@ -159,8 +169,19 @@ inline float __shfl_xor_sync(unsigned /*mask*/, float v, int lane_mask) {
   return r;
 }
 
-// The PTX wrappers of kernels/tensor_core.cuh that the attention kernels use.
+// The PTX wrappers of kernels/tensor_core.cuh that the kernels under test use.
 namespace ddpm::cuda::ptx {
+
+// cp.async.cg of 16 bytes, done at once; with !valid the destination is zero-filled and src unread.
+// Both addresses must be 16-byte aligned, as on the hardware.
+inline void cp_async16(void* smem, const void* gmem, bool valid) {
+  if (reinterpret_cast<uintptr_t>(smem) % 16 || (valid && reinterpret_cast<uintptr_t>(gmem) % 16))
+    throw std::runtime_error("cp.async: an address is not 16-byte aligned");
+  if (valid) std::memcpy(smem, gmem, 16);
+  else std::memset(smem, 0, 16);
+}
+inline void cp_async_commit() {}
+template <int kPending> void cp_async_wait() {}
 
 // cvt.rna.tf32.f32: nearest, ties away from zero, to 10 mantissa bits; NaN to the canonical NaN.
 inline uint32_t to_tf32(float x) { return std::isnan(x) ? 0x7fffffffu : (__float_as_uint(x) + 0x1000u) & 0xffffe000u; }
@@ -191,3 +212,19 @@ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
 }
 
 }  // namespace ddpm::cuda::ptx
+
+// Host test data in a kernel's element type and back (kernels/bf16.cuh's conversions, as the
+// kernels use them).
+#include "kernels/bf16.cuh"
+namespace ddpm::emu {
+template <class T> std::vector<T> narrow(const std::vector<float>& v) {
+  std::vector<T> r;
+  for (float x : v) r.push_back(cuda::from_f32<T>(x));
+  return r;
+}
+template <class T> std::vector<float> widen(const std::vector<T>& v) {
+  std::vector<float> r;
+  for (T x : v) r.push_back(cuda::to_f32(x));
+  return r;
+}
+}  // namespace ddpm::emu

@@ -38,16 +38,8 @@ namespace {
 
 namespace tc = kernels::cuda::tc;
 
-template <class T> std::vector<T> narrow(const std::vector<float>& v) {
-  std::vector<T> r;
-  for (float x : v) r.push_back(from_f32<T>(x));
-  return r;
-}
-template <class T> std::vector<float> widen(const std::vector<T>& v) {
-  std::vector<float> r;
-  for (T x : v) r.push_back(to_f32(x));
-  return r;
-}
+using emu::narrow;
+using emu::widen;
 
 struct Outputs {
   std::vector<float> out, lse, dqkv;
@@ -67,7 +59,7 @@ Outputs run_tc(const std::vector<typename Ops::T>& qkv, const std::vector<typena
   const unsigned threads = tc::kWarps * 32;
   std::vector<T> out(dout.size(), from_f32<T>(NAN)), dqkv(qkv.size(), from_f32<T>(NAN));
   std::vector<float> lse(size_t(rows * L), NAN), delta(lse.size());
-  emu::launch(blocks, threads, kernels::cuda::smem, S::kFwd,
+  emu::launch({blocks, 1, 1}, threads, kernels::cuda::smem, S::kFwd,
               [&] { tc::attention_fwd_k<Ops, D, MT>(qkv.data(), out.data(), lse.data(), L, heads, d); });
   for (int64_t b = 0; b < a.batch; ++b)
     for (int i = 0; i < L; ++i)
@@ -77,10 +69,10 @@ Outputs run_tc(const std::vector<typename Ops::T>& qkv, const std::vector<typena
         for (int e = 0; e < d; ++e) acc = std::fma(to_f32(out[at + e]), to_f32(dout[at + e]), acc);
         delta[size_t((b * heads + h) * L + i)] = acc;
       }
-  emu::launch(blocks, threads, kernels::cuda::smem, S::kDkv, [&] {
+  emu::launch({blocks, 1, 1}, threads, kernels::cuda::smem, S::kDkv, [&] {
     tc::attention_dkv_k<Ops, D, MT>(qkv.data(), dout.data(), lse.data(), delta.data(), dqkv.data(), L, heads, d);
   });
-  emu::launch(blocks, threads, kernels::cuda::smem, S::kDq, [&] {
+  emu::launch({blocks, 1, 1}, threads, kernels::cuda::smem, S::kDq, [&] {
     tc::attention_dq_k<Ops, D, MT>(qkv.data(), dout.data(), lse.data(), delta.data(), dqkv.data(), L, heads, d);
   });
   return {widen(out), lse, widen(dqkv)};
@@ -160,10 +152,7 @@ TEST_CASE("tensor-core attention on TF32 operands, emulated, matches the CPU ker
 // Shows that the comparison above can fail: with the mma reading B in a wrong layout (its two
 // registers swapped), out is off by O(1).
 TEST_CASE("negative control: a wrong mma layout in the emulator fails the comparison", "[attention][emulated]") {
-  struct SwapB {
-    SwapB() { emu::swap_b_registers = true; }
-    ~SwapB() { emu::swap_b_registers = false; }
-  } swap;
+  emu::SwapBRegisters swap;
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   const kernels::AttnDims a{1, 16, 1, 16};

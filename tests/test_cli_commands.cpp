@@ -114,6 +114,10 @@ TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
   Run conv16 = ddpm_cli(dir, "sample --conv ours --precision bf16 --checkpoint " + (dir / "junk.safetensors"));
   CHECK(conv16.code == 1);
   CHECK_THAT(conv16.output, !Catch::Contains("needs --tf32"));
+  // measured (like auto) only chooses where ours may run, so it needs no TF32 either.
+  Run measured = ddpm_cli(dir, "sample --conv measured --checkpoint " + (dir / "junk.safetensors"));
+  CHECK(measured.code == 1);
+  CHECK_THAT(measured.output, Catch::Contains("junk.safetensors") && !Catch::Contains("--conv"));
   if (!cuda_available()) {
     Run cuda = ddpm_cli(dir, "sample --device cuda");
     CHECK(cuda.code == 1);

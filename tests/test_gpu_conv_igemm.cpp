@@ -134,13 +134,16 @@ TEST_CASE("gpu igemm: TF32 conv2d matches the CPU at awkward sizes", "[gpu][conv
   }
 }
 
-TEST_CASE("gpu: backend Auto (per shape the faster, timed once) matches the CPU and keeps its choice",
+TEST_CASE("gpu: backends Measured (a fixed rule) and Auto (timed once) match the CPU and keep their choice",
           "[gpu][conv]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  UseOurs use(true, ConvBackend::Auto);
+  const ConvBackend backend = GENERATE(ConvBackend::Measured, ConvBackend::Auto);
+  CAPTURE(backend == ConvBackend::Measured ? "measured" : "auto");
+  UseOurs use(true, backend);
   // check_conv runs each shape twice on the GPU and requires identical bits: the second run must
-  // reuse the first run's choice rather than time again.
+  // reuse the first run's choice rather than time again. The first and last shapes are where
+  // Measured runs ours (the filter gradient of Cin = 3; in bf16 also the 1x1 to 3 channels).
   check_conv(2, 64, 64, 3, 64, 3, false, gen);
   check_conv(2, 8, 8, 512, 256, 3, false, gen);
   check_conv(1, 9, 15, 64, 136, 3, true, gen);
@@ -159,8 +162,8 @@ TEST_CASE("gpu igemm: with TF32 off, backend Ours stays exact f32 (cuDNN's FMA p
 TEST_CASE("gpu: bf16 convolutions (ours and cuDNN's) match the CPU on bf16-rounded inputs", "[gpu][conv][bf16]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  const ConvBackend backend = GENERATE(ConvBackend::Ours, ConvBackend::CuDNN);
-  CAPTURE(backend == ConvBackend::Ours ? "ours" : "cudnn");
+  const ConvBackend backend = GENERATE(ConvBackend::Ours, ConvBackend::CuDNN, ConvBackend::Measured);
+  CAPTURE(backend == ConvBackend::Ours ? "ours" : backend == ConvBackend::CuDNN ? "cudnn" : "measured");
   UseOurs use(true, backend);
   check_bf16({.n = 2, .h = 64, .w = 64, .cin = 3, .cout = 64, .k = 3}, false, gen);
   check_bf16({.n = 2, .h = 64, .w = 64, .cin = 64, .cout = 64, .k = 3}, false, gen);

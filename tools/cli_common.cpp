@@ -33,9 +33,10 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
   cmd->add_flag("--tf32", o.tf32,
                 "GPU: f32 convolutions, matrix products and attention on TF32 tensor cores (~1e-3 error)");
   cmd->add_option("--conv", o.conv,
-                  "GPU convolutions: cudnn, ours (f32 data needs --tf32), or auto (per shape the faster, timed "
-                  "on first use; runs may then differ in the last bits)")
-      ->check(CLI::IsMember({"cudnn", "ours", "auto"}))
+                  "GPU convolutions: cudnn, ours (f32 data needs --tf32), measured (per shape the one measured "
+                  "faster on an H200: a fixed rule), or auto (per shape the faster, timed on first use; runs may "
+                  "then differ in the last bits)")
+      ->check(CLI::IsMember({"cudnn", "ours", "measured", "auto"}))
       ->capture_default_str();
   if (with_precision)
     cmd->add_option("--precision", o.precision,

@@ -21,7 +21,7 @@ struct DeviceOptions {
   std::string device = "auto";  // "auto" (CUDA when built and present), "cpu" or "cuda"
   int64_t threads = 0;          // OpenMP threads for the CPU kernels; 0 = all cores
   bool tf32 = false;
-  std::string conv = "cudnn";   // "cudnn", "ours" or "auto"
+  std::string conv = "cudnn";   // "cudnn", "ours", "measured" or "auto"
   DType precision = DType::F32;  // f32 or bf16, the U-Net's compute dtype (UNet::set_compute_dtype)
 };
 void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision = true);

@@ -25,6 +25,10 @@
 #            "[graph]" under compute-sanitizer memcheck), bench_sample (the reverse step's network)
 #            and bench_train --graph (the training step's forward and backward) in bf16 and TF32,
 #            100 timed steps (and in bf16 the whole 999-step chain), graph on and off (~3.5 min)
+#   conv     our convolution kernels: test_gpu "[conv]" (then under compute-sanitizer memcheck),
+#            bench_conv (ours, cuDNN and backend Measured per shape and summed over a step, TF32
+#            and bf16; benchmarks/report.py conv), then bench_train and bench_sample with --conv
+#            cudnn, measured and ours in bf16 and TF32                                (~5 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
 # and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
 # STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
@@ -34,7 +38,7 @@
 # the eval JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: tools/gpu-session.sh check|compare|run|all|more|quick|graphs [OUT_DIR]}
+stage=${1:?usage: tools/gpu-session.sh check|compare|run|all|more|quick|graphs|conv [OUT_DIR]}
 out=${2:-${OUT:?give OUT_DIR or set OUT}}
 mkdir -p "$out"
 
@@ -167,10 +171,36 @@ graphs_stage() {
   done
 }
 
+# conv_stage: our convolution kernels against cuDNN, alone and end to end (stage `conv`).
+conv_stage() {
+  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  local trc=0 mrc=0 p conv bench
+  timeout 150 build/tests/test_gpu "[conv]" -r junit -o "$out/test_gpu_conv.xml" >"$out/test_gpu_conv.log" 2>&1 || trc=$?
+  echo "test_gpu [conv]: exit $trc, $(grep -o 'tests="[0-9]*" failures="[0-9]*" errors="[0-9]*"' "$out/test_gpu_conv.xml" | head -1)" |
+    tee -a "$out/summary.txt"
+  timeout 120 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "[conv]" \
+    >"$out/sanitize-conv.log" 2>&1 || mrc=$?
+  echo "memcheck [conv]: exit $mrc $(grep -m1 'ERROR SUMMARY' "$out/sanitize-conv.log")" | tee -a "$out/summary.txt"
+  timeout 120 build/benchmarks/bench_conv --json "$out/bench_conv.json" --commit "$COMMIT" >"$out/bench_conv.txt" 2>&1 ||
+    echo "gpu-session: bench_conv stopped" | tee -a "$out/summary.txt"
+  [ -s "$out/bench_conv.json" ] && { python3 benchmarks/report.py conv "$out/bench_conv.json" | tee -a "$out/summary.txt"; }
+  for p in bf16 tf32; do
+    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
+    for conv in cudnn measured ours; do
+      for bench in bench_train bench_sample; do
+        timeout 40 build/benchmarks/$bench "${flags[@]}" --conv $conv --steps 50 --commit "$COMMIT" \
+          --json "$out/$bench-$p-$conv.json" >"$out/$bench-$p-$conv.txt" 2>&1 || echo "gpu-session: $bench $p $conv stopped"
+        { echo "$bench $p $conv:"; grep '^|' "$out/$bench-$p-$conv.txt" || tail -n 2 "$out/$bench-$p-$conv.txt"; } |
+          tee -a "$out/summary.txt"
+      done
+    done
+  done
+}
+
 rc=0
 case $stage in
   check) bash tools/gpu-check.sh "$out/check" || rc=$? ;;
-  compare)  # the configurations most worth their time; CONFIGS= (empty) runs all seven
+  compare)  # the configurations most worth their time; CONFIGS= (empty) runs all nine
     CONFIGS=${CONFIGS-"f32 tf32 tf32-auto bf16 bf16-auto"} MODES=${MODES:-fp32,bf16} \
       bash benchmarks/compare.sh "$out/compare" || rc=$? ;;
   run) real_run "${PRECISION:-bf16}" "${MINUTES:-3}" || rc=$? ;;
@@ -195,6 +225,7 @@ case $stage in
     more_stage
     ;;
   graphs) graphs_stage ;;
-  *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more, quick or graphs)" >&2; exit 2 ;;
+  conv) conv_stage ;;
+  *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more, quick, graphs or conv)" >&2; exit 2 ;;
 esac
 exit $rc
