@@ -379,8 +379,10 @@ __device__ __forceinline__ void warp_mma(float (&acc)[kWarpTilesM][kWarpTilesN][
 }
 
 // Grid: x = output tile (N tiles fastest, so the blocks sharing an A tile run together), y = split.
+// Two blocks per SM, as shared memory allows: the 256-thread blocks then get at most 128 registers
+// (nvcc fits them without spills; unbounded, the bf16 filter gradient took 162, one block per SM).
 template <class T, int BN, class OpA, class OpB>
-__global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads) igemm_kernel(Problem<T, OpA, OpB> pb) {
+__global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, 2) igemm_kernel(Problem<T, OpA, OpB> pb) {
   using C = Config<T, BN, OpA, OpB>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
