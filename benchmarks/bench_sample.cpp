@@ -2,7 +2,7 @@
 // benchmarks/torch_twin.py measures PyTorch (../shared/docs/performance-anchors.md).
 //
 //   bench_sample [--device cuda|cpu] [--setups 64x3x64,32x1x128] [--steps 20] [--warmup 3]
-//                [--base 64] [--guidance S] [--full] [--tf32] [--conv cudnn|ours|auto]
+//                [--base 64] [--guidance S] [--full] [--tf32] [--conv cudnn|ours|measured|auto]
 //                [--json FILE] [--commit SHA]
 //
 // A reverse step is what sample() does per timestep: one forward (two with guidance > 0) and the

@@ -2,7 +2,7 @@
 // benchmarks/torch_twin.py measures PyTorch (../shared/docs/performance-anchors.md).
 //
 //   bench_train [--device cuda|cpu] [--setups 64x3x64,32x1x128] [--steps 20] [--warmup 3]
-//               [--base 64] [--tf32] [--conv cudnn|ours|auto] [--precision f32|bf16] [--json FILE]
+//               [--base 64] [--tf32] [--conv cudnn|ours|measured|auto] [--precision f32|bf16] [--json FILE]
 //               [--commit SHA]
 //
 // A step is Trainer::step(), the step `ddpm train` runs: next batch, noising, forward, MSE,

@@ -1,9 +1,7 @@
 // bf16 on the GPU: the device side of kernels/bf16.hpp. Kernels that take float or bf16 data
 // (template parameter T) read with to_f32 and write with from_f32<T>, so all arithmetic is f32
 // and each stored value is rounded once, to nearest even, with the same bits as the host's
-// float_to_bf16 (the CPU twins of the bf16 kernels round with that one). Our convolution kernels
-// round with __float2bfloat16: the same bits for every number and infinity; a NaN stays a NaN
-// but loses its payload.
+// float_to_bf16 (the CPU twins of the bf16 kernels round with that one).
 #pragma once
 #include <cstdint>
 

@@ -378,11 +378,19 @@ __device__ __forceinline__ void warp_mma(float (&acc)[kWarpTilesM][kWarpTilesN][
   }
 }
 
+// Blocks per SM the registers must allow: two on sm_90, as its shared memory allows (the 256-thread
+// blocks then get at most 128 registers; nvcc fits them without spills, where unbounded the bf16
+// filter gradient took 162, one block per SM). An sm_80 SM holds one 108 KB block, and the bound
+// would only make the compiler spill.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+constexpr int kMinBlocks = 1;
+#else
+constexpr int kMinBlocks = 2;
+#endif
+
 // Grid: x = output tile (N tiles fastest, so the blocks sharing an A tile run together), y = split.
-// Two blocks per SM, as shared memory allows: the 256-thread blocks then get at most 128 registers
-// (nvcc fits them without spills; unbounded, the bf16 filter gradient took 162, one block per SM).
 template <class T, int BN, class OpA, class OpB>
-__global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, 2) igemm_kernel(Problem<T, OpA, OpB> pb) {
+__global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, kMinBlocks) igemm_kernel(Problem<T, OpA, OpB> pb) {
   using C = Config<T, BN, OpA, OpB>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);

@@ -2,9 +2,10 @@
 // for the GPU (kernels/attention_tc.cuh, kernels/conv_igemm.cuh) as plain C++: CI has no GPU, and
 // this is what checks their fragment indexing there.
 //
-// Every CUDA thread of a block is a std::thread; blocks run one after another. cp.async copies at
-// once (its commit and wait are no-ops), which is one of the orders the hardware may take: the
-// kernel's own barriers are what make the data visible either way. __syncthreads() is
+// Every CUDA thread of a block is a std::thread; blocks run one after another. A cp.async lands as
+// late as the PTX ISA allows: when the issuing thread's cp.async.wait_group lets its group go, so
+// shared memory read before the wait (and the barrier after it) still holds the NaN the block
+// started with, and a wrong wait depth shows. __syncthreads() is
 // a std::barrier over the block, and the warp-wide operations (__shfl_xor_sync, mma.sync, ldmatrix) meet at
 // a std::barrier of their warp: each lane writes its part into the warp's exchange area, waits,
 // reads what it needs, and waits again before the area is reused. mma.sync is computed from the
@@ -172,16 +173,35 @@ inline float __shfl_xor_sync(unsigned /*mask*/, float v, int lane_mask) {
 // The PTX wrappers of kernels/tensor_core.cuh that the kernels under test use.
 namespace ddpm::cuda::ptx {
 
-// cp.async.cg of 16 bytes, done at once; with !valid the destination is zero-filled and src unread.
-// Both addresses must be 16-byte aligned, as on the hardware.
+// cp.async.cg of 16 bytes; with !valid the destination is zero-filled and src unread. Both
+// addresses must be 16-byte aligned, as on the hardware. The copy waits in this thread's open
+// group until cp_async_commit, and lands in cp_async_wait (the source, global memory the kernel
+// does not write, is read then).
+struct AsyncCopy {
+  void* dst;
+  const void* src;  // null: zero-fill
+};
+inline thread_local std::vector<AsyncCopy> async_open;                 // issued since the last commit
+inline thread_local std::vector<std::vector<AsyncCopy>> async_groups;  // committed, oldest first
 inline void cp_async16(void* smem, const void* gmem, bool valid) {
   if (reinterpret_cast<uintptr_t>(smem) % 16 || (valid && reinterpret_cast<uintptr_t>(gmem) % 16))
     throw std::runtime_error("cp.async: an address is not 16-byte aligned");
-  if (valid) std::memcpy(smem, gmem, 16);
-  else std::memset(smem, 0, 16);
+  async_open.push_back({smem, valid ? gmem : nullptr});
 }
-inline void cp_async_commit() {}
-template <int kPending> void cp_async_wait() {}
+inline void cp_async_commit() {
+  async_groups.push_back(std::move(async_open));
+  async_open.clear();
+}
+// Lands every committed group but the kPending newest.
+template <int kPending> void cp_async_wait() {
+  while (async_groups.size() > size_t(kPending)) {
+    for (const AsyncCopy& c : async_groups.front()) {
+      if (c.src) std::memcpy(c.dst, c.src, 16);
+      else std::memset(c.dst, 0, 16);
+    }
+    async_groups.erase(async_groups.begin());
+  }
+}
 
 // cvt.rna.tf32.f32: nearest, ties away from zero, to 10 mantissa bits; NaN to the canonical NaN.
 inline uint32_t to_tf32(float x) { return std::isnan(x) ? 0x7fffffffu : (__float_as_uint(x) + 0x1000u) & 0xffffe000u; }

@@ -9,12 +9,13 @@
 // The reference is the CPU kernels (f32) on the same input values (bf16 values widened).
 // Tolerances, on the norm-wise relative error:
 // - bf16: 1e-2. Products of bf16 values are exact and summed in f32; the output is rounded to
-//   bf16 once (at most 2^-9 relative per element).
+//   bf16 once (at most 2^-8 relative per element).
 // - TF32: 5e-3. Both operands are rounded to 10 mantissa bits (at most 2^-11 relative each).
 // A wrong index is off by O(1): the negative control at the end shows one.
 // The shapes are small (one emulated CUDA thread is one std::thread), chosen so that each path
-// runs: whole 16-byte chunks (channels a multiple of 8) and element-wise loads (Cin = 3, Cout = 3,
-// an unaligned pointer), padding taps, M, N and K tails, several M tiles, 1x1 and 3x3.
+// runs: whole 16-byte chunks (channels a multiple of 8) and element-wise loads (Cin = 3 or 5,
+// Cout = 3, an unaligned pointer) of every operand, padding taps, M, N and K tails, several M
+// tiles, 1x1 and 3x3.
 #include <algorithm>
 
 #include "helpers.hpp"
@@ -124,6 +125,8 @@ const Case kCases[] = {
     {{2, 5, 5, 16, 3, 1}, Dir::Fwd, 64, 1},
     {{2, 5, 5, 16, 3, 1}, Dir::Data, 64, 1},
     {{2, 5, 5, 16, 3, 1}, Dir::Filter, 64, 1},
+    // Cin = 5: the data gradient's weights (B) by elements too.
+    {{2, 4, 4, 5, 8, 3}, Dir::Data, 64, 1},
     // An unaligned first operand takes the element-wise path with whole-chunk channel counts.
     {{1, 4, 4, 8, 8, 3}, Dir::Fwd, 64, 1, true},
     {{1, 4, 4, 8, 8, 3}, Dir::Data, 64, 1, true},

@@ -143,7 +143,8 @@ TEST_CASE("gpu: backends Measured (a fixed rule) and Auto (timed once) match the
   UseOurs use(true, backend);
   // check_conv runs each shape twice on the GPU and requires identical bits: the second run must
   // reuse the first run's choice rather than time again. The first and last shapes are where
-  // Measured runs ours (the filter gradient of Cin = 3; in bf16 also the 1x1 to 3 channels).
+  // Measured runs ours (the filter gradient of Cin = 3; the 1x1 to 3 channels only in bf16, in the
+  // bf16 test below).
   check_conv(2, 64, 64, 3, 64, 3, false, gen);
   check_conv(2, 8, 8, 512, 256, 3, false, gen);
   check_conv(1, 9, 15, 64, 136, 3, true, gen);
