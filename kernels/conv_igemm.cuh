@@ -20,7 +20,8 @@
 //
 // Block tile kBM x BN (BN = 128 or 64), K tile kBK = 128 bytes of K (32 f32 / 64 bf16 elements),
 // kStages-deep cp.async pipeline; warps of kWM x kWN = 64 x 32, so a 128x128 block has 8 warps and
-// a 128x64 block 4. Each operand tile sits in shared memory in the layout of its global source:
+// a 128x64 block 4 (the experiment DDPM_IGEMM_WN=64 below gives the 128x128 block 4 warps of
+// 64 x 64). Each operand tile sits in shared memory in the layout of its global source:
 //   K-major (K contiguous: PatchRows, WeightRows): [rows][kBK + 16 bytes]. The 16-byte pad makes
 //     the row stride 36 words, so the 8 rows x 4 K-columns a fragment load touches hit 32
 //     different banks (bank = 4*row + col).
@@ -60,8 +61,15 @@ using ddpm::cuda::to_f32;
 template <class T> constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte chunk
 template <class T> constexpr int kBK = 128 / int(sizeof(T));  // K tile: 32 f32, 64 bf16
 template <class T> constexpr int kMmaK = std::is_same_v<T, float> ? 8 : 16;  // K of one mma.sync
-constexpr int kBM = 128, kWM = 64, kWN = 32, kStages = 3;
-constexpr int kWarpTilesM = kWM / 16, kWarpTilesN = kWN / 8;  // mma tiles per warp: 4 x 4
+constexpr int kBM = 128, kWM = 64, kStages = 3;
+constexpr int kWarpTilesM = kWM / 16;  // mma tiles per warp: 4 x (kWN / 8)
+
+// Warp tile N of the 128-wide blocks. 32 (8 warps a block) is the kernel; 64 (4 warps, each
+// reading half the B fragments per mma) is an experiment for tools/gpu-variants.sh
+// (-DDDPM_IGEMM_WN=64; docs/kernels.md, "v5"), not yet measured.
+#ifndef DDPM_IGEMM_WN
+#define DDPM_IGEMM_WN 32
+#endif
 
 // n / d for 0 <= n < 2^31 with one 32x32->64 multiply: q = (n * mul) >> shift with
 // mul = ceil(2^(31+l) / d), 2^l >= d (Granlund-Montgomery; mul < 2^32 for every d < 2^31).
@@ -309,6 +317,7 @@ template <class T, class OpA, class OpB> struct Problem {
 };
 
 template <class T, int BN, class OpA, class OpB> struct Config {
+  static constexpr int kWN = BN == 128 ? DDPM_IGEMM_WN : 32, kWarpTilesN = kWN / 8;
   static constexpr int kWarpsM = kBM / kWM, kWarpsN = BN / kWN, kThreads = 32 * kWarpsM * kWarpsN;
   using TileA = Tile<T, OpA::kKMajor, kBM>;
   using TileB = Tile<T, OpB::kKMajor, BN>;
@@ -356,7 +365,7 @@ __device__ __forceinline__ void fragments(uint32_t (&r)[4], const T* tile, int m
 }
 
 // One warp's share of one K tile: acc[i][j] += A[wm + 16i .. +16, :] B[:, wn + 8j .. +8].
-template <class T, class TileA, class TileB>
+template <class T, class TileA, class TileB, int kWarpTilesN>
 __device__ __forceinline__ void warp_mma(float (&acc)[kWarpTilesM][kWarpTilesN][4], const T* a, const T* b, int wm,
                                          int wn, int lane) {
   static_assert(kWarpTilesN % 2 == 0, "B fragments are read two tiles at a time");
@@ -398,7 +407,7 @@ __global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, kMinBlocks)
   const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int tiles_n = (pb.n + BN - 1) / BN;
   const int m0 = int(blockIdx.x) / tiles_n * kBM, n0 = int(blockIdx.x) % tiles_n * BN;
-  const int wm = warp % C::kWarpsM * kWM, wn = warp / C::kWarpsM * kWN;
+  const int wm = warp % C::kWarpsM * kWM, wn = warp / C::kWarpsM * C::kWN;
   // This split's K tiles: [kt0, kt1), an even share of all of them.
   const int64_t k_tiles = (pb.k + kBK<T> - 1) / kBK<T>, split = blockIdx.y, splits = gridDim.y;
   const int kt0 = int(split * k_tiles / splits), kt1 = int((split + 1) * k_tiles / splits);
@@ -411,7 +420,7 @@ __global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, kMinBlocks)
     load_b.load(stage(kt) + C::TileA::kSize, kt * kBK<T>);
   };
 
-  float acc[kWarpTilesM][kWarpTilesN][4] = {};
+  float acc[kWarpTilesM][C::kWarpTilesN][4] = {};
   // Pipeline: K tile kt is in stage (kt - kt0) % kStages. Tiles kt + 1 .. kt + kStages - 1 are in
   // flight while kt is multiplied. Every iteration commits one group (possibly empty), so
   // "wait until kStages - 2 groups are pending" always means "tile kt has landed".
@@ -427,7 +436,7 @@ __global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, kMinBlocks)
     if (kt + kStages - 1 < kt1) load(kt + kStages - 1);
     ptx::cp_async_commit();
     const T* a = stage(kt);
-    warp_mma<T, typename C::TileA, typename C::TileB>(acc, a, a + C::TileA::kSize, wm, wn, lane);
+    warp_mma<T, typename C::TileA, typename C::TileB, C::kWarpTilesN>(acc, a, a + C::TileA::kSize, wm, wn, lane);
   }
 
   const int g = lane / 4, t = lane % 4;
@@ -435,7 +444,7 @@ __global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, kMinBlocks)
 #pragma unroll
   for (int i = 0; i < kWarpTilesM; ++i)
 #pragma unroll
-    for (int j = 0; j < kWarpTilesN; ++j)
+    for (int j = 0; j < C::kWarpTilesN; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int m = m0 + wm + 16 * i + g + 8 * (r / 2), n = n0 + wn + 8 * j + 2 * t + r % 2;

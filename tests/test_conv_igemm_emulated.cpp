@@ -19,6 +19,10 @@
 #include <algorithm>
 
 #include "helpers.hpp"
+// Empty here; tests/test_conv_igemm_wide_emulated.cpp names the experiment it compiles this file for.
+#ifndef CONV_EMULATED_VARIANT
+#define CONV_EMULATED_VARIANT ""
+#endif
 #include "kernels/conv.hpp"
 // Last: it defines __device__ and the other CUDA keywords as macros.
 #include "cuda_emulation.hpp"
@@ -115,7 +119,9 @@ const Case kCases[] = {
     {{1, 12, 12, 8, 16, 3}, Dir::Fwd, 64, 2},
     {{1, 12, 12, 8, 16, 3}, Dir::Data, 64, 2},
     {{2, 8, 8, 8, 16, 3}, Dir::Filter, 64, 3},
-    // The 128-wide block: N = Cout = 72 (an N tail) forward, N = Cin = 72 data gradient.
+    // The 128-wide block: N = Cout = 136 (a whole N tile and a tail) and 72 forward, N = Cin = 72
+    // data gradient.
+    {{1, 4, 4, 8, 136, 3}, Dir::Fwd, 128, 1},
     {{1, 4, 4, 8, 72, 3}, Dir::Fwd, 128, 1},
     {{1, 4, 4, 72, 8, 3}, Dir::Data, 128, 1},
     {{1, 4, 4, 8, 72, 3}, Dir::Filter, 128, 1},
@@ -145,11 +151,13 @@ template <class T> void check_cases(double tol) {
 
 }  // namespace
 
-TEST_CASE("implicit-GEMM convolution on bf16 operands, emulated, matches the CPU", "[conv][emulated]") {
+TEST_CASE("implicit-GEMM convolution on bf16 operands, emulated" CONV_EMULATED_VARIANT ", matches the CPU",
+          "[conv][emulated]") {
   check_cases<bf16>(1e-2);
 }
 
-TEST_CASE("implicit-GEMM convolution on TF32 operands, emulated, matches the CPU", "[conv][emulated]") {
+TEST_CASE("implicit-GEMM convolution on TF32 operands, emulated" CONV_EMULATED_VARIANT ", matches the CPU",
+          "[conv][emulated]") {
   emu::unrounded_tf32 = 0;
   check_cases<float>(5e-3);
   CHECK(emu::unrounded_tf32 == 0);  // every operand went through cvt.rna.tf32
@@ -157,7 +165,8 @@ TEST_CASE("implicit-GEMM convolution on TF32 operands, emulated, matches the CPU
 
 // Shows that the comparison can fail: with the mma reading B in a wrong layout (its two registers
 // swapped), the output is off by O(1).
-TEST_CASE("negative control: a wrong mma layout fails the convolution comparison", "[conv][emulated]") {
+TEST_CASE("negative control: a wrong mma layout fails the convolution comparison" CONV_EMULATED_VARIANT,
+          "[conv][emulated]") {
   emu::SwapBRegisters swap;
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
