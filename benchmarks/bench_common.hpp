@@ -108,6 +108,7 @@ struct KernelBenchOptions {
   std::string json_path, commit = "unknown", filter;
   DType precision = DType::F32;
   bool tf32 = false;  // f32 matrix products, convolutions and attention on TF32 tensor cores
+  std::string conv = "cudnn";  // the convolution backend (engine/gpu_settings.hpp)
   int runs = 20;
 };
 
@@ -131,7 +132,12 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
     app.add_option("--precision", o.precision, precision_help)
         ->transform(CLI::CheckedTransformer(precision_names()))
         ->default_str("f32");
-  if (precision_help) app.add_flag("--tf32", o.tf32, "f32 data on TF32 tensor cores (GEMMs, convolutions, attention)");
+  if (precision_help) {
+    app.add_flag("--tf32", o.tf32, "f32 data on TF32 tensor cores (GEMMs, convolutions, attention)");
+    app.add_option("--conv", o.conv, "convolutions: cudnn, ours (f32 data needs --tf32), measured or auto")
+        ->check(CLI::IsMember({"cudnn", "ours", "measured", "auto"}))
+        ->capture_default_str();
+  }
   CLI11_PARSE(app, argc, argv);
   if (!run) {
     std::printf("%s: this build has no CUDA backend; nothing was timed.\n", name);

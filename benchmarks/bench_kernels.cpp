@@ -1,6 +1,7 @@
 // bench_kernels: times every engine op on the GPU at the seed U-Net's real shapes.
 //
 //   bench_kernels [--json PATH] [--commit SHA] [--runs N] [--filter TEXT] [--precision f32|bf16] [--tf32]
+//                 [--conv cudnn|ours|measured|auto]
 //
 // The op list comes from walking the seed network (docs: shared seed-model.md, base width 64,
 // time_dim 256, 10 classes, 4 heads) for two setups: 64x64 RGB at batch 64 and 32x32 gray at
@@ -22,7 +23,8 @@
 // --precision bf16 times the network's ops on bf16 data instead (the mixed-precision path: norm
 // parameters, the embedding table and the loss stay f32, as in the model); the diffusion updates
 // and the optimizer are f32 either way and are timed only in the f32 run. --tf32 lets the f32 ops
-// use TF32 tensor cores, as `ddpm train --tf32` does (the default times exact f32).
+// use TF32 tensor cores, as `ddpm train --tf32` does (the default times exact f32). --conv picks
+// the convolution backend, as in `ddpm train` (default cuDNN).
 //
 // Without a GPU (or in a CPU-only build) it says so and exits 0.
 #include <algorithm>
@@ -403,9 +405,9 @@ int run(const Options& opt) {
   const double copy = copy_gbps(timer);
   const std::string date = bench::utc_now();
   g_data = opt.precision;
-  cuda::set_allow_tf32(opt.tf32);
-  std::printf("bench_kernels on %s, %s, commit %s, %s data%s\n", prop.name, date.c_str(), opt.commit.c_str(),
-              dtype_name(opt.precision), opt.tf32 ? ", TF32 allowed" : "");
+  set_gpu_settings({opt.tf32, parse_conv_impl(opt.conv), opt.precision == DType::BF16});
+  std::printf("bench_kernels on %s, %s, commit %s, %s data%s, convolutions %s\n", prop.name, date.c_str(),
+              opt.commit.c_str(), dtype_name(opt.precision), opt.tf32 ? ", TF32 allowed" : "", opt.conv.c_str());
   std::printf("method: median of %d runs after 3 warm-ups, L2 flushed by a 256 MB memset before each run\n", opt.runs);
   std::printf("copy bandwidth (device-to-device, read + write): %.0f GB/s\n\n", copy);
   std::printf("%-14s %-26s %-44s %-4s %5s %10s %8s %6s %8s\n", "setup", "op", "shape", "pass", "count", "median us",
@@ -417,7 +419,7 @@ int run(const Options& opt) {
     if (opt.json_path.empty()) return;
     nlohmann::json doc = {{"device", prop.name}, {"date", date},       {"commit", opt.commit},
                           {"runs", opt.runs},    {"l2_flush_bytes", kFlushBytes}, {"copy_gbps", copy},
-                          {"precision", dtype_name(opt.precision)}, {"tf32", opt.tf32},
+                          {"precision", dtype_name(opt.precision)}, {"tf32", opt.tf32}, {"conv", opt.conv},
                           {"setups", setups},    {"records", records}};
     std::ofstream(opt.json_path) << doc.dump(1) << "\n";
   };
