@@ -17,7 +17,9 @@
 # 64x3x64,32x1x128), STEPS (default 20), MODES (PyTorch's, default fp32,bf16,compile; compile
 # spends about 75 s per setup compiling), BASE (U-Net width, default 64 = the seed), DEVICE
 # (default cuda; cpu runs only the f32 configuration, e.g. DEVICE=cpu BASE=16 SETUPS=32x1x16
-# MODES=fp32,bf16 for a comparison on the development machine).
+# MODES=fp32,bf16 for a comparison on the development machine), ATTENTION (default 1; 0 skips step
+# 3, e.g. for a torch.compile comparison that must fit one call: SETUPS=64x3x64 CONFIGS=bf16
+# MODES=compile ATTENTION=0, then the same with SETUPS=32x1x128).
 set -uo pipefail
 if [ $# -ne 1 ]; then
   echo "usage: [BUILD=build] [MODES=fp32,bf16,compile] [CONFIGS='f32 tf32 ...'] benchmarks/compare.sh OUT_DIR" >&2
@@ -58,7 +60,7 @@ done
 echo "== torch_twin ($MODES)"
 timeout 480 python3 benchmarks/torch_twin.py --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
   --modes "$MODES" --steps "$STEPS" --json "$OUT/torch_twin.json" || echo "compare: torch_twin failed (status $?)"
-if [ "$DEVICE" = cuda ]; then
+if [ "$DEVICE" = cuda ] && [ "${ATTENTION:-1}" != 0 ]; then
   echo "== attention: ours (bench_kernels) and PyTorch's SDPA"
   LD_LIBRARY_PATH=$LIBS timeout 120 "$BUILD/benchmarks/bench_kernels" --filter attention --commit "$COMMIT" \
     --json "$OUT/bench_attention.json" >"$OUT/bench_attention.txt" 2>&1 || echo "compare: bench_kernels failed"
