@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "diffusion/image_io.hpp"
 #include "diffusion/trainer.hpp"
@@ -120,12 +121,15 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   const int64_t steps_per_epoch = data.count() / o.train.batch;
   const int64_t total = cmd.count("--epochs") ? int64_t(std::ceil(o.epochs * double(steps_per_epoch))) : o.steps;
   const UNetConfig& mc = model->config();
+  // On the GPU, the settings that decide which kernels run.
+  const std::string gpu = device == Device::CUDA ? std::string(o.dev.tf32 ? " tf32" : "") + " conv " + o.dev.conv : "";
   std::fprintf(stderr,
                "data %s: %ld images %ldx%ldx%ld, %ld classes | model b=%ld time_dim=%ld, %ld parameters | "
-               "%s %s, batch %ld, %ld steps (%.2f epochs)\n",
+               "%s %s%s, batch %ld, %ld steps (%.2f epochs)\n",
                o.data.c_str(), long(data.count()), long(data.size), long(data.size), long(data.channels),
                long(mc.num_classes), long(mc.base_channels), long(mc.time_dim), long(model->parameter_count()),
-               device_name(device), dtype_name(model->compute_dtype()), long(o.train.batch), long(total), double(total) / double(steps_per_epoch));
+               device_name(device), dtype_name(model->compute_dtype()), gpu.c_str(), long(o.train.batch), long(total),
+               double(total) / double(steps_per_epoch));
 
   std::ofstream log(log_path, std::ios::app);
   const std::map<std::string, std::string> meta{{"data", o.data}};
