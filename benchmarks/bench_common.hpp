@@ -135,7 +135,7 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
   if (precision_help) {
     app.add_flag("--tf32", o.tf32, "f32 data on TF32 tensor cores (GEMMs, convolutions, attention)");
     app.add_option("--conv", o.conv, "convolutions: cudnn, ours (f32 data needs --tf32), measured or auto")
-        ->check(CLI::IsMember({"cudnn", "ours", "measured", "auto"}))
+        ->check(CLI::IsMember(conv_impl_names()))
         ->capture_default_str();
   }
   CLI11_PARSE(app, argc, argv);
@@ -188,7 +188,7 @@ struct E2EOptions {
     app.add_option("--conv", conv,
                    "cudnn, ours (f32 data needs --tf32), measured (per shape the one measured faster) or auto "
                    "(per shape the faster, timed)")
-        ->check(CLI::IsMember({"cudnn", "ours", "measured", "auto"}))
+        ->check(CLI::IsMember(conv_impl_names()))
         ->capture_default_str();
     app.add_option("--precision", precision, "f32, or bf16 mixed precision (UNet::set_compute_dtype)")
         ->transform(CLI::CheckedTransformer(precision_names()))

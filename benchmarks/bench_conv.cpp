@@ -14,9 +14,9 @@
 // (415 TFLOP/s TF32, 796 bf16), then per setup the totals of one training step's convolutions
 // (count x (fwd + dgrad + wgrad); the first layer's dgrad is not needed, the image has no
 // gradient), and the step of backend Measured (measured-tf32, measured-bf16: per shape the variant
-// kernels::ours_measured_faster picks). Kernels are called directly on preallocated buffers. Each timing: 2 warm-ups, then
-// the median of --runs (default 5) runs bracketed by CUDA events, each after a 256 MB memset that
-// flushes the L2 (as bench_kernels). Without a GPU (or in a CPU-only build) it says so and exits 0.
+// kernels::ours_measured_faster picks). Kernels are called directly on preallocated buffers. Each
+// timing: 2 warm-ups, then the median of --runs (default 5) runs bracketed by CUDA events, each
+// after a 256 MB memset that flushes the L2 (as bench_kernels). Without a GPU (or in a CPU-only build) it says so and exits 0.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -51,6 +51,7 @@ constexpr Device kGpu = Device::CUDA;
 using bench::Timer;
 constexpr double kPeakTF32 = 415e12, kPeakBF16 = 796e12;  // H200, dense 8192^3 GEMMs (docs/gpu.md)
 const char* const kDirs[] = {"fwd", "dgrad", "wgrad"};
+constexpr kernels::ConvDir kConvDirs[] = {kernels::ConvDir::Forward, kernels::ConvDir::Data, kernels::ConvDir::Filter};
 const char* const kVariants[] = {"ours-tf32", "cudnn-tf32", "ours-bf16", "cudnn-bf16"};
 
 using Options = bench::KernelBenchOptions;
@@ -190,9 +191,8 @@ int run(const Options& opt) {
             else total_ok[v] = false;
           }
         }
-        const kernels::ConvDir dir = d == 0 ? kernels::ConvDir::Forward : d == 1 ? kernels::ConvDir::Data : kernels::ConvDir::Filter;
         for (int p = 0; p < 2 && in_step; ++p) {
-          const int v = 2 * p + (kernels::ours_measured_faster(s, dir, p == 1) ? 0 : 1);
+          const int v = 2 * p + (kernels::ours_measured_faster(s, kConvDirs[d], p == 1) ? 0 : 1);
           if (us[v] > 0) measured_us[p] += cc.count * us[v];
           else measured_ok[p] = false;
         }

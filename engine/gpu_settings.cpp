@@ -11,6 +11,11 @@ namespace {
 GpuSettings g_settings;
 }
 
+const std::vector<std::string>& conv_impl_names() {
+  static const std::vector<std::string> names{"cudnn", "ours", "measured", "auto"};
+  return names;
+}
+
 ConvImpl parse_conv_impl(const std::string& name) {
   if (name == "ours") return ConvImpl::Ours;
   if (name == "measured") return ConvImpl::Measured;

@@ -13,6 +13,7 @@
 // - bf16_data: the run's network computes in bf16 (--precision bf16); only that rule reads it.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace ddpm {
 
@@ -24,7 +25,8 @@ struct GpuSettings {
   bool bf16_data = false;
 };
 
-ConvImpl parse_conv_impl(const std::string& name);  // "cudnn", "ours", "measured" or "auto"
+const std::vector<std::string>& conv_impl_names();  // "cudnn", "ours", "measured", "auto"
+ConvImpl parse_conv_impl(const std::string& name);  // one of conv_impl_names()
 void set_gpu_settings(const GpuSettings& settings);
 GpuSettings gpu_settings();
 

@@ -36,7 +36,7 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
                   "GPU convolutions: cudnn, ours (f32 data needs --tf32), measured (per shape the one measured "
                   "faster on an H200: a fixed rule), or auto (per shape the faster, timed on first use; runs may "
                   "then differ in the last bits)")
-      ->check(CLI::IsMember({"cudnn", "ours", "measured", "auto"}))
+      ->check(CLI::IsMember(conv_impl_names()))
       ->capture_default_str();
   if (with_precision)
     cmd->add_option("--precision", o.precision,

@@ -103,6 +103,38 @@ real_run() {
   done
 }
 
+# gpu_tests NAME [SPEC]: test_gpu (the cases SPEC selects, or all) with its JUnit report in NAME.xml
+# and its output in NAME.log; one summary line. Returns test_gpu's status.
+gpu_tests() {
+  local name=$1 rc=0
+  shift
+  timeout 120 build/tests/test_gpu "$@" -r junit -o "$out/$name.xml" >"$out/$name.log" 2>&1 || rc=$?
+  echo "test_gpu${*:+ $*}: exit $rc, $(grep -o 'tests="[0-9]*" failures="[0-9]*" errors="[0-9]*"' "$out/$name.xml" | head -1)" |
+    tee -a "$out/summary.txt"
+  return $rc
+}
+
+# memcheck NAME SPEC [FLAG...]: test_gpu SPEC under compute-sanitizer memcheck (FLAGs added), output
+# in NAME.log; one summary line. Returns the sanitizer's status.
+memcheck() {
+  local name=$1 spec=$2 rc=0
+  shift 2
+  timeout 100 compute-sanitizer --tool memcheck "$@" --error-exitcode 99 build/tests/test_gpu "$spec" \
+    >"$out/$name.log" 2>&1 || rc=$?
+  echo "memcheck $spec: exit $rc $(grep -m1 'ERROR SUMMARY' "$out/$name.log")" | tee -a "$out/summary.txt"
+  return $rc
+}
+
+# bench_run LABEL LIMIT BENCH ARG...: one run of build/benchmarks/BENCH, stopped after LIMIT seconds,
+# into LABEL's words joined by '-' (.json, .txt); its table rows (or last lines) in the summary.
+bench_run() {
+  local label=$1 limit=$2 bench=$3 file=${1// /-}
+  shift 3
+  timeout "$limit" "build/benchmarks/$bench" "$@" --commit "$COMMIT" --json "$out/$file.json" >"$out/$file.txt" 2>&1 ||
+    echo "gpu-session: $label stopped"
+  { echo "$label:"; grep '^|' "$out/$file.txt" || tail -n 2 "$out/$file.txt"; } | tee -a "$out/summary.txt"
+}
+
 # twin_report DIR: PyTorch's eager twin beside our end-to-end numbers in DIR (gpu-check's output).
 twin_report() {
   echo "== torch_twin (eager fp32, eager bf16)"
@@ -130,10 +162,7 @@ more_stage() {
   # reductions.
   local spec="[bf16],[elementwise],[matmul]"
   echo "== compute-sanitizer memcheck on test_gpu $spec"
-  local mrc=0
-  timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "$spec" \
-    >"$out/sanitize-memcheck.log" 2>&1 || mrc=$?
-  echo "memcheck $spec: exit $mrc $(grep -m1 'ERROR SUMMARY' "$out/sanitize-memcheck.log")" | tee -a "$out/summary.txt"
+  memcheck sanitize-memcheck "$spec" || true
   echo "== bench_kernels --precision bf16"
   timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --commit "$COMMIT" \
     --json "$out/bench_kernels_bf16.json" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped"
@@ -142,14 +171,10 @@ more_stage() {
 # graphs_stage: graph replay against op-by-op launches (stage `graphs`).
 graphs_stage() {
   export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  local trc=0 mrc=0 p g bench extra
-  timeout 120 build/tests/test_gpu -r junit -o "$out/test_gpu.xml" >"$out/test_gpu.log" 2>&1 || trc=$?
-  echo "test_gpu: exit $trc, $(grep -o 'tests="[0-9]*" failures="[0-9]*" errors="[0-9]*"' "$out/test_gpu.xml" | head -1)" |
-    tee -a "$out/summary.txt"
+  local p g bench extra
+  gpu_tests test_gpu || true
   # The refusal test provokes failing CUDA calls on purpose: memcheck would list them as API errors.
-  timeout 90 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 99 build/tests/test_gpu \
-    "[graph]" >"$out/sanitize-graph.log" 2>&1 || mrc=$?
-  echo "memcheck [graph]: exit $mrc $(grep -m1 'ERROR SUMMARY' "$out/sanitize-graph.log")" | tee -a "$out/summary.txt"
+  memcheck sanitize-graph "[graph]" --report-api-errors no || true
   for p in bf16 tf32; do
     case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
     for bench in bench_sample bench_train; do
@@ -161,11 +186,7 @@ graphs_stage() {
         else
           [ "$g" = graph ] && extra+=(--graph)
         fi
-        timeout 40 build/benchmarks/$bench "${flags[@]}" "${extra[@]}" --steps 100 \
-          --commit "$COMMIT" --json "$out/$bench-$p-$g.json" >"$out/$bench-$p-$g.txt" 2>&1 ||
-          echo "gpu-session: $bench $p $g stopped"
-        { echo "$bench $p $g:"; grep '^|' "$out/$bench-$p-$g.txt" || tail -n 2 "$out/$bench-$p-$g.txt"; } |
-          tee -a "$out/summary.txt"
+        bench_run "$bench $p $g" 40 $bench "${flags[@]}" "${extra[@]}" --steps 100
       done
     done
   done
@@ -176,12 +197,8 @@ graphs_stage() {
 conv_stage() {
   export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   local trc=0 mrc=0 p conv bench
-  timeout 120 build/tests/test_gpu "[conv]" -r junit -o "$out/test_gpu_conv.xml" >"$out/test_gpu_conv.log" 2>&1 || trc=$?
-  echo "test_gpu [conv]: exit $trc, $(grep -o 'tests="[0-9]*" failures="[0-9]*" errors="[0-9]*"' "$out/test_gpu_conv.xml" | head -1)" |
-    tee -a "$out/summary.txt"
-  timeout 100 compute-sanitizer --tool memcheck --error-exitcode 99 build/tests/test_gpu "[conv]" \
-    >"$out/sanitize-conv.log" 2>&1 || mrc=$?
-  echo "memcheck [conv]: exit $mrc $(grep -m1 'ERROR SUMMARY' "$out/sanitize-conv.log")" | tee -a "$out/summary.txt"
+  gpu_tests test_gpu_conv "[conv]" || trc=$?
+  memcheck sanitize-conv "[conv]" || mrc=$?
   timeout 100 build/benchmarks/bench_conv --json "$out/bench_conv.json" --commit "$COMMIT" >"$out/bench_conv.txt" 2>&1 ||
     echo "gpu-session: bench_conv stopped" | tee -a "$out/summary.txt"
   { python3 benchmarks/report.py conv "$out/bench_conv.json" | tee -a "$out/summary.txt"; } || echo "gpu-session: no conv table"
@@ -190,10 +207,7 @@ conv_stage() {
     case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
     for conv in cudnn measured ours; do
       for bench in bench_train bench_sample; do
-        timeout 25 build/benchmarks/$bench "${flags[@]}" --conv $conv --steps 30 --commit "$COMMIT" \
-          --json "$out/$bench-$p-$conv.json" >"$out/$bench-$p-$conv.txt" 2>&1 || echo "gpu-session: $bench $p $conv stopped"
-        { echo "$bench $p $conv:"; grep '^|' "$out/$bench-$p-$conv.txt" || tail -n 2 "$out/$bench-$p-$conv.txt"; } |
-          tee -a "$out/summary.txt"
+        bench_run "$bench $p $conv" 25 $bench "${flags[@]}" --conv $conv --steps 30
       done
     done
   done
