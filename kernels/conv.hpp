@@ -22,8 +22,9 @@
 //     split their work over the one OpenMP thread pool. im2col costs a few percent of the GEMM
 //     (one core: ~100 GFLOP/s for the GEMM, im2col within 5% of it at 32->32 channels, 32x32).
 //   CUDA: cuDNN's legacy convolution API on NHWC tensors and the OHWI filter (cuDNN's NHWC
-//     filter format). The algorithm of each shape and direction is measured once with
-//     cudnnFind* (preferring deterministic algorithms) and cached; FP32 math (CUDNN_FMA_MATH) or,
+//     filter format). The algorithm of each shape and direction is chosen once: cudnnFind*'s
+//     first four usable ones (deterministic when any are), timed again by us (median of three:
+//     one Find timing can be 9x off) and cached; FP32 math (CUDNN_FMA_MATH) or,
 //     when ddpm::cuda::allow_tf32(), TF32 tensor cores (CUDNN_DEFAULT_MATH).
 //     Measured on an H200, batch 64 (forward / forward + both gradients, FP32 then TF32):
 //       3x3 64->64 at 64x64:    0.56 / 2.9 ms (34 / 20 TFLOP/s), TF32 0.10 / 0.47 ms (196 / 123)

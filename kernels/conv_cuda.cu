@@ -5,7 +5,7 @@
 // KRSC), so no layout conversion happens. bf16 tensors run with f32 accumulation
 // (CUDNN_DATA_FLOAT compute) on tensor cores (CUDNN_TENSOR_OP_MATH). Per shape, dtype and TF32
 // setting we keep a plan: the
-// descriptors, and for each direction the algorithm measured by cudnnFind* on first use. The
+// descriptors, and for each direction the algorithm chosen on first use (cudnnFind*, then pick()). The
 // plans, the handle and the workspace live until the process ends (they are few and small; the
 // workspace is one buffer shared by all calls, grown when an algorithm needs more). The first call
 // of a shape measures algorithms and may grow the workspace (cudaMalloc), so a CUDA graph
@@ -16,6 +16,7 @@
 #include <array>
 #include <bit>
 #include <climits>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <type_traits>
@@ -99,16 +100,53 @@ struct Plan {
   Algo fwd, data, filter;
 };
 
-// The fastest algorithm that succeeded within kMaxWorkspace (cudnnFind* sorts by time), preferring
-// deterministic ones so that training runs are reproducible.
+// Median milliseconds of three runs of fn on the engine stream.
+float median_ms(const std::function<void()>& fn) {
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  float ms[3];
+  for (float& m : ms) {
+    CUDA_CHECK(cudaEventRecord(start, ddpm::cuda::stream()));
+    fn();
+    CUDA_CHECK(cudaEventRecord(stop, ddpm::cuda::stream()));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
+  }
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(ms, ms + 3);
+  return ms[1];
+}
+
+// cudnnFind* times each algorithm once, and a single timing can be far off: on an H200 the
+// forward of 3x3 128->128 at 16x16, batch 64, bf16 ran at 20 us in some processes and 187-239 us
+// in others (bench_kernels at 91bf57c and 51595b9 against 25a059a and fc776d5), the slow choice
+// being made at start-up and kept. So the first (up to) kCandidates usable algorithms in Find's
+// order, deterministic ones only when there are any (reproducible training), are run once more
+// (lazy module loading, workspace growth) and timed as median of three; the fastest is kept.
+constexpr int kCandidates = 4;
+
 template <class Perf>
-Algo pick(const Perf* perf, int count, const char* direction) {
-  for (bool need_deterministic : {true, false})
-    for (int i = 0; i < count; ++i)
+Algo pick(const Perf* perf, int count, const char* direction, const std::function<void(const Algo&)>& run) {
+  std::vector<Algo> usable;
+  for (bool need_deterministic : {true, false}) {
+    for (int i = 0; i < count && int(usable.size()) < kCandidates; ++i)
       if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kMaxWorkspace &&
           (!need_deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
-        return {int(perf[i].algo), perf[i].memory, perf[i].mathType};
-  ddpm::cuda::fail("cudnnFind", direction, __FILE__, __LINE__);
+        usable.push_back({int(perf[i].algo), perf[i].memory, perf[i].mathType});
+    if (!usable.empty()) break;
+  }
+  if (usable.empty()) ddpm::cuda::fail("cudnnFind", direction, __FILE__, __LINE__);
+  Algo best = usable[0];
+  float best_ms = INFINITY;
+  if (usable.size() > 1)
+    for (const Algo& a : usable) {
+      run(a);
+      const float ms = median_ms([&] { run(a); });
+      if (ms < best_ms) best = a, best_ms = ms;
+    }
+  return best;
 }
 
 Plan& plan_for(const ConvShape& s, cudnnDataType_t type) {
@@ -140,75 +178,65 @@ Plan& plan_for(const ConvShape& s, cudnnDataType_t type) {
 }
 
 // y = conv(x, w) (+ b). cuDNN: the bias is written first and the convolution blended onto it
-// (beta = 1).
+// (beta = 1). The candidates are timed without it (beta = 0: every run overwrites y).
 template <class T> void cudnn_fwd(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
   Plan& p = plan_for(s, data_type(x));
+  auto run = [&](const Algo& a, float beta) {
+    const float alpha = 1.0f;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, a.math));
+    CUDNN_CHECK(cudnnConvolutionForward(handle(), &alpha, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(a.algo),
+                                        workspace(a.bytes), a.bytes, &beta, p.y, y));
+  };
   if (p.fwd.algo < 0) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int count = 0;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y,
                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
-    p.fwd = pick(perf, count, "no usable forward convolution algorithm");
+    p.fwd = pick(perf, count, "no usable forward convolution algorithm", [&](const Algo& a) { run(a, 0.0f); });
   }
   if (b) bias_fill(y, b, s.pixels(), s.cout);
-  const float alpha = 1.0f, beta = b ? 1.0f : 0.0f;
-  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd.math));
-  CUDNN_CHECK(cudnnConvolutionForward(handle(), &alpha, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(p.fwd.algo),
-                                      workspace(p.fwd.bytes), p.fwd.bytes, &beta, p.y, y));
+  run(p.fwd, b ? 1.0f : 0.0f);
 }
 
 template <class T> void cudnn_bwd_data(const ConvShape& s, const T* dy, const T* w, T* dx) {
   Plan& p = plan_for(s, data_type(dy));
+  auto run = [&](const Algo& a) {
+    const float alpha = 1.0f, beta = 0.0f;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, a.math));
+    CUDNN_CHECK(cudnnConvolutionBackwardData(handle(), &alpha, p.w, w, p.y, dy, p.conv,
+                                             cudnnConvolutionBwdDataAlgo_t(a.algo), workspace(a.bytes), a.bytes,
+                                             &beta, p.x, dx));
+  };
   if (p.data.algo < 0) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int count = 0;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x,
                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
-    p.data = pick(perf, count, "no usable backward-data convolution algorithm");
+    p.data = pick(perf, count, "no usable backward-data convolution algorithm", run);
   }
-  const float alpha = 1.0f, beta = 0.0f;
-  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.data.math));
-  CUDNN_CHECK(cudnnConvolutionBackwardData(handle(), &alpha, p.w, w, p.y, dy, p.conv,
-                                           cudnnConvolutionBwdDataAlgo_t(p.data.algo), workspace(p.data.bytes),
-                                           p.data.bytes, &beta, p.x, dx));
+  run(p.data);
 }
 
 template <class T> void cudnn_bwd_filter(const ConvShape& s, const T* x, const T* dy, T* dw) {
   Plan& p = plan_for(s, data_type(x));
+  auto run = [&](const Algo& a) {
+    const float alpha = 1.0f, beta = 0.0f;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, a.math));
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle(), &alpha, p.x, x, p.y, dy, p.conv,
+                                               cudnnConvolutionBwdFilterAlgo_t(a.algo), workspace(a.bytes), a.bytes,
+                                               &beta, p.w, dw));
+  };
   if (p.filter.algo < 0) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int count = 0;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w,
                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
-    p.filter = pick(perf, count, "no usable backward-filter convolution algorithm");
+    p.filter = pick(perf, count, "no usable backward-filter convolution algorithm", run);
   }
-  const float alpha = 1.0f, beta = 0.0f;
-  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.filter.math));
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle(), &alpha, p.x, x, p.y, dy, p.conv,
-                                             cudnnConvolutionBwdFilterAlgo_t(p.filter.algo),
-                                             workspace(p.filter.bytes), p.filter.bytes, &beta, p.w, dw));
-}
-
-// Median milliseconds of three runs of fn on the engine stream.
-float median_ms(const std::function<void()>& fn) {
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  float ms[3];
-  for (float& m : ms) {
-    CUDA_CHECK(cudaEventRecord(start, ddpm::cuda::stream()));
-    fn();
-    CUDA_CHECK(cudaEventRecord(stop, ddpm::cuda::stream()));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
-  }
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(ms, ms + 3);
-  return ms[1];
+  run(p.filter);
 }
 
 // Backend Auto: the first call of each (shape, dtype, TF32 setting, direction) runs both
