@@ -160,14 +160,15 @@ template <class T> struct Patches {
 
 // ---- The four operands -----------------------------------------------------------------------------
 // Each has kKMajor (its shared-memory layout) and a Loader<R, kThreads> built once per thread with
-// the block's first row of M (A) or N (B); load(tile, k0) issues the copies of K tile [k0, k0 + kBK).
+// the block's first row of M (A) or N (B); load(tile, k0) issues the copies of K tile [k0, k0 + kBK)
+// into a tile laid out as S (Tile above; kernels/conv_wgmma.cuh passes its swizzled layout).
 
 // A of forward and data gradient: A[p, tap*C + c] = patch entry. Rows are pixels, K-major.
 template <class T> struct PatchRows : Patches<T> {
   static constexpr bool kKMajor = true;
   using Patches<T>::Patches;
 
-  template <int R, int kThreads> struct Loader {
+  template <int R, int kThreads, class S = Tile<T, kKMajor, R>> struct Loader {
     using Map = ChunkMap<kBK<T>, R, kVec<T>, kThreads>;
     const PatchRows op;
     int col, row;
@@ -178,7 +179,6 @@ template <class T> struct PatchRows : Patches<T> {
       for (int j = 0; j < Map::kRows; ++j) px[j] = op.pixel(m0 + row + j * Map::kRowStep);
     }
     __device__ void load(T* tile, int k0) const {
-      using S = Tile<T, true, R>;
       const Tap t0 = op.tap(k0 + col);  // the fast path's chunk lies in this one tap
 #pragma unroll
       for (int j = 0; j < Map::kRows; ++j)
@@ -195,7 +195,7 @@ template <class T> struct PatchCols : Patches<T> {
   static constexpr bool kKMajor = false;
   using Patches<T>::Patches;
 
-  template <int R, int kThreads> struct Loader {
+  template <int R, int kThreads, class S = Tile<T, kKMajor, R>> struct Loader {
     using Map = ChunkMap<R, kBK<T>, kVec<T>, kThreads>;
     const PatchCols op;
     int col, row, m;
@@ -204,7 +204,6 @@ template <class T> struct PatchCols : Patches<T> {
     __device__ Loader(const PatchCols& o, int m0, int tid)
         : op(o), col(tid % Map::kCols * kVec<T>), row(tid / Map::kCols), m(m0 + col), t0(o.tap(m)) {}
     __device__ void load(T* tile, int k0) const {
-      using S = Tile<T, false, R>;
 #pragma unroll
       for (int j = 0; j < Map::kRows; ++j) {
         const int r = row + j * Map::kRowStep;
@@ -223,14 +222,13 @@ template <class T> struct WeightRows {
   int n, k;  // Cout, K = T*Cin
   bool vec;  // K is a multiple of kVec and w 16-byte aligned
 
-  template <int R, int kThreads> struct Loader {
+  template <int R, int kThreads, class S = Tile<T, kKMajor, R>> struct Loader {
     using Map = ChunkMap<kBK<T>, R, kVec<T>, kThreads>;
     const WeightRows op;
     int col, row, n0;
 
     __device__ Loader(const WeightRows& o, int n0_, int tid) : op(o), col(tid % Map::kCols * kVec<T>), row(tid / Map::kCols), n0(n0_) {}
     __device__ void load(T* tile, int k0) const {
-      using S = Tile<T, true, R>;
 #pragma unroll
       for (int j = 0; j < Map::kRows; ++j) {
         const int r = row + j * Map::kRowStep, co = n0 + r;
@@ -252,7 +250,7 @@ template <class T> struct FlippedWeights {
   FastDiv div_cout;
   bool vec;  // Cin is a multiple of kVec and w 16-byte aligned
 
-  template <int R, int kThreads> struct Loader {
+  template <int R, int kThreads, class S = Tile<T, kKMajor, R>> struct Loader {
     using Map = ChunkMap<R, kBK<T>, kVec<T>, kThreads>;
     const FlippedWeights op;
     int col, row, ci;
@@ -260,7 +258,6 @@ template <class T> struct FlippedWeights {
     __device__ Loader(const FlippedWeights& o, int n0, int tid)
         : op(o), col(tid % Map::kCols * kVec<T>), row(tid / Map::kCols), ci(n0 + col) {}
     __device__ void load(T* tile, int k0) const {
-      using S = Tile<T, false, R>;
 #pragma unroll
       for (int j = 0; j < Map::kRows; ++j) {
         const int r = row + j * Map::kRowStep, kk = k0 + r, tap = op.div_cout.div(kk), co = kk - tap * op.cout;
@@ -280,14 +277,13 @@ template <class T> struct PixelRows {
   int c, pixels;
   bool vec;  // c is a multiple of kVec and src 16-byte aligned
 
-  template <int R, int kThreads> struct Loader {
+  template <int R, int kThreads, class S = Tile<T, kKMajor, R>> struct Loader {
     using Map = ChunkMap<R, kBK<T>, kVec<T>, kThreads>;
     const PixelRows op;
     int col, row, co;
 
     __device__ Loader(const PixelRows& o, int n0, int tid) : op(o), col(tid % Map::kCols * kVec<T>), row(tid / Map::kCols), co(n0 + col) {}
     __device__ void load(T* tile, int k0) const {
-      using S = Tile<T, false, R>;
 #pragma unroll
       for (int j = 0; j < Map::kRows; ++j) {
         const int r = row + j * Map::kRowStep, p = k0 + r;
@@ -315,6 +311,15 @@ template <class T, class OpA, class OpB> struct Problem {
   OpB b;
   Output<T> out;
 };
+
+// C[m, n] = v of K split `split` (nothing outside the M x N output).
+template <class T, class OpA, class OpB>
+__device__ __forceinline__ void store(const Problem<T, OpA, OpB>& pb, int64_t split, int m, int n, float v) {
+  if (m >= pb.m || n >= pb.n) return;
+  const Output<T>& o = pb.out;
+  if (o.partial) o.partial[(split * pb.m + m) * pb.n + n] = v;
+  else o.out[m * o.ldm + n * o.ldn] = from_f32<T>(v + (o.bias ? to_f32(o.bias[n]) : 0.0f));
+}
 
 template <class T, int BN, class OpA, class OpB> struct Config {
   static constexpr int kWN = BN == 128 ? DDPM_IGEMM_WN : 32, kWarpTilesN = kWN / 8;
@@ -440,22 +445,13 @@ __global__ void __launch_bounds__(Config<T, BN, OpA, OpB>::kThreads, kMinBlocks)
   }
 
   const int g = lane / 4, t = lane % 4;
-  const Output<T>& o = pb.out;
 #pragma unroll
   for (int i = 0; i < kWarpTilesM; ++i)
 #pragma unroll
     for (int j = 0; j < C::kWarpTilesN; ++j)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int m = m0 + wm + 16 * i + g + 8 * (r / 2), n = n0 + wn + 8 * j + 2 * t + r % 2;
-        if (m >= pb.m || n >= pb.n) continue;
-        if (o.partial) {
-          o.partial[(split * pb.m + m) * pb.n + n] = acc[i][j][r];
-        } else {
-          const float bias = o.bias ? to_f32(o.bias[n]) : 0.0f;
-          o.out[m * o.ldm + n * o.ldn] = from_f32<T>(acc[i][j][r] + bias);
-        }
-      }
+      for (int r = 0; r < 4; ++r)
+        store(pb, split, m0 + wm + 16 * i + g + 8 * (r / 2), n0 + wn + 8 * j + 2 * t + r % 2, acc[i][j][r]);
 }
 
 // out[m*ldm + n*ldn] = bias[n] + the sum over splits of partial[s][m][n], in split order.

@@ -1,16 +1,20 @@
-// Host emulation of one CUDA thread block, enough to run warp-level tensor-core kernels written
-// for the GPU (kernels/attention_tc.cuh, kernels/conv_igemm.cuh) as plain C++: CI has no GPU, and
-// this is what checks their fragment indexing there.
+// Host emulation of one CUDA thread block, enough to run the tensor-core kernels written for the
+// GPU (kernels/attention_tc.cuh, kernels/conv_igemm.cuh, kernels/conv_wgmma.cuh) as plain C++: CI
+// has no GPU, and this is what checks their fragment indexing and shared-memory layouts there.
 //
 // Every CUDA thread of a block is a std::thread; blocks run one after another. A cp.async lands as
 // late as the PTX ISA allows: when the issuing thread's cp.async.wait_group lets its group go, so
 // shared memory read before the wait (and the barrier after it) still holds the NaN the block
-// started with, and a wrong wait depth shows. __syncthreads() is
+// started with, and a wrong wait depth shows. Under emu::EarlyCopies it lands at once instead, so
+// a copy into a stage that is still being read (a missing barrier or wgmma wait) shows too.
+// __syncthreads() is
 // a std::barrier over the block, and the warp-wide operations (__shfl_xor_sync, mma.sync, ldmatrix) meet at
 // a std::barrier of their warp: each lane writes its part into the warp's exchange area, waits,
 // reads what it needs, and waits again before the area is reused. mma.sync is computed from the
 // hardware's fragment layouts as kernels/tensor_core.cuh documents them (the PTX ISA's: the
-// kernels' own relabelling of k is what is under test, so none of it is reused here).
+// kernels' own relabelling of k is what is under test, so none of it is reused here). wgmma reads
+// shared memory through its descriptors as the PTX ISA's canonical layouts say, and, like
+// cp.async, lands as late as allowed: at the wgmma.wait_group that lets its group go.
 // Include this before the kernel header.
 #pragma once
 #include <sanitizer/asan_interface.h>
@@ -73,6 +77,11 @@ struct Block {
   explicit Block(unsigned threads) : bar(threads), warps(threads / 32) {}
 };
 inline Block* block = nullptr;  // the block now running (one at a time)
+// The dynamic shared memory of the running kernel and the shared-window address it starts at:
+// 16-byte aligned as on the hardware, and on purpose not 1024-byte aligned, so a kernel that needs
+// more alignment must make it.
+inline unsigned char* smem_base = nullptr;
+constexpr uint32_t kSharedWindowStart = 0x410;
 
 inline Warp& warp() { return block->warps[threadIdx.x / 32]; }
 inline int lane() { return threadIdx.x % 32; }
@@ -81,12 +90,20 @@ inline int lane() { return threadIdx.x % 32; }
 // ignores those bits, so a kernel that forgets to round loses accuracy silently.
 inline std::atomic<long> unrounded_tf32{0};
 
-// Test-only switch for the negative control: the mma reads B with its two registers swapped, the
-// kind of layout bug the attention test has to catch.
-inline bool swap_b_registers = false;
-struct SwapBRegisters {  // on for one scope
-  SwapBRegisters() { swap_b_registers = true; }
-  ~SwapBRegisters() { swap_b_registers = false; }
+// Test-only switch for the negative controls: the tensor-core operations read an operand in a
+// wrong layout (mma: B with its two registers swapped; wgmma: shared memory without the swizzle),
+// the kind of layout bug the kernel tests have to catch.
+inline bool wrong_layout = false;
+struct WrongLayout {  // on for one scope
+  WrongLayout() { wrong_layout = true; }
+  ~WrongLayout() { wrong_layout = false; }
+};
+
+// Test-only switch: cp.async copies land when issued (see the header comment).
+inline bool early_copies = false;
+struct EarlyCopies {  // on for one scope
+  EarlyCopies() { early_copies = true; }
+  ~EarlyCopies() { early_copies = false; }
 };
 
 // d += A B for one warp: A (16 x K, row-major) and B (K x 8) from the lanes' fragments, each
@@ -101,7 +118,7 @@ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], Value va
   for (int r = 0; r < 4; ++r)
     for (int e = 0; e < U; ++e) w.a[g + 8 * (r % 2)][U * t + K / 2 * (r / 2) + e] = value(a[r], e);
   for (int r = 0; r < 2; ++r)
-    for (int e = 0; e < U; ++e) w.b[U * t + K / 2 * r + e][g] = value(b[swap_b_registers ? 1 - r : r], e);
+    for (int e = 0; e < U; ++e) w.b[U * t + K / 2 * r + e][g] = value(b[wrong_layout ? 1 - r : r], e);
   w.bar.arrive_and_wait();
   for (int r = 0; r < 4; ++r) {
     double s = d[r];
@@ -137,6 +154,7 @@ template <bool Trans> void ldmatrix(uint32_t (&r)[4], const void* p) {
 template <class Kernel>
 void launch(uint3 grid, unsigned threads, std::span<unsigned char> smem, size_t bytes, Kernel&& kernel) {
   ASAN_POISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
+  smem_base = smem.data();
   gridDim = grid;
   blockDim = {threads, 1, 1};
   for (unsigned by = 0; by < grid.y; ++by)
@@ -183,22 +201,27 @@ struct AsyncCopy {
 };
 inline thread_local std::vector<AsyncCopy> async_open;                 // issued since the last commit
 inline thread_local std::vector<std::vector<AsyncCopy>> async_groups;  // committed, oldest first
+inline void land(const AsyncCopy& c) {
+  if (c.src) std::memcpy(c.dst, c.src, 16);
+  else std::memset(c.dst, 0, 16);
+}
 inline void cp_async16(void* smem, const void* gmem, bool valid) {
   if (reinterpret_cast<uintptr_t>(smem) % 16 || (valid && reinterpret_cast<uintptr_t>(gmem) % 16))
     throw std::runtime_error("cp.async: an address is not 16-byte aligned");
-  async_open.push_back({smem, valid ? gmem : nullptr});
+  if (emu::early_copies) land({smem, valid ? gmem : nullptr});
+  else async_open.push_back({smem, valid ? gmem : nullptr});
 }
 inline void cp_async_commit() {
   async_groups.push_back(std::move(async_open));
   async_open.clear();
 }
-// Lands every committed group but the kPending newest.
+// Lands every committed group but the kPending newest (and marks the data as not yet fenced for
+// wgmma: that check runs with the late copies only).
+inline thread_local bool landed_unfenced = false;
 template <int kPending> void cp_async_wait() {
   while (async_groups.size() > size_t(kPending)) {
-    for (const AsyncCopy& c : async_groups.front()) {
-      if (c.src) std::memcpy(c.dst, c.src, 16);
-      else std::memset(c.dst, 0, 16);
-    }
+    landed_unfenced = true;
+    for (const AsyncCopy& c : async_groups.front()) land(c);
     async_groups.erase(async_groups.begin());
   }
 }
@@ -230,6 +253,81 @@ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
     return __uint_as_float(reg & 0xffffe000u);
   });
 }
+
+inline uint32_t shared_address(const void* p) {
+  return uint32_t(static_cast<const unsigned char*>(p) - emu::smem_base) + emu::kSharedWindowStart;
+}
+inline void fence_proxy_async() { landed_unfenced = false; }
+
+// wgmma.mma_async m64nNk16, bf16 operands from shared memory, f32 accumulators. Issued, it joins
+// this thread's open group; committed groups run, oldest first, in wgmma_wait.
+struct Wgmma {
+  float* d;
+  int n;
+  uint64_t desc_a, desc_b;
+  bool trans_a, trans_b;
+};
+inline thread_local std::vector<Wgmma> wgmma_open;
+inline thread_local std::vector<std::vector<Wgmma>> wgmma_groups;
+inline thread_local bool wgmma_unfenced = true;  // no wgmma.fence since the start or the last wait
+
+// Element (mn, k) of a 64 x 16 (A) or N x 16 (B) operand, as the PTX ISA's canonical layouts with
+// the 128-byte swizzle place it (T = 8 bf16 = 16 bytes; offsets in bytes):
+//   K-major  ((8,m),(T,2)):((8T,SBO),(1,T)):  start + (mn % 8) 128 + (mn / 8) SBO + 2k
+//   MN-major ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)):  start + 2 (mn % 64) + (mn / 64) LBO + (k % 8) 128 + (k / 8) SBO
+// then the swizzle on the address: bits 4-6 ^= bits 7-9.
+inline float wgmma_operand(uint64_t desc, bool mn_major, int mn, int k) {
+  const uint32_t start = uint32_t(desc & 0x3fff) << 4, lbo = uint32_t(desc >> 16 & 0x3fff) << 4;
+  const uint32_t sbo = uint32_t(desc >> 32 & 0x3fff) << 4;
+  if (desc >> 62 != 1 || (desc >> 49 & 7) != 0)
+    throw std::runtime_error("wgmma: only the 128-byte swizzle with base offset 0 is emulated");
+  if (start >> 7 & 7) throw std::runtime_error("wgmma: a swizzled operand must start in the first row of a 1024-byte atom");
+  uint32_t at = mn_major ? start + 2 * (mn % 64) + (mn / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
+                         : start + (mn % 8) * 128 + (mn / 8) * sbo + 2 * k;
+  if (!emu::wrong_layout) at ^= (at >> 7 & 7) << 4;
+  uint16_t bits;
+  std::memcpy(&bits, emu::smem_base + (at - emu::kSharedWindowStart), 2);
+  return bf16_to_float(bf16{bits});
+}
+
+// d[4j + r] += sum over k of A[row][k] B[k][col], row = 16w + g + 8(r/2), col = 8j + 2q + r%2
+// (kernels/tensor_core.cuh).
+inline void wgmma_run(const Wgmma& op) {
+  const int t = int(threadIdx.x % 128), w = t / 32, g = t % 32 / 4, q = t % 4;
+  for (int j = 0; j < op.n / 8; ++j)
+    for (int r = 0; r < 4; ++r) {
+      const int row = 16 * w + g + 8 * (r / 2), col = 8 * j + 2 * q + r % 2;
+      double s = op.d[4 * j + r];
+      for (int k = 0; k < 16; ++k)
+        s += double(wgmma_operand(op.desc_a, op.trans_a, row, k)) * wgmma_operand(op.desc_b, op.trans_b, col, k);
+      op.d[4 * j + r] = float(s);
+    }
+}
+
+template <int N, int kTransA, int kTransB> void wgmma_issue(float* d, uint64_t desc_a, uint64_t desc_b) {
+  if (wgmma_unfenced) throw std::runtime_error("wgmma: no wgmma.fence before it");
+  if (landed_unfenced) throw std::runtime_error("wgmma: shared memory from cp.async not fenced (fence.proxy.async)");
+  wgmma_open.push_back({d, N, desc_a, desc_b, kTransA == 1, kTransB == 1});
+}
+template <int kTransA, int kTransB> void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t a, uint64_t b) {
+  wgmma_issue<64, kTransA, kTransB>(d, a, b);
+}
+template <int kTransA, int kTransB> void wgmma_m64n128k16_bf16(float (&d)[64], uint64_t a, uint64_t b) {
+  wgmma_issue<128, kTransA, kTransB>(d, a, b);
+}
+inline void wgmma_fence() { wgmma_unfenced = false; }
+inline void wgmma_commit() {
+  wgmma_groups.push_back(std::move(wgmma_open));
+  wgmma_open.clear();
+}
+template <int kPending> void wgmma_wait() {
+  while (wgmma_groups.size() > size_t(kPending)) {
+    for (const Wgmma& op : wgmma_groups.front()) wgmma_run(op);
+    wgmma_groups.erase(wgmma_groups.begin());
+  }
+  wgmma_unfenced = true;
+}
+template <int n> void fence_registers(float (&)[n]) {}
 
 }  // namespace ddpm::cuda::ptx
 

@@ -152,7 +152,7 @@ TEST_CASE("tensor-core attention on TF32 operands, emulated, matches the CPU ker
 // Shows that the comparison above can fail: with the mma reading B in a wrong layout (its two
 // registers swapped), out is off by O(1).
 TEST_CASE("negative control: a wrong mma layout in the emulator fails the comparison", "[attention][emulated]") {
-  emu::SwapBRegisters swap;
+  emu::WrongLayout wrong;
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   const kernels::AttnDims a{1, 16, 1, 16};

@@ -19,7 +19,8 @@
 #include <algorithm>
 
 #include "helpers.hpp"
-// Empty here; tests/test_conv_igemm_wide_emulated.cpp names the experiment it compiles this file for.
+// Empty here; tests/test_conv_igemm_wide_emulated.cpp and tests/test_conv_wgmma_emulated.cpp name the
+// variant they compile this file for.
 #ifndef CONV_EMULATED_VARIANT
 #define CONV_EMULATED_VARIANT ""
 #endif
@@ -27,12 +28,14 @@
 // Last: it defines __device__ and the other CUDA keywords as macros.
 #include "cuda_emulation.hpp"
 #include "kernels/conv_igemm.cuh"
+#include "kernels/conv_wgmma.cuh"
 
 namespace ddpm::kernels::cuda::igemm {
 namespace {
-// The kernel's dynamic shared memory, as large as the largest configuration (3 stages of two
-// 128-row K-major tiles: 3 * 2 * 128 * 144 bytes, f32 or bf16).
-alignas(16) unsigned char smem_raw[3 * 2 * 128 * 144];
+// The kernels' dynamic shared memory, as large as the largest configuration (v4: 3 stages of two
+// 128-row K-major tiles of 144-byte rows; v6: 4 stages of two 128-row tiles of 128-byte rows and
+// 1 KB of alignment slack).
+alignas(16) unsigned char smem_raw[std::max(3 * 2 * 128 * 144, 4 * 2 * 128 * 128 + 1024)];
 }  // namespace
 }  // namespace ddpm::kernels::cuda::igemm
 
@@ -47,15 +50,23 @@ namespace {
 
 enum class Dir { Fwd, Data, Filter };
 
-// Runs one problem as conv_igemm_cuda.cu's launch() does, with block width BN and `splits` K splits.
+// Runs one problem as conv_igemm_cuda.cu's launch() does, with block width BN and `splits` K
+// splits, on v4 (igemm_kernel) or, when CONV_EMULATED_WGMMA is defined, v6 (wgmma_kernel).
 template <int BN, class T, class OpA, class OpB> void run(igemm::Problem<T, OpA, OpB> pb, int splits) {
+#ifdef CONV_EMULATED_WGMMA
+  using C = igemm::WgConfig<BN, OpA, OpB>;
+  const unsigned threads = igemm::kWgThreads;
+  auto kernel = [&] { igemm::wgmma_kernel<BN, OpA, OpB>(pb); };
+#else
   using C = igemm::Config<T, BN, OpA, OpB>;
+  const unsigned threads = C::kThreads;
+  auto kernel = [&] { igemm::igemm_kernel<T, BN, OpA, OpB>(pb); };
+#endif
   static_assert(C::kSmemBytes <= int(sizeof(igemm::smem_raw)));
   const unsigned tiles = unsigned((pb.m + igemm::kBM - 1) / igemm::kBM * ((pb.n + BN - 1) / BN));
   std::vector<float> partial(size_t(splits) * pb.m * pb.n, NAN);
   if (splits > 1) pb.out.partial = partial.data();
-  emu::launch({tiles, unsigned(splits), 1}, C::kThreads, igemm::smem_raw, C::kSmemBytes,
-              [&] { igemm::igemm_kernel<T, BN, OpA, OpB>(pb); });
+  emu::launch({tiles, unsigned(splits), 1}, threads, igemm::smem_raw, C::kSmemBytes, kernel);
   if (splits > 1)
     emu::launch({2, 1, 1}, 64, igemm::smem_raw, 0, [&] { igemm::reduce_splits<T>(pb.m, pb.n, splits, pb.out); });
 }
@@ -125,6 +136,10 @@ const Case kCases[] = {
     {{1, 4, 4, 8, 72, 3}, Dir::Fwd, 128, 1},
     {{1, 4, 4, 72, 8, 3}, Dir::Data, 128, 1},
     {{1, 4, 4, 8, 72, 3}, Dir::Filter, 128, 1},
+    // Long K loops (9, 8 and 9 K tiles of 64 bf16): every pipeline stage is reused.
+    {{1, 8, 8, 64, 64, 3}, Dir::Fwd, 64, 1},
+    {{1, 8, 8, 64, 128, 3}, Dir::Data, 128, 1},
+    {{2, 16, 16, 8, 16, 3}, Dir::Filter, 64, 1},
     // The model's edge layers: Cin = 3 in (element-wise A loads) and a 1x1 to Cout = 3.
     {{2, 4, 4, 3, 8, 3}, Dir::Fwd, 64, 1},
     {{2, 4, 4, 3, 8, 3}, Dir::Filter, 64, 1},
@@ -154,23 +169,31 @@ template <class T> void check_cases(double tol) {
 TEST_CASE("implicit-GEMM convolution on bf16 operands, emulated" CONV_EMULATED_VARIANT ", matches the CPU",
           "[conv][emulated]") {
   check_cases<bf16>(1e-2);
+  emu::EarlyCopies early;  // and with every copy landing at once: no stage overwritten while read
+  check_cases<bf16>(1e-2);
 }
 
+#ifndef CONV_EMULATED_WGMMA  // v6 is bf16 only
 TEST_CASE("implicit-GEMM convolution on TF32 operands, emulated" CONV_EMULATED_VARIANT ", matches the CPU",
           "[conv][emulated]") {
   emu::unrounded_tf32 = 0;
   check_cases<float>(5e-3);
   CHECK(emu::unrounded_tf32 == 0);  // every operand went through cvt.rna.tf32
 }
+#endif
 
-// Shows that the comparison can fail: with the mma reading B in a wrong layout (its two registers
-// swapped), the output is off by O(1).
-TEST_CASE("negative control: a wrong mma layout fails the convolution comparison" CONV_EMULATED_VARIANT,
+// Shows that the comparison can fail: with the tensor cores reading an operand in a wrong layout
+// (mma: B's two registers swapped; wgmma: no swizzle), the output is off by O(1).
+TEST_CASE("negative control: a wrong operand layout fails the convolution comparison" CONV_EMULATED_VARIANT,
           "[conv][emulated]") {
-  emu::SwapBRegisters swap;
+  emu::WrongLayout wrong;
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  const Case c{{1, 4, 4, 16, 16, 3}, Dir::Fwd, 64, 1};
-  CHECK(error<bf16>(c, gen) > 0.1);
-  CHECK(error<float>(c, gen) > 0.1);
+  for (Dir dir : {Dir::Fwd, Dir::Filter}) {
+    const Case c{{1, 4, 4, 16, 16, 3}, dir, 64, 1};
+    CHECK(error<bf16>(c, gen) > 0.1);
+#ifndef CONV_EMULATED_WGMMA
+    CHECK(error<float>(c, gen) > 0.1);
+#endif
+  }
 }
