@@ -10,6 +10,8 @@
 //   ours-bf16   the bf16 functions, backend Ours
 //   cudnn-bf16  the bf16 functions, backend CuDNN (bf16 tensors, f32 accumulation, tensor-op math;
 //               "n/a" where cuDNN offers no algorithm)
+//   ours-bf16-v4  only where ours-bf16 is v6 (wgmma: an sm_90a build on an H100/H200): the bf16
+//               functions, backend Ours, v4 (mma.sync) forced by set_conv_wgmma(false)
 // with TFLOP/s (2*N*H*W*Cout*Cin*k*k per pass) and the fraction of the H200's measured dense peak
 // (415 TFLOP/s TF32, 796 bf16), then per setup the totals of one training step's convolutions
 // (count x (fwd + dgrad + wgrad); the first layer's dgrad is not needed, the image has no
@@ -52,7 +54,7 @@ using bench::Timer;
 constexpr double kPeakTF32 = 415e12, kPeakBF16 = 796e12;  // H200, dense 8192^3 GEMMs (docs/gpu.md)
 const char* const kDirs[] = {"fwd", "dgrad", "wgrad"};
 constexpr kernels::ConvDir kConvDirs[] = {kernels::ConvDir::Forward, kernels::ConvDir::Data, kernels::ConvDir::Filter};
-const char* const kVariants[] = {"ours-tf32", "cudnn-tf32", "ours-bf16", "cudnn-bf16"};
+const char* const kVariants[] = {"ours-tf32", "cudnn-tf32", "ours-bf16", "cudnn-bf16", "ours-bf16-v4"};
 
 using Options = bench::KernelBenchOptions;
 
@@ -105,13 +107,17 @@ int run(const Options& opt) {
   const bool tf32_before = cuda::allow_tf32();
   const kernels::ConvBackend backend_before = kernels::cuda::conv_backend();
   cuda::set_allow_tf32(true);
+  // Ours in bf16 is v6 where it can run; then v4 is timed too (variant 4).
+  const bool v6 = kernels::cuda::conv_wgmma_available();
+  const int nv = v6 ? 5 : 4;
+  const char* const ours_bf16 = v6 ? "v6 (wgmma)" : "v4 (mma.sync)";
 
-  std::printf("bench_conv on %s, %s, commit %s; median of %d runs, L2 flushed before each\n", prop.name, date.c_str(),
-              opt.commit.c_str(), opt.runs);
+  std::printf("bench_conv on %s, %s, commit %s; median of %d runs, L2 flushed before each; ours-bf16 is %s\n",
+              prop.name, date.c_str(), opt.commit.c_str(), opt.runs, ours_bf16);
   std::printf("%-15s %-22s %5s %-5s", "setup", "shape", "count", "dir");
-  for (const char* v : kVariants) std::printf(" %19s", v);
-  std::printf("   ours/cudnn tf32, bf16\n%56s", "");
-  for (int i = 0; i < 4; ++i) std::printf(" %19s", "us  TFLOP/s  %peak");
+  for (int v = 0; v < nv; ++v) std::printf(" %19s", kVariants[v]);
+  std::printf("   ours/cudnn tf32, bf16%s\n%56s", v6 ? ", bf16 v4" : "", "");
+  for (int i = 0; i < nv; ++i) std::printf(" %19s", "us  TFLOP/s  %peak");
   std::printf("\n");
 
   nlohmann::json records = nlohmann::json::array(), totals = nlohmann::json::array();
@@ -119,7 +125,7 @@ int run(const Options& opt) {
     if (opt.json_path.empty()) return;
     nlohmann::json doc = {{"device", prop.name}, {"date", date},     {"commit", opt.commit},
                           {"runs", opt.runs},    {"peak_tf32", kPeakTF32}, {"peak_bf16", kPeakBF16},
-                          {"records", records},  {"totals", totals}};
+                          {"ours_bf16", ours_bf16}, {"records", records},  {"totals", totals}};
     std::ofstream(opt.json_path) << doc.dump(1) << "\n";
   };
 
@@ -128,8 +134,8 @@ int run(const Options& opt) {
     int64_t image, channels, batch;
   };
   for (const Setup& su : {Setup{"64px-rgb-b64", 64, 3, 64}, Setup{"32px-gray-b128", 32, 1, 128}}) {
-    double total_us[4] = {0, 0, 0, 0};
-    bool total_ok[4] = {true, true, true, true};
+    double total_us[5] = {0, 0, 0, 0, 0};
+    bool total_ok[5] = {true, true, true, true, true};
     // Backend Measured's step (TF32, bf16): per shape the variant its rule picks.
     double measured_us[2] = {0, 0};
     bool measured_ok[2] = {true, true};
@@ -157,11 +163,12 @@ int run(const Options& opt) {
                        : d == 1
                            ? Fn([&] { kernels::cuda::conv2d_bwd_data(s, dyh.data<bf16>(), wh.data<bf16>(), dxh.data<bf16>()); })
                            : Fn([&] { kernels::cuda::conv2d_bwd_filter(s, xh.data<bf16>(), dyh.data<bf16>(), dwh.data<bf16>()); });
-        double us[4];
-        std::string errors[4];
-        for (int v = 0; v < 4; ++v) {
+        double us[5];
+        std::string errors[5];
+        for (int v = 0; v < nv; ++v) {
           try {
             kernels::cuda::set_conv_backend(v % 2 == 0 ? kernels::ConvBackend::Ours : kernels::ConvBackend::CuDNN);
+            kernels::cuda::set_conv_wgmma(v != 4);
             us[v] = 1e3 * timer.time(v < 2 ? f32 : bf16_fn).median_ms;
           } catch (const Error& e) {
             us[v] = -1;
@@ -169,8 +176,9 @@ int run(const Options& opt) {
             cuda::synchronize();
           }
         }
+        kernels::cuda::set_conv_wgmma(true);
         std::printf("%-15s %-22s %5d %-5s", su.name.c_str(), shape_name(s).c_str(), cc.count, kDirs[d]);
-        for (int v = 0; v < 4; ++v) {
+        for (int v = 0; v < nv; ++v) {
           const double peak = v < 2 ? kPeakTF32 : kPeakBF16, tflops = us[v] > 0 ? flops / (us[v] * 1e-6) / 1e12 : 0;
           if (us[v] > 0) std::printf(" %7.1f %6.1f %4.0f%%", us[v], tflops, 100 * tflops * 1e12 / peak);
           else std::printf(" %19s", "n/a");
@@ -197,13 +205,15 @@ int run(const Options& opt) {
           else measured_ok[p] = false;
         }
         auto ratio = [&](int a, int c) { return us[a] > 0 && us[c] > 0 ? us[c] / us[a] : 0.0; };
-        std::printf("   %5.2fx %5.2fx%s\n", ratio(0, 1), ratio(2, 3), in_step ? "" : "  (not in a step)");
+        std::printf("   %5.2fx %5.2fx", ratio(0, 1), ratio(2, 3));
+        if (v6) std::printf(" %5.2fx", ratio(4, 3));
+        std::printf("%s\n", in_step ? "" : "  (not in a step)");
         std::fflush(stdout);
       }
       save();
     }
     std::printf("%-15s total of one step's convolutions (count x fwd+dgrad+wgrad):", su.name.c_str());
-    for (int v = 0; v < 4; ++v) {
+    for (int v = 0; v < nv; ++v) {
       std::printf("  %s %s%.0f us", kVariants[v], total_ok[v] ? "" : ">=", total_us[v]);
       totals.push_back({{"setup", su.name}, {"variant", kVariants[v]}, {"us", total_us[v]}, {"complete", total_ok[v]}});
     }

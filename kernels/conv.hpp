@@ -72,6 +72,12 @@
 //   emulation (tests/test_conv_igemm_emulated.cpp). A fourth backend, Measured, runs ours where
 //   bench_conv measured it faster and cuDNN elsewhere, by a fixed rule (ours_measured_faster):
 //   Auto's gain without its timing, so reproducible. Not the default until both have run on a GPU.
+// v6 (2026-11-27, NOT YET RUN ON HARDWARE): on an H100/H200, Ours runs bf16 on Hopper's warpgroup
+//   MMA (kernels/conv_wgmma.cuh: wgmma reading 128-byte-swizzled operand tiles straight from
+//   shared memory, two warpgroups of 64 x 128 accumulators, a 4-stage cp.async pipeline); v4
+//   elsewhere and for TF32. The
+//   default architectures became sm_80 and sm_90a (wgmma exists only in the arch-specific target).
+//   Checked on the CPU by emulation (tests/test_conv_wgmma_emulated.cpp).
 #pragma once
 #include <cstdint>
 
@@ -124,6 +130,11 @@ inline bool ours_measured_faster(const ConvShape& s, ConvDir dir, bool bf16_data
 namespace cuda {
 void set_conv_backend(ConvBackend backend);
 ConvBackend conv_backend();
+// Our bf16 kernels are v6 (wgmma) where that can run: a build with sm_90a code (the default
+// architectures) on a GPU of compute capability 9.0 (H100, H200); v4 elsewhere, and after
+// set_conv_wgmma(false) (bench_conv times both).
+bool conv_wgmma_available();
+void set_conv_wgmma(bool on);
 DDPM_CONV_KERNELS(float)
 DDPM_CONV_KERNELS(bf16)
 }  // namespace cuda

@@ -177,6 +177,18 @@ Plan& plan_for(const ConvShape& s, cudnnDataType_t type) {
   return plans.emplace(key, p).first->second;
 }
 
+// Fills `slot`, one direction's algorithm of plan p, on first use: cudnnFind* through find(n,
+// &count, perf), starting from the plan's math type, then pick() timing candidates with run.
+template <class Perf, int kCount, class Find>
+void choose(Plan& p, Algo& slot, const char* direction, Find find, const std::function<void(const Algo&)>& run) {
+  if (slot.algo >= 0) return;
+  Perf perf[kCount];
+  int count = 0;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
+  find(kCount, &count, perf);
+  slot = pick(perf, count, direction, run);
+}
+
 // y = conv(x, w) (+ b). cuDNN: the bias is written first and the convolution blended onto it
 // (beta = 1). The candidates are timed without it (beta = 0: every run overwrites y).
 template <class T> void cudnn_fwd(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
@@ -187,14 +199,12 @@ template <class T> void cudnn_fwd(const ConvShape& s, const T* x, const T* w, co
     CUDNN_CHECK(cudnnConvolutionForward(handle(), &alpha, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(a.algo),
                                         workspace(a.bytes), a.bytes, &beta, p.y, y));
   };
-  if (p.fwd.algo < 0) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int count = 0;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
-    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y,
-                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
-    p.fwd = pick(perf, count, "no usable forward convolution algorithm", [&](const Algo& a) { run(a, 0.0f); });
-  }
+  choose<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+      p, p.fwd, "no usable forward convolution algorithm",
+      [&](int n, int* count, cudnnConvolutionFwdAlgoPerf_t* perf) {
+        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y, n, count, perf));
+      },
+      [&](const Algo& a) { run(a, 0.0f); });
   if (b) bias_fill(y, b, s.pixels(), s.cout);
   run(p.fwd, b ? 1.0f : 0.0f);
 }
@@ -208,14 +218,12 @@ template <class T> void cudnn_bwd_data(const ConvShape& s, const T* dy, const T*
                                              cudnnConvolutionBwdDataAlgo_t(a.algo), workspace(a.bytes), a.bytes,
                                              &beta, p.x, dx));
   };
-  if (p.data.algo < 0) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int count = 0;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
-    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x,
-                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
-    p.data = pick(perf, count, "no usable backward-data convolution algorithm", run);
-  }
+  choose<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+      p, p.data, "no usable backward-data convolution algorithm",
+      [&](int n, int* count, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x, n, count, perf));
+      },
+      run);
   run(p.data);
 }
 
@@ -228,14 +236,12 @@ template <class T> void cudnn_bwd_filter(const ConvShape& s, const T* x, const T
                                                cudnnConvolutionBwdFilterAlgo_t(a.algo), workspace(a.bytes), a.bytes,
                                                &beta, p.w, dw));
   };
-  if (p.filter.algo < 0) {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int count = 0;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
-    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w,
-                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
-    p.filter = pick(perf, count, "no usable backward-filter convolution algorithm", run);
-  }
+  choose<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+      p, p.filter, "no usable backward-filter convolution algorithm",
+      [&](int n, int* count, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w, n, count, perf));
+      },
+      run);
   run(p.filter);
 }
 

@@ -1,6 +1,7 @@
-// CUDA convolution, our implicit-GEMM tensor-core kernels (the kernel and its index math:
-// kernels/conv_igemm.cuh). This file picks the block tile and the K split of each call and
-// launches; it is backend Ours behind kernels/conv.hpp's functions: TF32 for f32 data, bf16.
+// CUDA convolution, our implicit-GEMM tensor-core kernels (the kernels and their index math:
+// kernels/conv_igemm.cuh, v4 on mma.sync, and kernels/conv_wgmma.cuh, v6 on Hopper's wgmma, bf16
+// only). This file picks the kernel, the block tile and the K split of each call and launches; it
+// is backend Ours behind kernels/conv.hpp's functions: TF32 for f32 data, bf16.
 //
 // Napkin math, 3x3 64->64 at 64x64, batch 64 (P = 262,144 pixels, K = 576):
 //   19.3 GFLOP per pass. At the H200's measured dense peaks that is 47 us in TF32 (415 TFLOP/s)
@@ -11,15 +12,18 @@
 //   the bytes and sits near the ridge.
 //   Tiles: M = P = 262,144 rows in 2,048 tiles of 128 x 64 (N = 64), each 18 K tiles of 32.
 //   The filter gradient of the same layer is M = 576, N = 64, K = 262,144: 5 output tiles, so
-//   its K is split ~50 ways (one wave) and 50 x 576 x 64 x 4 B = 7.4 MB of partial sums are added
-//   by reduce_splits (~3 us).
+//   its K is split ~50 ways (one wave; split_count) and 50 x 576 x 64 x 4 B = 7.4 MB of partial
+//   sums are added by reduce_splits (~3 us).
 //   Shared memory per stage: 128 x 144 B per K-major tile of 128 rows, 32 x 136 x 4 B per MN-major
 //   one; 3 stages of a 128 x 128 block take 108 KB, so two blocks fit on an H100/H200 SM.
 #include <algorithm>
 #include <climits>
+#include <map>
+#include <type_traits>
 
 #include "kernels/conv_cuda_detail.hpp"
 #include "kernels/conv_igemm.cuh"
+#include "kernels/conv_wgmma.cuh"
 #include "kernels/cuda_launch.cuh"
 
 namespace ddpm::kernels::cuda {
@@ -44,25 +48,30 @@ int sm_count() {
   return n;
 }
 
-// Launches the GEMM with a kBM x BN block tile. When the output tiles do not fill the GPU's
-// resident blocks (small images, and always the filter gradient), K is split so that about one
-// wave of blocks runs; the splits' partial sums are then added by reduce_splits.
-template <int BN, class T, class OpA, class OpB> void launch(Problem<T, OpA, OpB> pb) {
-  using C = Config<T, BN, OpA, OpB>;
-  auto* kernel = igemm_kernel<T, BN, OpA, OpB>;
-  static const int64_t resident = [kernel] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
-    int per_sm = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, C::kThreads, C::kSmemBytes));
-    return int64_t(std::max(per_sm, 1)) * sm_count();
-  }();
+// Blocks of `kernel` (with `threads` threads and `smem` bytes of shared memory) the GPU holds at
+// once; the first call per kernel also lifts its shared-memory limit.
+int64_t resident_blocks(const void* kernel, int threads, int smem) {
+  static std::map<const void*, int64_t> known;
+  if (auto it = known.find(kernel); it != known.end()) return it->second;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  int per_sm = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+  return known[kernel] = int64_t(std::max(per_sm, 1)) * sm_count();
+}
+
+// Launches `kernel`, a GEMM with a kBM x BN block tile and K tiles of kBK. When the output tiles do
+// not fill the GPU's resident blocks well (small images, and always the filter gradient), K is
+// split (conv_detail::split_count); the splits' partial sums are then added by reduce_splits.
+template <int BN, class T, class OpA, class OpB>
+void launch(void (*kernel)(Problem<T, OpA, OpB>), int threads, int smem, Problem<T, OpA, OpB> pb) {
+  const int64_t resident = resident_blocks(reinterpret_cast<const void*>(kernel), threads, smem);
   const int64_t tiles = ceil_div(pb.m, kBM) * ceil_div(pb.n, BN), k_tiles = ceil_div(pb.k, kBK<T>);
   const int64_t partial_bytes = int64_t(pb.m) * pb.n * int64_t(sizeof(float));
-  const int64_t splits =
-      std::max<int64_t>(1, std::min({ceil_div(resident, tiles), k_tiles / kMinTilesPerSplit, kMaxPartialBytes / partial_bytes}));
+  const int64_t splits = conv_detail::split_count(
+      pb.m, pb.n, pb.k, kBM, BN, resident, std::max<int64_t>(1, std::min(k_tiles / kMinTilesPerSplit, kMaxPartialBytes / partial_bytes)));
   if (splits > 1) pb.out.partial = static_cast<float*>(conv_detail::workspace(size_t(splits * partial_bytes)));
-  kernel<<<dim3(unsigned(tiles), unsigned(splits)), C::kThreads, C::kSmemBytes, ddpm::cuda::stream()>>>(pb);
-  CUDA_CHECK_LAUNCH("igemm_kernel");
+  kernel<<<dim3(unsigned(tiles), unsigned(splits)), unsigned(threads), size_t(smem), ddpm::cuda::stream()>>>(pb);
+  CUDA_CHECK_LAUNCH("conv GEMM kernel");
   if (splits > 1) {
     reduce_splits<T><<<ddpm::cuda::grid_for(int64_t(pb.m) * pb.n), ddpm::cuda::kThreads, 0, ddpm::cuda::stream()>>>(
         pb.m, pb.n, int(splits), pb.out);
@@ -70,11 +79,39 @@ template <int BN, class T, class OpA, class OpB> void launch(Problem<T, OpA, OpB
   }
 }
 
+// v6 (wgmma) runs where this build has sm_90a code (DDPM_WGMMA) and the GPU is compute capability
+// 9.0, unless set_conv_wgmma(false) asked for v4.
+bool g_wgmma = true;
+bool wgmma_device() {
+#ifdef DDPM_WGMMA
+  static const bool hopper = [] {
+    int device = 0, major = 0, minor = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    return major == 9 && minor == 0;
+  }();
+  return hopper;
+#else
+  return false;
+#endif
+}
+
 // N of 64 or less (64 or fewer output channels, or the filter gradient of a 64-channel layer)
-// takes the 128 x 64 tile, so no half-empty 128 x 128 tiles.
+// takes the 128 x 64 tile, so no half-empty 128 x 128 tiles. bf16 takes v6 where it can run.
+template <int BN, class T, class OpA, class OpB> void run_bn(const Problem<T, OpA, OpB>& pb) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (g_wgmma && wgmma_device()) {
+      launch<BN>(wgmma_kernel<BN, OpA, OpB>, kWgThreads, WgConfig<BN, OpA, OpB>::kSmemBytes, pb);
+      return;
+    }
+  }
+  using C = Config<T, BN, OpA, OpB>;
+  launch<BN>(igemm_kernel<T, BN, OpA, OpB>, C::kThreads, C::kSmemBytes, pb);
+}
 template <class T, class OpA, class OpB> void run(const Problem<T, OpA, OpB>& pb) {
-  if (pb.n <= 64) launch<64>(pb);
-  else launch<128>(pb);
+  if (pb.n <= 64) run_bn<64>(pb);
+  else run_bn<128>(pb);
 }
 
 // The kernels index with 32-bit integers.
@@ -119,4 +156,8 @@ void igemm_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* d
 }
 
 }  // namespace conv_detail
+
+bool conv_wgmma_available() { return wgmma_device(); }
+void set_conv_wgmma(bool on) { g_wgmma = on; }
+
 }  // namespace ddpm::kernels::cuda

@@ -105,12 +105,16 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
 // (each 8-column slice as mma.sync's D above). kTrans = 0: the operand is K-major in shared
 // memory (its rows M or N, K contiguous); 1: MN-major. The product is asynchronous: D may be
 // neither read nor written until wgmma_wait has let its group go, and the shared memory it reads
-// must not be overwritten before then. Only sm_90a has these instructions (kernels/conv_wgmma.cuh
-// guards their use with __CUDA_ARCH_FEAT_SM90_ALL).
+// must not be overwritten before then. Only sm_90a has these instructions: compiled for anything
+// else, they trap (kernels/conv_wgmma.cuh guards their use with __CUDA_ARCH_FEAT_SM90_ALL too).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define DDPM_SM90A_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define DDPM_SM90A_ASM(...) __trap()
+#endif
 template <int kTransA, int kTransB>
 __device__ __forceinline__ void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
-  asm volatile(
+  DDPM_SM90A_ASM(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
       "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
@@ -125,7 +129,7 @@ __device__ __forceinline__ void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t de
 }
 template <int kTransA, int kTransB>
 __device__ __forceinline__ void wgmma_m64n128k16_bf16(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
-  asm volatile(
+  DDPM_SM90A_ASM(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
       "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
@@ -147,12 +151,12 @@ __device__ __forceinline__ void wgmma_m64n128k16_bf16(float (&d)[64], uint64_t d
 
 // Orders this warpgroup's register accesses before the wgmma that follow (required before the
 // first one, and after D was touched).
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_fence() { DDPM_SM90A_ASM("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 // Closes the group of wgmma issued since the last commit.
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { DDPM_SM90A_ASM("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 // Waits until at most kPending groups of this warpgroup are in flight.
 template <int kPending> __device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+  DDPM_SM90A_ASM("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 }
 // Keeps the compiler from moving accesses of v across the asynchronous wgmma (it cannot see that
 // wgmma_wait is what writes the accumulators).
@@ -160,7 +164,7 @@ template <int n> __device__ __forceinline__ void fence_registers(float (&v)[n]) 
 #pragma unroll
   for (int i = 0; i < n; ++i) asm volatile("" : "+f"(v[i])::"memory");
 }
-#endif
+#undef DDPM_SM90A_ASM
 
 // wgmma reads shared memory through the async proxy; writes by cp.async and st.shared are generic
 // proxy writes and reach it only after this fence (by the writing thread, before the barrier).

@@ -1,4 +1,5 @@
-// Our implicit-GEMM convolution kernels (kernels/conv_igemm.cuh, backend Ours) against the CPU
+// Our implicit-GEMM convolution kernels (kernels/conv_igemm.cuh and, in bf16 on an H100/H200,
+// kernels/conv_wgmma.cuh; backend Ours) against the CPU
 // (im2col + OpenBLAS in f32): forward (with and without bias), data gradient, filter gradient and
 // the bias gradient, in TF32 through the engine's conv2d and in bf16 through the kernels' bf16
 // functions (ours, and cuDNN's bf16 behind the same functions); bit-identical results from run to
@@ -27,18 +28,21 @@ namespace {
 
 constexpr double kTolTF32 = 5e-3;
 
-// Backend `use` (Ours unless named) with TF32 `on` for one test; restores the previous settings
-// even when a check throws.
+// Backend `use` (Ours unless named) with TF32 `on` and our bf16 kernels' v6 (wgmma, where it can
+// run) or v4 for one test; restores the previous settings (v6 being the default) even when a check
+// throws.
 struct UseOurs {
   ConvBackend backend = kernels::cuda::conv_backend();
   bool tf32 = cuda::allow_tf32();
-  explicit UseOurs(bool on = true, ConvBackend use = ConvBackend::Ours) {
+  explicit UseOurs(bool on = true, ConvBackend use = ConvBackend::Ours, bool wgmma = true) {
     kernels::cuda::set_conv_backend(use);
     cuda::set_allow_tf32(on);
+    kernels::cuda::set_conv_wgmma(wgmma);
   }
   ~UseOurs() {
     kernels::cuda::set_conv_backend(backend);
     cuda::set_allow_tf32(tf32);
+    kernels::cuda::set_conv_wgmma(true);
   }
 };
 
@@ -164,8 +168,10 @@ TEST_CASE("gpu: bf16 convolutions (ours and cuDNN's) match the CPU on bf16-round
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   const ConvBackend backend = GENERATE(ConvBackend::Ours, ConvBackend::CuDNN, ConvBackend::Measured);
-  CAPTURE(backend == ConvBackend::Ours ? "ours" : backend == ConvBackend::CuDNN ? "cudnn" : "measured");
-  UseOurs use(true, backend);
+  const bool wgmma = GENERATE(true, false);  // ours: v6 where it can run, else v4; then v4
+  CAPTURE(backend == ConvBackend::Ours ? "ours" : backend == ConvBackend::CuDNN ? "cudnn" : "measured",
+          wgmma && kernels::cuda::conv_wgmma_available() ? "v6" : "v4");
+  UseOurs use(true, backend, wgmma);
   check_bf16({.n = 2, .h = 64, .w = 64, .cin = 3, .cout = 64, .k = 3}, false, gen);
   check_bf16({.n = 2, .h = 64, .w = 64, .cin = 64, .cout = 64, .k = 3}, false, gen);
   check_bf16({.n = 2, .h = 32, .w = 32, .cin = 128, .cout = 128, .k = 3}, false, gen);

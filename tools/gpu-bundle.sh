@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/gpu-bundle.sh: prepares what a lent GPU session carries (docs/gpu.md, "A GPU session").
-# Builds Release for sm_90 only (H100/H200) into BUILD_DIR (default build-sm90), and packs into
+# Builds Release for sm_90a only (H100/H200) into BUILD_DIR (default build-sm90), and packs into
 # gpu-bundle/ (git-ignored): the binaries, stripped of host debug info and xz-compressed (the
 # device tool carries at most 64 MiB, and eight statically linked binaries are ~150 MB raw), the
 # Fashion-MNIST files for the real run and `ddpm eval`, and the commit they were built from.
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build-sm90}
 # compile_commands.json: tools/gpu-variants.sh rebuilds single objects from it.
-BUILD_DIR=$dir bash tools/build.sh -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+BUILD_DIR=$dir bash tools/build.sh -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 # BINS (space-separated) packs fewer, when the repository and the data leave too little room: a
 # call that skips the CPU tests (CPU_TESTS=0) needs neither test_engine nor test_model.
 all="tests/test_gpu tests/test_engine tests/test_model tools/ddpm"
