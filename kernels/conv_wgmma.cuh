@@ -28,10 +28,11 @@
 //
 // Pipeline: 4 stages, 2 tiles in flight ahead. At K tile kt a thread waits for its copies of kt,
 // fences them into the async proxy (fence.proxy.async: cp.async writes are generic-proxy writes),
-// and meets the block at a barrier; it then issues the copies of kt + 2 into the stage of kt - 2,
-// which no wgmma reads any more: every warpgroup waited for its kt - 2 group (wgmma_wait<1> at the
-// end of kt - 1) before that barrier. Then its warpgroup's 4 wgmma for kt, a commit, and a wait
-// that lets kt - 1 finish: the tensor cores always have the current tile queued behind the last.
+// and meets the block at a barrier. Its warpgroup then issues its 4 wgmma for kt and commits them;
+// the thread issues the copies of kt + 2 into the stage of kt - 2, which no wgmma reads any more
+// (every warpgroup waited for its kt - 2 group, wgmma_wait<1> at the end of kt - 1, before that
+// barrier), and waits for kt - 1's group: the tensor cores always have the current tile queued
+// behind the last.
 //
 // Napkin math (H100/H200, 132 SMs at ~1.8 GHz, ~4,000 dense bf16 FLOP per clock per SM): one K
 // tile of a 128 x 128 block is 2 MFLOP, ~512 clocks of tensor core; its copies are 2 x 128 rows x
@@ -82,8 +83,10 @@ __device__ __forceinline__ void wgmma_step(float (&acc)[BN / 2], uint32_t a, uin
 }
 
 // Grid and split-K as igemm_kernel's.
+// Blocks per SM: one at BN = 128 (its 128 KB of shared memory), two at BN = 64 (96 KB each; the
+// bound holds the registers to 128 a thread so that two fit).
 template <int BN, class OpA, class OpB>
-__global__ void __launch_bounds__(kWgThreads, 1) wgmma_kernel(Problem<bf16, OpA, OpB> pb) {
+__global__ void __launch_bounds__(kWgThreads, BN == 64 ? 2 : 1) wgmma_kernel(Problem<bf16, OpA, OpB> pb) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || !defined(__CUDACC__)  // sm_90a, or the host emulation
   using C = WgConfig<BN, OpA, OpB>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -114,13 +117,16 @@ __global__ void __launch_bounds__(kWgThreads, 1) wgmma_kernel(Problem<bf16, OpA,
     ptx::cp_async_wait<kWgAhead - 1>();
     ptx::fence_proxy_async();
     __syncthreads();
-    if (kt + kWgAhead < kt1) load(kt + kWgAhead);
-    ptx::cp_async_commit();
     const uint32_t a = smem_addr + uint32_t(stage(kt) * 2), b = a + uint32_t(C::TileA::kSize * 2);
+    ptx::fence_registers(acc);
     ptx::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kBK<bf16> / 16; ++ks) wgmma_step<BN, typename C::TileA, typename C::TileB>(acc, a, b, wg, ks);
     ptx::wgmma_commit();
+    // The tensor cores have their work; now the copies (the element-wise path's loads are
+    // synchronous and would hold the wgmma back if they came first).
+    if (kt + kWgAhead < kt1) load(kt + kWgAhead);
+    ptx::cp_async_commit();
     ptx::wgmma_wait<1>();
     ptx::fence_registers(acc);
   }

@@ -164,11 +164,11 @@ template <int n> __device__ __forceinline__ void fence_registers(float (&v)[n]) 
 #pragma unroll
   for (int i = 0; i < n; ++i) asm volatile("" : "+f"(v[i])::"memory");
 }
-#undef DDPM_SM90A_ASM
 
 // wgmma reads shared memory through the async proxy; writes by cp.async and st.shared are generic
 // proxy writes and reach it only after this fence (by the writing thread, before the barrier).
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy_async() { DDPM_SM90A_ASM("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#undef DDPM_SM90A_ASM
 
 // The shared-window address of a shared-memory pointer (what descriptors and swizzles are made of).
 __device__ __forceinline__ uint32_t shared_address(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }

@@ -13,8 +13,9 @@
 // reads what it needs, and waits again before the area is reused. mma.sync is computed from the
 // hardware's fragment layouts as kernels/tensor_core.cuh documents them (the PTX ISA's: the
 // kernels' own relabelling of k is what is under test, so none of it is reused here). wgmma reads
-// shared memory through its descriptors as the PTX ISA's canonical layouts say, and, like
-// cp.async, lands as late as allowed: at the wgmma.wait_group that lets its group go.
+// shared memory through its descriptors as the PTX ISA's canonical layouts say, at issue (or,
+// under EarlyCopies, at the wait), and its accumulators change only at the wgmma.wait_group that
+// lets its group go.
 // Include this before the kernel header.
 #pragma once
 #include <sanitizer/asan_interface.h>
@@ -266,6 +267,7 @@ struct Wgmma {
   int n;
   uint64_t desc_a, desc_b;
   bool trans_a, trans_b;
+  std::vector<double> products;  // read at issue (see wgmma_issue), else empty
 };
 inline thread_local std::vector<Wgmma> wgmma_open;
 inline thread_local std::vector<std::vector<Wgmma>> wgmma_groups;
@@ -290,24 +292,32 @@ inline float wgmma_operand(uint64_t desc, bool mn_major, int mn, int k) {
   return bf16_to_float(bf16{bits});
 }
 
-// d[4j + r] += sum over k of A[row][k] B[k][col], row = 16w + g + 8(r/2), col = 8j + 2q + r%2
-// (kernels/tensor_core.cuh).
-inline void wgmma_run(const Wgmma& op) {
+// This thread's products: entry 4j + r is sum over k of A[row][k] B[k][col], row = 16w + g + 8(r/2),
+// col = 8j + 2q + r%2 (kernels/tensor_core.cuh).
+inline std::vector<double> wgmma_products(const Wgmma& op) {
   const int t = int(threadIdx.x % 128), w = t / 32, g = t % 32 / 4, q = t % 4;
+  std::vector<double> p(size_t(op.n / 2));
   for (int j = 0; j < op.n / 8; ++j)
     for (int r = 0; r < 4; ++r) {
       const int row = 16 * w + g + 8 * (r / 2), col = 8 * j + 2 * q + r % 2;
-      double s = op.d[4 * j + r];
       for (int k = 0; k < 16; ++k)
-        s += double(wgmma_operand(op.desc_a, op.trans_a, row, k)) * wgmma_operand(op.desc_b, op.trans_b, col, k);
-      op.d[4 * j + r] = float(s);
+        p[size_t(4 * j + r)] +=
+            double(wgmma_operand(op.desc_a, op.trans_a, row, k)) * wgmma_operand(op.desc_b, op.trans_b, col, k);
     }
+  return p;
 }
 
+// The hardware reads the operands at some time between issue and wait_group. With the copies
+// landing late (the default) they are read at issue: a wgmma issued before its tile has landed
+// everywhere (a missing barrier) reads NaN. With early copies they are read at the wait: a copy
+// into a stage that an unfinished wgmma still reads shows. The accumulators change at the wait
+// either way.
 template <int N, int kTransA, int kTransB> void wgmma_issue(float* d, uint64_t desc_a, uint64_t desc_b) {
   if (wgmma_unfenced) throw std::runtime_error("wgmma: no wgmma.fence before it");
   if (landed_unfenced) throw std::runtime_error("wgmma: shared memory from cp.async not fenced (fence.proxy.async)");
-  wgmma_open.push_back({d, N, desc_a, desc_b, kTransA == 1, kTransB == 1});
+  Wgmma op{d, N, desc_a, desc_b, kTransA == 1, kTransB == 1, {}};
+  if (!emu::early_copies) op.products = wgmma_products(op);
+  wgmma_open.push_back(std::move(op));
 }
 template <int kTransA, int kTransB> void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t a, uint64_t b) {
   wgmma_issue<64, kTransA, kTransB>(d, a, b);
@@ -322,7 +332,10 @@ inline void wgmma_commit() {
 }
 template <int kPending> void wgmma_wait() {
   while (wgmma_groups.size() > size_t(kPending)) {
-    for (const Wgmma& op : wgmma_groups.front()) wgmma_run(op);
+    for (const Wgmma& op : wgmma_groups.front()) {
+      const std::vector<double> p = op.products.empty() ? wgmma_products(op) : op.products;
+      for (size_t i = 0; i < p.size(); ++i) op.d[i] = float(double(op.d[i]) + p[i]);
+    }
     wgmma_groups.erase(wgmma_groups.begin());
   }
   wgmma_unfenced = true;
