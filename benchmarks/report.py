@@ -37,6 +37,23 @@ def conv(doc):
         kind = variant.split("-")[1]  # ours-*, cudnn-*, measured-* (backend Measured's choice per shape)
         ratio = t[(setup, "cudnn-" + kind)] / us if not variant.startswith("cudnn") else None
         print(f"| {setup} | {variant} | {us / 1e3:.2f} | {f'{ratio:.2f}x' if ratio else ''} |")
+    # Per precision: the step with the faster of ours and cuDNN at every shape (what a perfect
+    # backend Measured would give), and where ours wins by more than 10% (what its rule must pick).
+    us = {}
+    for r in doc["records"]:
+        if r.get("in_step") and "median_us" in r:
+            us.setdefault((r["setup"], r["shape"], r["dir"], r["count"]), {})[r["variant"]] = r["median_us"]
+    for kind in ("tf32", "bf16"):
+        ours, theirs = "ours-" + kind, "cudnn-" + kind
+        best, wins = {}, []
+        for (setup, shape, d, count), v in us.items():
+            if ours in v and theirs in v:
+                best[setup] = best.get(setup, 0) + count * min(v[ours], v[theirs])
+                if v[ours] * 1.1 < v[theirs]:
+                    wins.append(f"{setup} {shape} {d}: ours {v[ours]:.1f} us, cuDNN {v[theirs]:.1f} us")
+        print(f"\n{kind}: the faster of ours and cuDNN per shape: " +
+              ", ".join(f"{setup} {t / 1e3:.2f} ms" for setup, t in best.items()))
+        print(f"{kind}: ours faster by more than 10% ({len(wins)}):" + "".join("\n- " + w for w in wins))
 
 
 def e2e(folder):
