@@ -131,8 +131,8 @@ namespace cuda {
 void set_conv_backend(ConvBackend backend);
 ConvBackend conv_backend();
 // Our bf16 kernels are v6 (wgmma) where that can run: a build with sm_90a code (the default
-// architectures) on a GPU of compute capability 9.0 (H100, H200); v4 elsewhere, and after
-// set_conv_wgmma(false) (bench_conv times both).
+// architectures) on a GPU of compute capability 9.0 (H100, H200); v4 elsewhere, after
+// set_conv_wgmma(false) (bench_conv times both), and when the environment has DDPM_CONV_WGMMA=0.
 bool conv_wgmma_available();
 void set_conv_wgmma(bool on);
 DDPM_CONV_KERNELS(float)

@@ -18,7 +18,9 @@
 //   one; 3 stages of a 128 x 128 block take 108 KB, so two blocks fit on an H100/H200 SM.
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <map>
+#include <string_view>
 #include <type_traits>
 
 #include "kernels/conv_cuda_detail.hpp"
@@ -80,8 +82,11 @@ void launch(void (*kernel)(Problem<T, OpA, OpB>), int threads, int smem, Problem
 }
 
 // v6 (wgmma) runs where this build has sm_90a code (DDPM_WGMMA) and the GPU is compute capability
-// 9.0, unless set_conv_wgmma(false) asked for v4.
-bool g_wgmma = true;
+// 9.0, unless set_conv_wgmma(false), or DDPM_CONV_WGMMA=0 in the environment, asked for v4.
+bool g_wgmma = [] {
+  const char* env = std::getenv("DDPM_CONV_WGMMA");
+  return !(env && std::string_view(env) == "0");
+}();
 bool wgmma_device() {
 #ifdef DDPM_WGMMA
   static const bool hopper = [] {
