@@ -1,6 +1,12 @@
-// CUDA matrix products for kernels/matmul.hpp: cuBLAS for the GEMMs, two small kernels for the
-// bias.
+// CUDA matrix products for kernels/matmul.hpp: cuBLAS for the GEMMs, cuBLASLt for a GEMM with
+// the bias in its epilogue, two small kernels for the bias.
+#include <cublasLt.h>
+
+#include <algorithm>
+#include <array>
 #include <climits>
+#include <cstdint>
+#include <map>
 #include <type_traits>
 
 #include "kernels/bf16.cuh"
@@ -78,6 +84,103 @@ template <class T> void bias_fill_t(T* y, const T* b, int64_t rows, int64_t cols
   CUDA_CHECK_LAUNCH("bias_fill_k");
 }
 
+// gemm_bias on cuBLASLt. Per shape (and type, TF32 setting, operand alignment) one plan: the
+// matmul descriptor with CUBLASLT_EPILOGUE_BIAS, the three layouts (the same column-major view as
+// gemm_t: c^T = op(b)^T op(a)^T) and the heuristic's first algorithm, found without workspace so
+// nothing is allocated and a CUDA graph may record the call. A shape cuBLASLt has no algorithm for
+// (or a call it refuses) falls back to bias_fill + an accumulating gemm, for good.
+struct LtPlan {
+  bool ok = false;
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+cublasLtHandle_t lt() {
+  static cublasLtHandle_t h = [] {
+    cublasLtHandle_t created;
+    CUBLAS_CHECK(cublasLtCreate(&created));
+    return created;
+  }();
+  return h;
+}
+
+// The largest of 16, 8, 4, 2 bytes that every pointer is aligned to: cuBLASLt's heuristic assumes
+// 256-byte alignment unless told otherwise.
+int alignment(std::initializer_list<const void*> ptrs) {
+  int align = 16;
+  for (const void* p : ptrs)
+    while (reinterpret_cast<uintptr_t>(p) % unsigned(align)) align /= 2;
+  return align;
+}
+
+LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align) {
+  LtPlan p;
+  const cublasOperation_t op_first = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const uint64_t n = uint64_t(g.n), m = uint64_t(g.m), k = uint64_t(g.k);
+  const uint32_t bytes = uint32_t(align);
+  const size_t no_workspace = 0;
+  cublasLtMatmulPreference_t pref = nullptr;
+  int found = 0;
+  cublasLtMatmulHeuristicResult_t result{};
+  // Column-major: the first operand is b (k x n stored [n, k] when trans_b, else n x k), the second a.
+  const bool ok =
+      cublasLtMatmulDescCreate(&p.op, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&p.a, type, g.trans_b ? k : n, g.trans_b ? n : k, int64_t(g.trans_b ? k : n)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&p.b, type, g.trans_a ? m : k, g.trans_a ? k : m, int64_t(g.trans_a ? m : k)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&p.c, type, n, m, int64_t(n)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &no_workspace,
+                                           sizeof(no_workspace)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &bytes, sizeof(bytes)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &bytes, sizeof(bytes)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &bytes, sizeof(bytes)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &bytes, sizeof(bytes)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulAlgoGetHeuristic(lt(), p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found) == CUBLAS_STATUS_SUCCESS &&
+      found > 0;
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  p.ok = ok;
+  if (ok) p.algo = result.algo;
+  return p;
+}
+
+template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const T* bias, T* c) {
+  DDPM_CHECK(g.batch == 1 && !g.accumulate, "gemm_bias", "takes one product that overwrites c");
+  DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX, "gemm_bias", "dimensions ", g.m, "x", g.n, "x", g.k,
+             " exceed the 32-bit cuBLAS interface");
+  static std::map<std::array<int64_t, 7>, LtPlan> plans;
+  const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
+  const int align = alignment({a, b, c, bias});
+  const std::array<int64_t, 7> key{g.m, g.n, g.k, g.trans_a, g.trans_b, tf32, align};
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, make_plan(g, data_type(c), tf32, align)).first;
+  LtPlan& p = it->second;
+  if (p.ok) {
+    const float alpha = 1.0f, beta = 0.0f;
+    p.ok = cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
+               CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo, nullptr, 0, stream()) ==
+               CUBLAS_STATUS_SUCCESS;
+    if (p.ok) return;
+  }
+  bias_fill_t(c, bias, g.m, g.n);
+  Gemm acc = g;
+  acc.accumulate = true;
+  gemm_t(acc, a, b, c);
+}
+
 template <class T> void bias_grad_t(const T* dy, T* db, int64_t rows, int64_t cols, double* work) {
   const int64_t splits = bias_grad_splits(rows);
   const dim3 grid(unsigned((cols + kColTile - 1) / kColTile), unsigned(splits));
@@ -92,6 +195,7 @@ template <class T> void bias_grad_t(const T* dy, T* db, int64_t rows, int64_t co
 // The same functions for f32 and bf16 data.
 #define FOR_FLOAT_AND_BF16(T)                                                                                    \
   void gemm(const Gemm& g, const T* a, const T* b, T* c) { gemm_t(g, a, b, c); }                                 \
+  void gemm_bias(const Gemm& g, const T* a, const T* b, const T* bias, T* c) { gemm_bias_t(g, a, b, bias, c); } \
   void bias_fill(T* y, const T* b, int64_t rows, int64_t cols) { bias_fill_t(y, b, rows, cols); }                \
   void bias_grad(const T* dy, T* db, int64_t rows, int64_t cols, double* work) {                                 \
     bias_grad_t(dy, db, rows, cols, work);                                                                       \

@@ -45,12 +45,12 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Shape y_shape = x.shape();
   y_shape.back() = out;
   Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
-  // y = b (each row), then y += x w^T.
+  // y = x w^T (+ b, in the product's epilogue).
   with_float_type(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (b.defined()) DDPM_DISPATCH(x.device(), bias_fill, y.data<T>(), b.data<T>(), rows, out);
-    const Gemm fwd{.m = rows, .n = out, .k = in, .trans_b = true, .accumulate = b.defined()};
-    DDPM_DISPATCH(x.device(), gemm, fwd, x.data<T>(), w.data<T>(), y.data<T>());
+    const Gemm fwd{.m = rows, .n = out, .k = in, .trans_b = true};
+    if (b.defined()) DDPM_DISPATCH(x.device(), gemm_bias, fwd, x.data<T>(), w.data<T>(), b.data<T>(), y.data<T>());
+    else DDPM_DISPATCH(x.device(), gemm, fwd, x.data<T>(), w.data<T>(), y.data<T>());
   });
 
   std::vector<Tensor> inputs{x, w};
