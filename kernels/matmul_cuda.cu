@@ -87,8 +87,10 @@ template <class T> void bias_fill_t(T* y, const T* b, int64_t rows, int64_t cols
 // gemm_bias on cuBLASLt. Per shape (and type, TF32 setting, operand alignment) one plan: the
 // matmul descriptor with CUBLASLT_EPILOGUE_BIAS, the three layouts (the same column-major view as
 // gemm_t: c^T = op(b)^T op(a)^T) and the heuristic's first algorithm, found without workspace so
-// nothing is allocated and a CUDA graph may record the call. A shape cuBLASLt has no algorithm for
-// (or a call it refuses) falls back to bias_fill + an accumulating gemm, for good.
+// nothing is allocated and a CUDA graph may record the call (these products are skinny, K = 64 to
+// 512: split K, the usual use of workspace, has nothing to win). A shape cuBLASLt has no
+// algorithm for, a call it refuses, or a bias not 16-byte aligned falls back to bias_fill + an
+// accumulating gemm (for good, for that shape), counted by gemm_bias_fallbacks().
 struct LtPlan {
   bool ok = false;
   cublasLtMatmulDesc_t op = nullptr;
@@ -114,7 +116,10 @@ int alignment(std::initializer_list<const void*> ptrs) {
   return align;
 }
 
-LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align) {
+// `bias` is a pointer of the alignment later calls will have: the heuristic reads its alignment
+// from BIAS_POINTER (there is no MIN_ALIGNMENT for it), so gemm_bias_t calls only with 16-byte
+// aligned biases.
+LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align, const void* bias) {
   LtPlan p;
   const cublasOperation_t op_first = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
@@ -132,6 +137,7 @@ LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align) {
       cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)) == CUBLAS_STATUS_SUCCESS &&
       cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)) == CUBLAS_STATUS_SUCCESS &&
       cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) == CUBLAS_STATUS_SUCCESS &&
       cublasLtMatrixLayoutCreate(&p.a, type, g.trans_b ? k : n, g.trans_b ? n : k, int64_t(g.trans_b ? k : n)) ==
           CUBLAS_STATUS_SUCCESS &&
       cublasLtMatrixLayoutCreate(&p.b, type, g.trans_a ? m : k, g.trans_a ? k : m, int64_t(g.trans_a ? m : k)) ==
@@ -149,32 +155,45 @@ LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align) {
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &bytes, sizeof(bytes)) ==
           CUBLAS_STATUS_SUCCESS &&
       cublasLtMatmulAlgoGetHeuristic(lt(), p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found) == CUBLAS_STATUS_SUCCESS &&
-      found > 0;
+      found > 0 && result.state == CUBLAS_STATUS_SUCCESS && result.workspaceSize == 0;
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  p.ok = ok;
-  if (ok) p.algo = result.algo;
+  if (ok) {
+    p.ok = true;
+    p.algo = result.algo;
+  } else {  // what was created goes; the plan stays, marked unusable
+    for (cublasLtMatrixLayout_t l : {p.a, p.b, p.c})
+      if (l) cublasLtMatrixLayoutDestroy(l);
+    if (p.op) cublasLtMatmulDescDestroy(p.op);
+    p = LtPlan{};
+  }
   return p;
 }
+
+int64_t g_fallbacks = 0;
 
 template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const T* bias, T* c) {
   DDPM_CHECK(g.batch == 1 && !g.accumulate, "gemm_bias", "takes one product that overwrites c");
   DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX, "gemm_bias", "dimensions ", g.m, "x", g.n, "x", g.k,
              " exceed the 32-bit cuBLAS interface");
+  // One host thread drives the engine's stream, so the plans (and the bias pointer set in a shared
+  // descriptor just before its call) need no lock.
   static std::map<std::array<int64_t, 7>, LtPlan> plans;
   const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
-  const int align = alignment({a, b, c, bias});
+  const int align = alignment({a, b, c});
   const std::array<int64_t, 7> key{g.m, g.n, g.k, g.trans_a, g.trans_b, tf32, align};
-  auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, make_plan(g, data_type(c), tf32, align)).first;
-  LtPlan& p = it->second;
-  if (p.ok) {
+  if (alignment({bias}) == 16) {
+    auto it = plans.find(key);
+    if (it == plans.end()) it = plans.emplace(key, make_plan(g, data_type(c), tf32, align, bias)).first;
+    LtPlan& p = it->second;
     const float alpha = 1.0f, beta = 0.0f;
-    p.ok = cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
+    p.ok = p.ok &&
+           cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
                CUBLAS_STATUS_SUCCESS &&
            cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo, nullptr, 0, stream()) ==
                CUBLAS_STATUS_SUCCESS;
     if (p.ok) return;
   }
+  ++g_fallbacks;
   bias_fill_t(c, bias, g.m, g.n);
   Gemm acc = g;
   acc.accumulate = true;
@@ -203,5 +222,7 @@ template <class T> void bias_grad_t(const T* dy, T* db, int64_t rows, int64_t co
 FOR_FLOAT_AND_BF16(float)
 FOR_FLOAT_AND_BF16(bf16)
 #undef FOR_FLOAT_AND_BF16
+
+int64_t gemm_bias_fallbacks() { return g_fallbacks; }
 
 }  // namespace ddpm::kernels::cuda

@@ -1,9 +1,11 @@
-// linear and bmm on the GPU (cuBLAS + the bias kernels) against the CPU (OpenBLAS): outputs and
-// gradients, at odd sizes that fill no tile and at the seed model's real shapes; TF32 mode with
-// its looser tolerance; device mismatches.
+// linear and bmm on the GPU (cuBLAS, cuBLASLt for linear's bias, the bias kernels) against the
+// CPU (OpenBLAS): outputs and gradients, at odd sizes that fill no tile and at the seed model's
+// real shapes; TF32 mode with its looser tolerance; that the seed model's shapes take cuBLASLt;
+// device mismatches.
 #include "gpu_helpers.hpp"
 #ifdef DDPM_HAVE_CUDA
 #include "kernels/cuda_context.hpp"
+#include "kernels/matmul.hpp"
 #endif
 
 using namespace ddpm;
@@ -80,6 +82,30 @@ TEST_CASE("gpu: linear and bmm in TF32 mode stay within TF32 rounding of the CPU
   compare_linear({64, 256}, 128, true, gen, tol);
   compare_bmm(8, 1024, 1024, 32, false, true, gen, tol);
   compare_bmm(3, 17, 33, 7, true, true, gen, tol);
+}
+#endif
+
+#ifdef DDPM_HAVE_CUDA
+// The values of the cuBLASLt path are checked above (and its fallback gives the same ones); this
+// checks that it is the path taken at the model's shapes, in every precision.
+TEST_CASE("gpu: linear adds its bias in cuBLASLt's epilogue at the seed model's shapes", "[gpu][matmul]") {
+  Generator gen = fresh_generator();
+  const int64_t before = kernels::cuda::gemm_bias_fallbacks();
+  for (bool tf32 : {false, true})
+    for (DType dtype : {DType::F32, DType::BF16}) {
+      cuda::set_allow_tf32(tf32);
+      CAPTURE(tf32, dtype == DType::BF16);
+      for (const auto& [x_shape, out] : std::vector<std::pair<Shape, int64_t>>{
+               {{64, 256}, 128}, {{64, 4096, 64}, 192}, {{64, 4096, 64}, 64}, {{64, 1024, 128}, 384}, {{64, 64, 256}, 768}}) {
+        CAPTURE(shape_str(x_shape), out);
+        const Tensor x = randn(x_shape, gen).to(Device::CUDA).to(dtype);
+        const Tensor w = randn({out, x_shape.back()}, gen, 0.1f).to(Device::CUDA).to(dtype);
+        const Tensor b = randn({out}, gen).to(Device::CUDA).to(dtype);
+        (void)linear(x, w, b).to_floats();
+        CHECK(kernels::cuda::gemm_bias_fallbacks() == before);
+      }
+    }
+  cuda::set_allow_tf32(false);
 }
 #endif
 
