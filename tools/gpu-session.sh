@@ -26,10 +26,11 @@
 #            and bench_train --graph (the training step's forward and backward) in bf16 and TF32,
 #            100 timed steps (and in bf16 the whole 999-step chain), graph on and off (~3.5 min)
 #   conv     our convolution kernels: test_gpu "[conv]" (v6 and v4; then under compute-sanitizer
-#            memcheck) and "[matmul]" (linear's cuBLASLt path), bench_conv (ours, v6 and v4 in bf16, cuDNN and backend Measured per shape
-#            and summed over a step, TF32 and bf16; benchmarks/report.py conv), then bench_train
-#            and bench_sample with --conv cudnn, measured and ours in bf16 and TF32; v4 only
-#            (DDPM_CONV_WGMMA=0) once v6 failed a test or ended bench_conv          (~5 min)
+#            memcheck) and "[matmul]" (linear's cuBLASLt path), bench_conv (ours, v6 and v4 in
+#            bf16, cuDNN and backend Measured per shape and summed over a step, TF32 and bf16;
+#            benchmarks/report.py conv), then bench_train and bench_sample with --conv cudnn,
+#            measured and ours in bf16 and TF32; v4 only (DDPM_CONV_WGMMA=0) once v6 failed a
+#            test or ended bench_conv                                              (~5 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
 # and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
 # STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
