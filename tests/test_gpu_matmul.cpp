@@ -70,22 +70,25 @@ TEST_CASE("gpu: linear and bmm match the CPU at the seed model's shapes", "[gpu]
 }
 
 #ifdef DDPM_HAVE_CUDA
+namespace {
+// TF32 on or off for one scope; restores FP32 even when a check throws.
+struct UseTf32 {
+  explicit UseTf32(bool on) { cuda::set_allow_tf32(on); }
+  ~UseTf32() { cuda::set_allow_tf32(false); }
+};
+}  // namespace
+
 TEST_CASE("gpu: linear and bmm in TF32 mode stay within TF32 rounding of the CPU", "[gpu][matmul][tf32]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  struct Tf32On {  // restores FP32 even when a check throws
-    Tf32On() { cuda::set_allow_tf32(true); }
-    ~Tf32On() { cuda::set_allow_tf32(false); }
-  } on;
+  UseTf32 on(true);
   // TF32 keeps 10 mantissa bits: each product is off by up to 2^-11 relative, about 1e-3 overall.
   const double tol = 5e-3;
   compare_linear({64, 256}, 128, true, gen, tol);
   compare_bmm(8, 1024, 1024, 32, false, true, gen, tol);
   compare_bmm(3, 17, 33, 7, true, true, gen, tol);
 }
-#endif
 
-#ifdef DDPM_HAVE_CUDA
 // The values of the cuBLASLt path are checked above (and its fallback gives the same ones); this
 // checks that it is the path taken at the model's shapes, in every precision.
 TEST_CASE("gpu: linear adds its bias in cuBLASLt's epilogue at the seed model's shapes", "[gpu][matmul]") {
@@ -93,7 +96,7 @@ TEST_CASE("gpu: linear adds its bias in cuBLASLt's epilogue at the seed model's 
   const int64_t before = kernels::cuda::gemm_bias_fallbacks();
   for (bool tf32 : {false, true})
     for (DType dtype : {DType::F32, DType::BF16}) {
-      cuda::set_allow_tf32(tf32);
+      UseTf32 use(tf32);
       CAPTURE(tf32, dtype == DType::BF16);
       for (const auto& [x_shape, out] : std::vector<std::pair<Shape, int64_t>>{
                {{64, 256}, 128}, {{64, 4096, 64}, 192}, {{64, 4096, 64}, 64}, {{64, 1024, 128}, 384}, {{64, 64, 256}, 768}}) {
@@ -105,7 +108,6 @@ TEST_CASE("gpu: linear adds its bias in cuBLASLt's epilogue at the seed model's 
         CHECK(kernels::cuda::gemm_bias_fallbacks() == before);
       }
     }
-  cuda::set_allow_tf32(false);
 }
 #endif
 
