@@ -1,21 +1,21 @@
-// Host emulation of one CUDA thread block, enough to run the tensor-core kernels written for the
-// GPU (kernels/attention_tc.cuh, kernels/conv_igemm.cuh, kernels/conv_wgmma.cuh) as plain C++: CI
-// has no GPU, and this is what checks their fragment indexing and shared-memory layouts there.
+// Host emulation of one CUDA thread block, enough to run the kernels written for the GPU
+// (kernels/attention_tc.cuh, kernels/conv_igemm.cuh, kernels/conv_wgmma.cuh, kernels/norm.cuh) as
+// plain C++: CI has no GPU, and this is what checks their fragment indexing, shared-memory layouts
+// and tile offsets there.
 //
-// Every CUDA thread of a block is a std::thread; blocks run one after another. A cp.async lands as
-// late as the PTX ISA allows: when the issuing thread's cp.async.wait_group lets its group go, so
-// shared memory read before the wait (and the barrier after it) still holds the NaN the block
-// started with, and a wrong wait depth shows. Under emu::EarlyCopies it lands at once instead, so
-// a copy into a stage that is still being read (a missing barrier or wgmma wait) shows too.
-// __syncthreads() is
-// a std::barrier over the block, and the warp-wide operations (__shfl_xor_sync, mma.sync, ldmatrix) meet at
-// a std::barrier of their warp: each lane writes its part into the warp's exchange area, waits,
-// reads what it needs, and waits again before the area is reused. mma.sync is computed from the
-// hardware's fragment layouts as kernels/tensor_core.cuh documents them (the PTX ISA's: the
-// kernels' own relabelling of k is what is under test, so none of it is reused here). wgmma reads
-// shared memory through its descriptors as the PTX ISA's canonical layouts say, at issue (or,
-// under EarlyCopies, at the wait), and its accumulators change only at the wgmma.wait_group that
-// lets its group go.
+// Every CUDA thread of a block is a std::thread (made once per launch and reused by each block);
+// blocks run one after another. A cp.async lands as late as the PTX ISA allows: when the issuing
+// thread's cp.async.wait_group lets its group go, so shared memory read before the wait (and the
+// barrier after it) still holds the NaN the block started with, and a wrong wait depth shows.
+// Under emu::EarlyCopies it lands at once instead, so a copy into a stage that is still being read
+// (a missing barrier or wgmma wait) shows too. __syncthreads() is a std::barrier over the block,
+// and the warp-wide operations (shuffles, mma.sync, ldmatrix) meet at a std::barrier of their
+// warp: each lane writes its part into the warp's exchange area, waits, reads what it needs, and
+// waits again before the area is reused. mma.sync is computed from the hardware's fragment layouts
+// as kernels/tensor_core.cuh documents them (the PTX ISA's: the kernels' own relabelling of k is
+// what is under test, so none of it is reused here). wgmma reads shared memory through its
+// descriptors as the PTX ISA's canonical layouts say, at issue (or, under EarlyCopies, at the
+// wait), and its accumulators change only at the wgmma.wait_group that lets its group go.
 // Include this before the kernel header.
 #pragma once
 #include <sanitizer/asan_interface.h>
@@ -54,7 +54,12 @@ struct alignas(16) uint4 {  // and their 16-byte ones
 struct alignas(8) float2 {
   float x, y;
 };
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline uint2 make_uint2(uint32_t x, uint32_t y) { return {x, y}; }
 inline thread_local uint3 threadIdx, blockIdx;
 inline uint3 gridDim, blockDim;  // set by launch() before its threads start
 
@@ -67,7 +72,7 @@ namespace ddpm::emu {
 // One warp's meeting point and exchange area.
 struct Warp {
   std::barrier<> bar{32};
-  float shfl[32];
+  double shfl[32];
   float a[16][16], b[16][8];  // the operands of one mma, gathered from the lanes' fragments
   const uint16_t* rows[32];   // the row addresses of one ldmatrix
 };
@@ -152,25 +157,37 @@ template <bool Trans> void ldmatrix(uint32_t (&r)[4], const void* p) {
 // filled with NaN (0xff bytes, NaN as f32 and as bf16) before each block, so a read of an element
 // no thread wrote shows in the results; the rest is poisoned for AddressSanitizer, which then
 // reports a kernel that uses more than it asks for at launch.
+// A thread's state that belongs to one block (its open cp.async and wgmma groups, its fences), back
+// to the start: defined at the end of this file, next to that state.
+inline void start_block_thread();
+
+// Runs the grid's blocks one after another (x fastest, then y, then z) on one std::thread per CUDA
+// thread, made once per launch: between two blocks every thread waits at `next`, whose completion
+// gives the next block fresh (NaN-filled) shared memory.
 template <class Kernel>
 void launch(uint3 grid, unsigned threads, std::span<unsigned char> smem, size_t bytes, Kernel&& kernel) {
   ASAN_POISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
   smem_base = smem.data();
   gridDim = grid;
   blockDim = {threads, 1, 1};
-  for (unsigned by = 0; by < grid.y; ++by)
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
-      std::memset(smem.data(), 0xff, bytes);
-      Block blk(threads);
-      block = &blk;
-      std::vector<std::jthread> th;  // joined before blk goes
-      for (unsigned i = 0; i < threads; ++i)
-        th.emplace_back([&, i] {
-          threadIdx = {i, 0, 0};
-          blockIdx = {bx, by, 0};
+  auto fresh_smem = [&]() noexcept { std::memset(smem.data(), 0xff, bytes); };
+  fresh_smem();
+  Block blk(threads);
+  block = &blk;
+  std::barrier next(std::ptrdiff_t(threads), fresh_smem);
+  {
+    std::vector<std::jthread> th;  // joined before blk goes
+    for (unsigned i = 0; i < threads; ++i)
+      th.emplace_back([&, i] {
+        threadIdx = {i, 0, 0};
+        for (unsigned id = 0; id < grid.x * grid.y * grid.z; ++id) {
+          blockIdx = {id % grid.x, id / grid.x % grid.y, id / (grid.x * grid.y)};
+          start_block_thread();
           kernel();
-        });
-    }
+          next.arrive_and_wait();
+        }
+      });
+  }
   block = nullptr;
   ASAN_UNPOISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
 }
@@ -180,13 +197,25 @@ void launch(uint3 grid, unsigned threads, std::span<unsigned char> smem, size_t 
 inline void __syncthreads() { ddpm::emu::block->bar.arrive_and_wait(); }
 
 // All 32 lanes take part (the kernels pass the full mask).
-inline float __shfl_xor_sync(unsigned /*mask*/, float v, int lane_mask) {
-  ddpm::emu::Warp& w = ddpm::emu::warp();
-  w.shfl[ddpm::emu::lane()] = v;
+namespace ddpm::emu {
+// Every lane publishes v, then reads lane src(lane)'s value (float or double, exact either way).
+template <class T, class Src> T shuffle(T v, Src src) {
+  Warp& w = warp();
+  w.shfl[lane()] = double(v);
   w.bar.arrive_and_wait();
-  const float r = w.shfl[ddpm::emu::lane() ^ lane_mask];
+  const T r = T(w.shfl[src(lane())]);
   w.bar.arrive_and_wait();
   return r;
+}
+}  // namespace ddpm::emu
+
+// Masks and widths are not checked: every kernel here shuffles with all 32 lanes, within groups
+// of `width` lanes that an xor below `width` never leaves.
+template <class T> T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int /*width*/ = 32) {
+  return ddpm::emu::shuffle(v, [&](int l) { return l ^ lane_mask; });
+}
+template <class T> T __shfl_down_sync(unsigned /*mask*/, T v, unsigned delta) {
+  return ddpm::emu::shuffle(v, [&](int l) { return l + int(delta) < 32 ? l + int(delta) : l; });
 }
 
 // The PTX wrappers of kernels/tensor_core.cuh that the kernels under test use.
@@ -359,3 +388,13 @@ template <class T> std::vector<float> widen(const std::vector<T>& v) {
   return r;
 }
 }  // namespace ddpm::emu
+
+inline void ddpm::emu::start_block_thread() {
+  using namespace ddpm::cuda::ptx;
+  async_open.clear();
+  async_groups.clear();
+  landed_unfenced = false;
+  wgmma_open.clear();
+  wgmma_groups.clear();
+  wgmma_unfenced = true;
+}
