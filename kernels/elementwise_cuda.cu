@@ -1,8 +1,9 @@
 // CUDA twin of kernels/elementwise_cpu.cpp. Memory-bound: bytes = (inputs + outputs) * n * 4 for
 // f32 data, * 2 for bf16 (computed in f32 in registers), so the target is the copy bandwidth.
-// Version 2: each thread moves V = 4 values with one 16-byte (f32) or 8-byte (bf16) access when
-// the pointers are aligned and n is a multiple of 4 (the U-Net's tensors always are), else V = 1;
-// grid-stride loops over vectors. (Version 1 moved one float per thread.)
+// Version 3: each thread moves V values with one 16-byte access, 4 f32 or 8 bf16 (kVec16), when
+// the pointers are aligned and n is a multiple of V (the U-Net's tensors always are), else V = 1;
+// grid-stride loops over vectors. (Version 1 moved one float per thread; version 2 four values,
+// so 8 bytes per access on bf16 data, which ran no faster than f32: memory_bound.cuh.)
 #include "kernels/elementwise.hpp"
 #include "kernels/memory_bound.cuh"
 
@@ -13,6 +14,7 @@ using ddpm::cuda::aligned16;
 using ddpm::cuda::from_f32;
 using ddpm::cuda::grid_for;
 using ddpm::cuda::kThreads;
+using ddpm::cuda::kVec16;
 using ddpm::cuda::load_vec;
 using ddpm::cuda::stream;
 using ddpm::cuda::store_vec;
@@ -37,8 +39,9 @@ __global__ void map_k(F f, T* out, const T* in0, const T* in1, const T* in2, int
 template <class T, class F>
 void map(const char* name, F f, T* out, int64_t n, const T* in0 = nullptr, const T* in1 = nullptr,
          const T* in2 = nullptr) {
-  if (n % 4 == 0 && aligned16({out, in0, in1, in2})) {
-    map_k<4><<<grid_for(n / 4), kThreads, 0, stream()>>>(f, out, in0, in1, in2, n / 4);
+  constexpr int V = kVec16<T>;
+  if (n % V == 0 && aligned16({out, in0, in1, in2})) {
+    map_k<V><<<grid_for(n / V), kThreads, 0, stream()>>>(f, out, in0, in1, in2, n / V);
   } else {
     map_k<1><<<grid_for(n), kThreads, 0, stream()>>>(f, out, in0, in1, in2, n);
   }
@@ -138,8 +141,9 @@ template <class T> void add_act_bwd_t(Act act, const T* a, const T* b, const T* 
       a, b, dy);
 }
 template <class T> void binary_t(BinOp op, const T* a, const T* b, T* out, const Broadcast& bc) {
-  if (bc.shape[3] % 4 == 0 && aligned16({a, out})) {
-    binary_k<4><<<grid_for(bc.numel() / 4), kThreads, 0, stream()>>>(op, a, b, out, bc);
+  constexpr int V = kVec16<T>;
+  if (bc.shape[3] % V == 0 && aligned16({a, out})) {
+    binary_k<V><<<grid_for(bc.numel() / V), kThreads, 0, stream()>>>(op, a, b, out, bc);
   } else {
     binary_k<1><<<grid_for(bc.numel()), kThreads, 0, stream()>>>(op, a, b, out, bc);
   }

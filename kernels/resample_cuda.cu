@@ -1,5 +1,5 @@
-// CUDA twin of kernels/resample_cpu.cpp. One thread per output vector of V channels (float4 when
-// the channel counts and pointers allow), grid-stride; all memory-bound, no atomics.
+// CUDA twin of kernels/resample_cpu.cpp. One thread per output vector of V channels (16 bytes: 4 f32
+// or 8 bf16, when the channel counts and pointers allow), grid-stride; all memory-bound, no atomics.
 // Napkin math per output element, f32:
 // - copy_channels: 8 B (read + write); concat of [N,H,W,Ca] and [N,H,W,Cb] moves 8 B per output.
 // - max_pool2x2: forward reads the 4 inputs and writes 1: 20 B per output. The backward
@@ -27,6 +27,7 @@ namespace {
 using ddpm::cuda::aligned16;
 using ddpm::cuda::grid_for;
 using ddpm::cuda::kThreads;
+using ddpm::cuda::kVec16;
 using ddpm::cuda::load_vec;
 using ddpm::cuda::stream;
 using ddpm::cuda::store_vec;
@@ -166,20 +167,23 @@ void check_32bit(std::initializer_list<int64_t> sizes) {
     DDPM_CHECK(n < (int64_t(1) << 30), "resample (cuda)", "a tensor of ", n, " elements exceeds 32-bit indexing");
 }
 
-// Launches kernel<4, T> when `vec` (4 channels per access), else kernel<1, T>, over n / V threads.
-#define LAUNCH_V(kernel, T, vec, n, ...)                                                     \
-  do {                                                                                       \
-    if (vec) kernel<4, T><<<grid_for((n) / 4), kThreads, 0, stream()>>>(__VA_ARGS__);         \
-    else kernel<1, T><<<grid_for(n), kThreads, 0, stream()>>>(__VA_ARGS__);                  \
-    CUDA_CHECK_LAUNCH(#kernel);                                                              \
+// Launches kernel<kVec16<T>, T> when `vec` (16 bytes of channels per access: 4 f32 or 8 bf16),
+// else kernel<1, T>, over n / V threads.
+#define LAUNCH_V(kernel, T, vec, n, ...)                                                                      \
+  do {                                                                                                        \
+    constexpr int V_ = kVec16<T>;                                                                             \
+    if (vec) kernel<V_, T><<<grid_for((n) / V_), kThreads, 0, stream()>>>(__VA_ARGS__);                        \
+    else kernel<1, T><<<grid_for(n), kThreads, 0, stream()>>>(__VA_ARGS__);                                   \
+    CUDA_CHECK_LAUNCH(#kernel);                                                                               \
   } while (0)
 
 template <bool kBackward, class T>
 void max_pool(const T* x, const T* dy, T* out, int64_t N, int64_t H, int64_t W, int64_t C) {
   check_32bit({N * H * W * C});
   const int64_t n = N * (H / 2) * (W / 2) * C;
-  if (C % 4 == 0 && aligned16({x, dy, out}))
-    max_pool_k<4, kBackward, T><<<grid_for(n / 4), kThreads, 0, stream()>>>(x, dy, out, int(N), int(H), int(W), int(C));
+  if (C % kVec16<T> == 0 && aligned16({x, dy, out}))
+    max_pool_k<kVec16<T>, kBackward, T>
+        <<<grid_for(n / kVec16<T>), kThreads, 0, stream()>>>(x, dy, out, int(N), int(H), int(W), int(C));
   else max_pool_k<1, kBackward, T><<<grid_for(n), kThreads, 0, stream()>>>(x, dy, out, int(N), int(H), int(W), int(C));
   CUDA_CHECK_LAUNCH("max_pool_k");
 }
@@ -188,22 +192,22 @@ template <class T>
 void copy_channels_t(const T* src, int64_t src_C, int64_t src_off, T* dst, int64_t dst_C, int64_t dst_off, int64_t rows,
                      int64_t width) {
   check_32bit({rows * src_C, rows * dst_C});
-  const bool vec = (src_C | src_off | dst_C | dst_off | width) % 4 == 0 && aligned16({src, dst});
-  const int V = vec ? 4 : 1;
+  const bool vec = (src_C | src_off | dst_C | dst_off | width) % kVec16<T> == 0 && aligned16({src, dst});
+  const int V = vec ? kVec16<T> : 1;
   LAUNCH_V(copy_channels_k, T, vec, rows * width, src, int(src_C), int(src_off), dst, int(dst_C), int(dst_off),
            int(rows), int(width / V));
 }
 
 template <class T> void upsample2x_fwd_t(const T* x, T* y, int64_t N, int64_t H, int64_t W, int64_t C) {
   check_32bit({N * 4 * H * W * C});
-  LAUNCH_V(upsample_fwd_k, T, C % 4 == 0 && aligned16({x, y}), N * 4 * H * W * C, x, y, int(N), int(H), int(W),
-           int(C));
+  LAUNCH_V(upsample_fwd_k, T, C % kVec16<T> == 0 && aligned16({x, y}), N * 4 * H * W * C, x, y, int(N), int(H),
+           int(W), int(C));
 }
 
 template <class T> void upsample2x_bwd_t(const T* dy, T* dx, int64_t N, int64_t H, int64_t W, int64_t C) {
   check_32bit({N * 4 * H * W * C});
-  LAUNCH_V(upsample_bwd_k, T, C % 4 == 0 && aligned16({dy, dx}), N * H * W * C, dy, dx, int(N), int(H), int(W),
-           int(C));
+  LAUNCH_V(upsample_bwd_k, T, C % kVec16<T> == 0 && aligned16({dy, dx}), N * H * W * C, dy, dx, int(N), int(H),
+           int(W), int(C));
 }
 
 }  // namespace
