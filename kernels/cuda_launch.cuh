@@ -1,4 +1,4 @@
-// Launch helpers for the elementwise-style CUDA kernels: grid sizing and the launch check.
+// Launch helpers for the memory-bound CUDA kernels: grid sizing and the launch check.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -14,6 +14,24 @@ inline unsigned grid_for(int64_t n, int per_thread = 1) {
   int64_t blocks = (n + int64_t(kThreads) * per_thread - 1) / (int64_t(kThreads) * per_thread);
   return unsigned(std::clamp<int64_t>(blocks, 1, 132 * 32));
 }
+
+#ifdef __CUDACC__
+// The launcher that the host-side launch sequences of kernels/norm.cuh and kernels/conv_thin.cuh
+// take (tests/cuda_emulation.hpp's emu::Launcher runs the same sequences on the host):
+// launch(name, grid, [dynamic shared bytes,] kernel, args...) runs kernel(args...) on `grid` blocks
+// of kThreads threads on the engine's stream, and checks the launch.
+struct DeviceLaunch {
+  template <class... P, class... A>
+  void operator()(const char* name, uint3 grid, size_t smem, void (*kernel)(P...), A... args) const {
+    kernel<<<grid, kThreads, smem, stream()>>>(P(args)...);
+    CUDA_CHECK_LAUNCH(name);
+  }
+  template <class... P, class... A>
+  void operator()(const char* name, uint3 grid, void (*kernel)(P...), A... args) const {
+    (*this)(name, grid, 0, kernel, args...);
+  }
+};
+#endif
 
 }  // namespace ddpm::cuda
 

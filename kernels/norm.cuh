@@ -311,20 +311,21 @@ __global__ void ln_dx_k(const T* x, const float* w, const float* mean, const flo
   }
 }
 
-// The launch sequences, written once for both callers: norm_cuda.cu launches on the GPU, and
-// tests/test_norm_emulated.cpp runs the same sequence on the host. `launch(name, grid, kernel,
-// args...)` runs kernel(args...) on grid blocks of kThreads threads, in order.
+// The launch sequences, written once for both callers: norm_cuda.cu launches on the GPU
+// (ddpm::cuda::DeviceLaunch), and tests/test_norm_emulated.cpp runs the same sequence on the host
+// (emu::Launcher). `launch(name, grid, kernel, args...)` runs kernel(args...) on grid blocks of
+// kThreads threads, in order.
 template <class T> bool vec4(const NormArgs<T>& a) {
   return a.C % 4 == 0 && aligned16({a.x, a.dy, a.out});
 }
 
 template <bool kGrad, class T, class Launch>
-void column_sums(Launch& launch, const NormArgs<T>& a, int64_t S, double* part) {
+void column_sums(const Launch& launch, const NormArgs<T>& a, int64_t S, double* part) {
   if (vec4(a)) launch("column_sums_k", tile_grid(a.N, S, a.C, 4), column_sums_k<4, kGrad, T>, a, part);
   else launch("column_sums_k", tile_grid(a.N, S, a.C, 1), column_sums_k<1, kGrad, T>, a, part);
 }
 
-template <bool kBackward, class T, class Launch> void gn_pass(Launch& launch, const NormArgs<T>& a, int64_t S) {
+template <bool kBackward, class T, class Launch> void gn_pass(const Launch& launch, const NormArgs<T>& a, int64_t S) {
   if (vec4(a)) launch("gn_pass_k", tile_grid(a.N, S, a.C, 4), gn_pass_k<4, kBackward, T>, a);
   else launch("gn_pass_k", tile_grid(a.N, S, a.C, 1), gn_pass_k<1, kBackward, T>, a);
 }
@@ -332,7 +333,7 @@ template <bool kBackward, class T, class Launch> void gn_pass(Launch& launch, co
 inline uint3 blocks(int64_t n) { return {unsigned(n), 1, 1}; }
 
 template <class T, class Launch>
-void group_norm_fwd(Launch& launch, Act act, const T* x, const float* w, const float* b, T* y, float* mean,
+void group_norm_fwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, T* y, float* mean,
                     float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {
   const int64_t S = norm_splits(N, P, C);
   NormArgs<T> a{act, x, nullptr, mean, rstd, w, b, nullptr, y, N, P, int(C), int(G), false};
@@ -343,7 +344,7 @@ void group_norm_fwd(Launch& launch, Act act, const T* x, const float* w, const f
 }
 
 template <class T, class Launch>
-void group_norm_bwd(Launch& launch, Act act, const T* x, const float* w, const float* b, const float* mean,
+void group_norm_bwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, const float* mean,
                     const float* rstd, const T* dy, T* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C,
                     int64_t G, double* work) {
   const int64_t S = norm_splits(N, P, C);
@@ -357,7 +358,7 @@ void group_norm_bwd(Launch& launch, Act act, const T* x, const float* w, const f
 }
 
 template <class T, class Launch>
-void layer_norm_fwd(Launch& launch, const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
+void layer_norm_fwd(const Launch& launch, const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
                     int64_t R, int64_t C, float eps) {
   const bool vec = C % 4 == 0 && aligned16({x, y});
   const int L = lanes_per_row(C, vec ? 4 : 1);
@@ -367,7 +368,7 @@ void layer_norm_fwd(Launch& launch, const T* x, const float* w, const float* b, 
 }
 
 template <class T, class Launch>
-void layer_norm_bwd(Launch& launch, const T* x, const float* w, const float* mean, const float* rstd, const T* dy,
+void layer_norm_bwd(const Launch& launch, const T* x, const float* w, const float* mean, const float* rstd, const T* dy,
                     T* dx, float* dw, float* db, int64_t R, int64_t C, double* work) {
   const bool vec = C % 4 == 0 && aligned16({x, dy, dx});
   const int L = lanes_per_row(C, vec ? 4 : 1);
@@ -375,8 +376,8 @@ void layer_norm_bwd(Launch& launch, const T* x, const float* w, const float* mea
   if (vec) launch("ln_dx_k", grid, ln_dx_k<4, T>, x, w, mean, rstd, dy, dx, R, int(C), L);
   else launch("ln_dx_k", grid, ln_dx_k<1, T>, x, w, mean, rstd, dy, dx, R, int(C), L);
   const int64_t S = norm_splits(1, R, C);
-  column_sums<true>(launch, NormArgs<T>{Act::None, x, dy, mean, rstd, w, nullptr, nullptr, nullptr, 1, R, int(C), 1, true},
-                    S, work);
+  const NormArgs<T> rows{Act::None, x, dy, mean, rstd, w, nullptr, nullptr, nullptr, 1, R, int(C), 1, true};
+  column_sums<true>(launch, rows, S, work);
   launch("channel_totals_k", blocks(C), channel_totals_k, work, S, int(C), dw, db);
 }
 

@@ -27,40 +27,27 @@
 #include "kernels/norm.cuh"
 
 namespace ddpm::kernels::cuda {
-namespace {
 
-// norm.cuh's launch(name, grid, kernel, args...) on the engine's stream.
-struct DeviceLaunch {
-  template <class... P, class... A> void operator()(const char* name, uint3 grid, void (*kernel)(P...), A... args) {
-    kernel<<<grid, ddpm::cuda::kThreads, 0, ddpm::cuda::stream()>>>(P(args)...);
-    CUDA_CHECK_LAUNCH(name);
-  }
-};
-
-}  // namespace
+using ddpm::cuda::DeviceLaunch;
 
 // The same functions for f32 and bf16 data.
 #define FOR_FLOAT_AND_BF16(T)                                                                                      \
   void group_norm_fwd(Act act, const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,         \
                       int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {                     \
-    DeviceLaunch launch;                                                                                         \
-    norm::group_norm_fwd(launch, act, x, w, b, y, mean, rstd, N, P, C, G, eps, work);                            \
+    norm::group_norm_fwd(DeviceLaunch{}, act, x, w, b, y, mean, rstd, N, P, C, G, eps, work);                        \
   }                                                                                                              \
   void group_norm_bwd(Act act, const T* x, const float* w, const float* b, const float* mean, const float* rstd,  \
                       const T* dy, T* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C, int64_t G,       \
                       double* work) {                                                                            \
-    DeviceLaunch launch;                                                                                         \
-    norm::group_norm_bwd(launch, act, x, w, b, mean, rstd, dy, dx, dw, db, N, P, C, G, work);                    \
+    norm::group_norm_bwd(DeviceLaunch{}, act, x, w, b, mean, rstd, dy, dx, dw, db, N, P, C, G, work);                \
   }                                                                                                              \
   void layer_norm_fwd(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd, int64_t R,     \
                       int64_t C, float eps) {                                                                    \
-    DeviceLaunch launch;                                                                                         \
-    norm::layer_norm_fwd(launch, x, w, b, y, mean, rstd, R, C, eps);                                             \
+    norm::layer_norm_fwd(DeviceLaunch{}, x, w, b, y, mean, rstd, R, C, eps);                                         \
   }                                                                                                              \
   void layer_norm_bwd(const T* x, const float* w, const float* mean, const float* rstd, const T* dy, T* dx,      \
                       float* dw, float* db, int64_t R, int64_t C, double* work) {                                \
-    DeviceLaunch launch;                                                                                         \
-    norm::layer_norm_bwd(launch, x, w, mean, rstd, dy, dx, dw, db, R, C, work);                                  \
+    norm::layer_norm_bwd(DeviceLaunch{}, x, w, mean, rstd, dy, dx, dw, db, R, C, work);                              \
   }
 FOR_FLOAT_AND_BF16(float)
 FOR_FLOAT_AND_BF16(bf16)

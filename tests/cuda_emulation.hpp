@@ -193,6 +193,23 @@ void launch(uint3 grid, unsigned threads, std::span<unsigned char> smem, size_t 
   ASAN_UNPOISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
 }
 
+// The host twin of ddpm::cuda::DeviceLaunch (kernels/cuda_launch.cuh), for the kernels whose
+// launch sequences take a launcher: runs each launch on `threads` threads per block, with `smem`
+// as the dynamic shared memory.
+struct Launcher {
+  unsigned threads;
+  std::span<unsigned char> smem;
+  template <class... P, class... A>
+  void operator()(const char*, uint3 grid, size_t smem_bytes, void (*kernel)(P...), A... args) const {
+    if (smem_bytes > smem.size()) throw std::runtime_error("emu::Launcher: more shared memory than the test gave");
+    launch(grid, threads, smem, smem_bytes, [&] { kernel(P(args)...); });
+  }
+  template <class... P, class... A>
+  void operator()(const char* name, uint3 grid, void (*kernel)(P...), A... args) const {
+    (*this)(name, grid, 0, kernel, args...);
+  }
+};
+
 }  // namespace ddpm::emu
 
 inline void __syncthreads() { ddpm::emu::block->bar.arrive_and_wait(); }

@@ -31,13 +31,9 @@ namespace norm = kernels::cuda::norm;
 
 namespace {
 
-// norm.cuh's launch(name, grid, kernel, args...), on the emulator.
-struct EmuLaunch {
-  template <class... P, class... A> void operator()(const char*, uint3 grid, void (*kernel)(P...), A... args) {
-    alignas(16) static unsigned char no_dynamic_smem[16];
-    emu::launch(grid, unsigned(norm::kThreads), no_dynamic_smem, 0, [&] { kernel(P(args)...); });
-  }
-};
+// norm.cuh's launch(name, grid, kernel, args...), on the emulator (no dynamic shared memory).
+alignas(16) unsigned char no_smem[16];
+const emu::Launcher launch{unsigned(norm::kThreads), no_smem};
 
 std::vector<float> rand_floats(int64_t n, Generator& gen, float offset = 0.0f) {
   std::vector<float> v = randn({n}, gen, 2.0f).to_floats();
@@ -75,7 +71,6 @@ template <class T> Errors group_norm_errors(int64_t N, int64_t P, int64_t C, int
                                P, C, G, 1e-5f, work.data());
   kernels::cpu::group_norm_bwd(act, xs, w.data(), b.data(), cpu.mean.data(), cpu.rstd.data(), dys,
                                cpu.dx.data() + skew, cpu.dw.data(), cpu.db.data(), N, P, C, G, work.data());
-  EmuLaunch launch;
   norm::group_norm_fwd(launch, act, xs, w.data(), b.data(), emu.y.data() + skew, emu.mean.data(), emu.rstd.data(), N,
                        P, C, G, 1e-5f, work.data());
   norm::group_norm_bwd(launch, act, xs, w.data(), b.data(), emu.mean.data(), emu.rstd.data(), dys,
@@ -103,7 +98,6 @@ template <class T> Errors layer_norm_errors(int64_t R, int64_t C, int skew, Gene
   kernels::cpu::layer_norm_fwd(xs, w.data(), b.data(), y[0].data(), mean[0].data(), rstd[0].data(), R, C, 1e-5f);
   kernels::cpu::layer_norm_bwd(xs, w.data(), mean[0].data(), rstd[0].data(), dys, dx[0].data(), dw[0].data(),
                                db[0].data(), R, C, work.data());
-  EmuLaunch launch;
   norm::layer_norm_fwd(launch, xs, w.data(), b.data(), y[1].data(), mean[1].data(), rstd[1].data(), R, C, 1e-5f);
   norm::layer_norm_bwd(launch, xs, w.data(), mean[1].data(), rstd[1].data(), dys, dx[1].data(), dw[1].data(),
                        db[1].data(), R, C, work.data());
