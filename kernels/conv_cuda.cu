@@ -275,12 +275,21 @@ void dispatch(const T* data, const ConvShape& s, ConvDir dir, const std::functio
   else theirs();
 }
 
+// Backend Ours: the direct kernels where a side is thin (conv_thin.cuh), else the implicit GEMM.
+template <class T> void ours_fwd(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
+  if (conv_detail::thin_fits(s, ConvDir::Forward)) conv_detail::thin_fwd(s, x, w, b, y);
+  else conv_detail::igemm_fwd(s, x, w, b, y);
+}
+template <class T> void ours_bwd_data(const ConvShape& s, const T* dy, const T* w, T* dx) {
+  if (conv_detail::thin_fits(s, ConvDir::Data)) conv_detail::thin_bwd_data(s, dy, w, dx);
+  else conv_detail::igemm_bwd_data(s, dy, w, dx);
+}
+
 template <class T> void fwd_t(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
-  dispatch(x, s, ConvDir::Forward, [&] { conv_detail::igemm_fwd(s, x, w, b, y); }, [&] { cudnn_fwd(s, x, w, b, y); });
+  dispatch(x, s, ConvDir::Forward, [&] { ours_fwd(s, x, w, b, y); }, [&] { cudnn_fwd(s, x, w, b, y); });
 }
 template <class T> void bwd_data_t(const ConvShape& s, const T* dy, const T* w, T* dx) {
-  dispatch(dy, s, ConvDir::Data, [&] { conv_detail::igemm_bwd_data(s, dy, w, dx); },
-           [&] { cudnn_bwd_data(s, dy, w, dx); });
+  dispatch(dy, s, ConvDir::Data, [&] { ours_bwd_data(s, dy, w, dx); }, [&] { cudnn_bwd_data(s, dy, w, dx); });
 }
 template <class T> void bwd_filter_t(const ConvShape& s, const T* x, const T* dy, T* dw) {
   dispatch(x, s, ConvDir::Filter, [&] { conv_detail::igemm_bwd_filter(s, x, dy, dw); },

@@ -1,7 +1,7 @@
 // Building blocks of the memory-bound CUDA kernels (norm, reduce, resample).
 //
 // - Vec<V>: V consecutive values moved with one load/store, held as floats; V = 4 uses float4
-//   (16 B) for f32 data and one 8-byte word for bf16 data, V = 8 (bf16 only) one 16-byte word
+//   (16 B) for f32 data (V = 8: two) and one 8-byte word for bf16 data, V = 8 one 16-byte word
 //   (widened on load, rounded on store: kernels/bf16.cuh). Choose V > 1 only for 16-byte aligned
 //   addresses (aligned16() on the host). kVec16<T> is the V of a 16-byte access: 4 for f32, 8 for
 //   bf16. On bf16 data, 8-byte accesses left the elementwise kernels about as slow as on f32 data
@@ -27,9 +27,11 @@ template <class T> constexpr int kVec16 = int(16 / sizeof(T));
 
 template <int V> __device__ __forceinline__ Vec<V> load_vec(const float* p) {
   Vec<V> r;
-  if constexpr (V == 4) {
-    float4 t = *reinterpret_cast<const float4*>(p);
-    r.v[0] = t.x, r.v[1] = t.y, r.v[2] = t.z, r.v[3] = t.w;
+  if constexpr (V % 4 == 0) {
+    for (int q = 0; q < V; q += 4) {
+      const float4 t = *reinterpret_cast<const float4*>(p + q);
+      r.v[q] = t.x, r.v[q + 1] = t.y, r.v[q + 2] = t.z, r.v[q + 3] = t.w;
+    }
   } else {
     for (int k = 0; k < V; ++k) r.v[k] = p[k];
   }
@@ -37,8 +39,9 @@ template <int V> __device__ __forceinline__ Vec<V> load_vec(const float* p) {
 }
 
 template <int V> __device__ __forceinline__ void store_vec(float* p, const Vec<V>& r) {
-  if constexpr (V == 4) {
-    *reinterpret_cast<float4*>(p) = make_float4(r.v[0], r.v[1], r.v[2], r.v[3]);
+  if constexpr (V % 4 == 0) {
+    for (int q = 0; q < V; q += 4)
+      *reinterpret_cast<float4*>(p + q) = make_float4(r.v[q], r.v[q + 1], r.v[q + 2], r.v[q + 3]);
   } else {
     for (int k = 0; k < V; ++k) p[k] = r.v[k];
   }

@@ -1,6 +1,6 @@
-// kernels/memory_bound.cuh's vector accesses (4 f32 in one float4; 4 or 8 bf16 in one 8- or
-// 16-byte word), compiled as host C++, against the one-value conversions of kernels/bf16.cuh that
-// the V = 1 paths use: every memory-bound kernel moves its data through these, so a value in the
+// kernels/memory_bound.cuh's vector accesses (4 or 8 f32 in one or two float4; 4 or 8 bf16 in one
+// 8- or 16-byte word), compiled as host C++, against the one-value conversions of kernels/bf16.cuh
+// that the V = 1 paths use: every memory-bound kernel moves its data through these, so a value in the
 // wrong half of a word would corrupt all of them. CI has no GPU.
 #include <cstring>
 
@@ -51,6 +51,7 @@ template <int V, class T> void check_vectors() {
 
 TEST_CASE("emulated: vector loads and stores match the one-value conversions", "[emulated][memory_bound]") {
   check_vectors<4, float>();
+  check_vectors<8, float>();
   check_vectors<4, bf16>();
   check_vectors<8, bf16>();
   check_vectors<1, bf16>();
