@@ -25,9 +25,9 @@
 #            "[graph]" under compute-sanitizer memcheck), bench_sample (the reverse step's network)
 #            and bench_train --graph (the training step's forward and backward) in bf16 and TF32,
 #            100 timed steps (and in bf16 the whole 999-step chain), graph on and off (~3.5 min)
-#   conv     our convolution kernels: test_gpu "[conv]" (v6 and v4; then under compute-sanitizer
-#            memcheck), "[matmul]" (linear's cuBLASLt path) and "[norm]" (norm kernels v2, timed
-#            by bench_kernels --filter norm in bf16), bench_conv (ours, v6 and v4 in
+#   conv     our convolution kernels: test_gpu (all; "[conv]" again alone if any fails, and under
+#            compute-sanitizer memcheck), bench_kernels --filter norm in bf16 (norm kernels v2),
+#            bench_conv (ours, v6 and v4 in
 #            bf16, cuDNN and backend Measured per shape and summed over a step, TF32 and bf16;
 #            benchmarks/report.py conv), then bench_train and bench_sample with --conv cudnn,
 #            measured and ours in bf16 and TF32; v4 only (DDPM_CONV_WGMMA=0) once v6 failed a
@@ -200,12 +200,12 @@ graphs_stage() {
 conv_stage() {
   export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   local trc=0 mrc=0 p conv bench
-  gpu_tests test_gpu_conv "[conv]" || trc=$?
+  # All GPU tests (~30 s): since the last loan v4, v6 and v7 (thin layers), linear's cuBLASLt path,
+  # the norms' version 2 and the 16-byte bf16 accesses all changed. If any fails, "[conv]" alone
+  # says whether v6 is to blame.
+  gpu_tests test_gpu || { mrc=1; gpu_tests test_gpu_conv "[conv]" || trc=$?; }
   memcheck sanitize-conv "[conv]" || mrc=$?
-  gpu_tests test_gpu_matmul "[matmul]" || mrc=$?  # linear's cuBLASLt path, new with v6
-  # The norm kernels' version 2 (kBatch loads in flight), new since fc776d5's bench_kernels: its
-  # tests, and its times on bf16 data to set beside that run's.
-  gpu_tests test_gpu_norm "[norm]" || mrc=$?
+  # The norms' version 2 on bf16 data, to set beside fc776d5's bench_kernels_bf16.txt.
   timeout 60 build/benchmarks/bench_kernels --precision bf16 --filter norm --json "$out/bench_norm_bf16.json" \
     --commit "$COMMIT" >"$out/bench_norm_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels norm stopped" | tee -a "$out/summary.txt"
   # v6 (wgmma) had not run on hardware before: if it fails its tests, or a trap ends bench_conv,
