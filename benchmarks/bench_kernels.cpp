@@ -232,11 +232,22 @@ class SeedWalk {
                 [act](auto& in) { return group_norm(in[0], 1, in[1], in[2], 1e-5f, act); }));
   }
 
-  void double_conv(int64_t H, int64_t cin, int64_t cout, int64_t mid, bool residual) {
+  // The last norm of Down and Up, with the embedding's per-sample shift folded in.
+  void group_norm_shift(int64_t H, int64_t C) {
+    Shape x{N, H, H, C};
+    params.push_back({C});
+    params.push_back({C});
+    use(op_spec("group_norm+shift", dims(x), 0, randn_inputs({x, {N, C}, {C}, {C}}, 2),
+                [](auto& in) { return group_norm(in[0], 1, in[2], in[3], 1e-5f, Act::None, in[1]); }));
+  }
+
+  // `shifted`: Down's and Up's last DoubleConv, whose last norm adds the embedding.
+  void double_conv(int64_t H, int64_t cin, int64_t cout, int64_t mid, bool residual, bool shifted = false) {
     conv(H, cin, mid, 3, false);
     group_norm_act(H, mid, Act::GELU);
     conv(H, mid, cout, 3, false);
-    group_norm_act(H, cout, Act::None);
+    if (shifted) group_norm_shift(H, cout);
+    else group_norm_act(H, cout, Act::None);
     if (residual) {
       Shape x{N, H, H, cout};
       use(op_spec("add_gelu", dims(x), 0, randn_inputs({x, x}), [](auto& in) { return add_gelu(in[0], in[1]); }));
@@ -251,20 +262,19 @@ class SeedWalk {
                 randn_inputs({x, {out, in_features}, {out}}), [](auto& in) { return linear(in[0], in[1], in[2]); }));
   }
 
-  // emb_layer: SiLU, Linear(time_dim -> C), added over H, W.
-  void embedding_add(int64_t H, int64_t C) {
-    Shape e{N, kTimeDim}, x{N, H, H, C}, eb{N, 1, 1, C};
+  // emb_layer: SiLU, Linear(time_dim -> C); its add over H, W is the shift of group_norm_shift.
+  void embedding_layer(int64_t C) {
+    Shape e{N, kTimeDim};
     use(op_spec("silu", dims(e), 0, randn_inputs({e}, 0), [](auto& in) { return silu(in[0]); }));  // f32, then cast
     linear_layer(e, C);
-    use(op_spec("add [N,1,1,C]", dims(x), 0, randn_inputs({x, eb}), [](auto& in) { return add(in[0], in[1]); }));
   }
 
   void down(int64_t H, int64_t cin, int64_t cout) {
     Shape x{N, H, H, cin};
     use(op_spec("max_pool2x2", dims(x), 0, randn_inputs({x}), [](auto& in) { return max_pool2x2(in[0]); }));
     double_conv(H / 2, cin, cin, cin, true);
-    double_conv(H / 2, cin, cout, cout, false);
-    embedding_add(H / 2, cout);
+    double_conv(H / 2, cin, cout, cout, false, true);
+    embedding_layer(cout);
   }
 
   // x at side H with cin/2 channels, upsampled and joined with the skip (cin/2 channels at 2H).
@@ -274,8 +284,8 @@ class SeedWalk {
     use(op_spec("concat_channels", dims(big) + " ++ " + std::to_string(cin / 2), 0, randn_inputs({big, big}),
                 [](auto& in) { return concat_channels(in[0], in[1]); }));
     double_conv(2 * H, cin, cin, cin, true);
-    double_conv(2 * H, cin, cout, cin / 2, false);
-    embedding_add(2 * H, cout);
+    double_conv(2 * H, cin, cout, cin / 2, false, true);
+    embedding_layer(cout);
   }
 
   void layer_norm_layer(const Shape& x) {

@@ -17,10 +17,12 @@ namespace ddpm::kernels::cuda::norm {
 
 using ddpm::cuda::aligned16;
 using ddpm::cuda::block_sum;
+using ddpm::cuda::from_f32;
 using ddpm::cuda::kThreads;
 using ddpm::cuda::lanes_sum;
 using ddpm::cuda::load_vec;
 using ddpm::cuda::store_vec;
+using ddpm::cuda::to_f32;
 using ddpm::cuda::Vec;
 
 // Loads per thread in flight: 4 x 8 bytes (bf16, V = 4), with about 1,000 threads per SM: ~32 KB
@@ -36,6 +38,7 @@ struct NormArgs {
   Act act;
   const T *x, *dy;
   const float *mean, *rstd, *w, *b;  // b may be null when act is None
+  const T* shift;                    // [N, C] or null
   const double* coef;                // dx pass: (c1, c2) per (sample, group)
   T* out;                            // elementwise passes: y or dx
   int64_t N, P;
@@ -70,6 +73,12 @@ template <int V> __device__ Tile tile_of(int64_t P, int C) {
 // The grid of the group norm kernels: (sample, split, tile of 32 vectors of V channels).
 inline uint3 tile_grid(int64_t N, int64_t S, int C, int V) {
   return {unsigned(N), unsigned(S), unsigned((C / V + 31) / 32)};
+}
+
+// The biases of channels c0 .. c0 + V - 1 in sample n: b[c] + shift[n, c], either may be absent.
+template <int V, class T> __device__ void load_bias(const NormArgs<T>& a, int64_t n, int c0, float b[V]) {
+  for (int k = 0; k < V; ++k)
+    b[k] = (a.b ? a.b[c0 + k] : 0.0f) + (a.shift ? to_f32(a.shift[n * a.C + c0 + k]) : 0.0f);
 }
 
 // Statistics of channels c0 .. c0 + V - 1 at `base` (sample n: n G; layer norm row p: p).
@@ -116,7 +125,8 @@ __global__ void __launch_bounds__(kThreads, 4) column_sums_k(NormArgs<T> a, doub
   if (t.active) {
     float m[V], r[V], w[V], b[V];
     if (kGrad) {
-      for (int k = 0; k < V; ++k) w[k] = a.w[t.c0 + k], b[k] = a.b ? a.b[t.c0 + k] : 0.0f;
+      for (int k = 0; k < V; ++k) w[k] = a.w[t.c0 + k];
+      load_bias<V>(a, n, t.c0, b);
       if (!a.per_row) load_stats<V>(a, n * a.G, t.c0, m, r);
     }
     for_positions<V, kGrad>(t, a, n, [&](int64_t p, int64_t, const Vec<V>& xv, const Vec<V>& dv) {
@@ -186,6 +196,16 @@ __global__ void channel_totals_k(const double* part, int64_t rows, int C, float*
   if (threadIdx.x == 0) db[c] = float(a), dw[c] = float(b);
 }
 
+// dshift[n, c] = the first of the partial pair, summed over sample n's S splits in order.
+template <class T> __global__ void shift_totals_k(const double* part, int64_t N, int64_t S, int C, T* dshift) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N * C) return;
+  const int64_t n = i / C, c = i % C;
+  double a = 0;
+  for (int64_t s = 0; s < S; ++s) a += part[((n * S + s) * C + c) * 2];
+  dshift[i] = from_f32<T>(float(a));
+}
+
 // The elementwise group norm pass over the same tiles: y = act(z w + b), or dx = norm_dx(...).
 template <int V, bool kBackward, class T>
 __global__ void __launch_bounds__(kThreads, 4) gn_pass_k(NormArgs<T> a) {
@@ -194,8 +214,9 @@ __global__ void __launch_bounds__(kThreads, 4) gn_pass_k(NormArgs<T> a) {
   const int64_t n = blockIdx.x;
   float m[V], r[V], w[V], b[V], c1[V] = {}, c2[V] = {};
   load_stats<V>(a, n * a.G, t.c0, m, r);
+  load_bias<V>(a, n, t.c0, b);
   for (int k = 0; k < V; ++k) {
-    w[k] = a.w[t.c0 + k], b[k] = a.b[t.c0 + k];
+    w[k] = a.w[t.c0 + k];
     if constexpr (kBackward) {
       const int64_t ng = n * a.G + (t.c0 + k) / (a.C / a.G);
       c1[k] = float(a.coef[2 * ng]), c2[k] = float(a.coef[2 * ng + 1]);
@@ -333,10 +354,10 @@ template <bool kBackward, class T, class Launch> void gn_pass(const Launch& laun
 inline uint3 blocks(int64_t n) { return {unsigned(n), 1, 1}; }
 
 template <class T, class Launch>
-void group_norm_fwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, T* y, float* mean,
-                    float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {
+void group_norm_fwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, const T* shift, T* y,
+                    float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {
   const int64_t S = norm_splits(N, P, C);
-  NormArgs<T> a{act, x, nullptr, mean, rstd, w, b, nullptr, y, N, P, int(C), int(G), false};
+  NormArgs<T> a{act, x, nullptr, mean, rstd, w, b, shift, nullptr, y, N, P, int(C), int(G), false};
   column_sums<false>(launch, a, S, work);
   launch("group_totals_k", blocks(N * G), group_totals_k<true>, work, nullptr, S, int(C), int(G), double(P * (C / G)),
          eps, mean, rstd, nullptr);
@@ -344,14 +365,16 @@ void group_norm_fwd(const Launch& launch, Act act, const T* x, const float* w, c
 }
 
 template <class T, class Launch>
-void group_norm_bwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, const float* mean,
-                    const float* rstd, const T* dy, T* dx, float* dw, float* db, int64_t N, int64_t P, int64_t C,
-                    int64_t G, double* work) {
+void group_norm_bwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, const T* shift,
+                    const float* mean, const float* rstd, const T* dy, T* dx, float* dw, float* db, T* dshift,
+                    int64_t N, int64_t P, int64_t C, int64_t G, double* work) {
   const int64_t S = norm_splits(N, P, C);
   double* coef = work + N * S * C * 2;
-  NormArgs<T> a{act, x, dy, mean, rstd, w, b, coef, dx, N, P, int(C), int(G), false};
+  NormArgs<T> a{act, x, dy, mean, rstd, w, b, shift, coef, dx, N, P, int(C), int(G), false};
   column_sums<true>(launch, a, S, work);
   launch("channel_totals_k", blocks(C), channel_totals_k, work, N * S, int(C), dw, db);
+  if (dshift)
+    launch("shift_totals_k", blocks((N * C + kThreads - 1) / kThreads), shift_totals_k<T>, work, N, S, int(C), dshift);
   launch("group_totals_k", blocks(N * G), group_totals_k<false>, work, w, S, int(C), int(G), double(P * (C / G)),
          0.0f, nullptr, nullptr, coef);
   gn_pass<true>(launch, a, S);
@@ -376,7 +399,7 @@ void layer_norm_bwd(const Launch& launch, const T* x, const float* w, const floa
   if (vec) launch("ln_dx_k", grid, ln_dx_k<4, T>, x, w, mean, rstd, dy, dx, R, int(C), L);
   else launch("ln_dx_k", grid, ln_dx_k<1, T>, x, w, mean, rstd, dy, dx, R, int(C), L);
   const int64_t S = norm_splits(1, R, C);
-  const NormArgs<T> rows{Act::None, x, dy, mean, rstd, w, nullptr, nullptr, nullptr, 1, R, int(C), 1, true};
+  const NormArgs<T> rows{Act::None, x, dy, mean, rstd, w, nullptr, nullptr, nullptr, nullptr, 1, R, int(C), 1, true};
   column_sums<true>(launch, rows, S, work);
   launch("channel_totals_k", blocks(C), channel_totals_k, work, S, int(C), dw, db);
 }

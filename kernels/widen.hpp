@@ -8,7 +8,7 @@
 // semantics to test the CUDA bf16 kernels against (they load bf16, compute in f32, round on
 // store). This costs two conversions and a buffer per operand, so bf16 is for checking on the
 // CPU, not for speed: it pays on the GPU (half the bytes, twice the tensor-core rate of TF32).
-// Null pointers (an absent bias) stay null.
+// Null pointers (an absent bias, an output not asked for) stay null.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -32,13 +32,15 @@ class Wide {
 // keep = true also widens dst's current values first, for outputs the kernel accumulates into.
 class Narrow {
  public:
-  Narrow(bf16* dst, int64_t n, bool keep = false) : dst_(dst), v_(size_t(n)) {
-    if (keep) bf16_to_f32(dst, v_.data(), n);
+  Narrow(bf16* dst, int64_t n, bool keep = false) : dst_(dst), v_(dst ? size_t(n) : 0) {
+    if (dst && keep) bf16_to_f32(dst, v_.data(), n);
   }
   Narrow(const Narrow&) = delete;
   Narrow& operator=(const Narrow&) = delete;
-  ~Narrow() { f32_to_bf16(v_.data(), dst_, int64_t(v_.size())); }
-  operator float*() { return v_.data(); }
+  ~Narrow() {
+    if (dst_) f32_to_bf16(v_.data(), dst_, int64_t(v_.size()));
+  }
+  operator float*() { return dst_ ? v_.data() : nullptr; }
 
  private:
   bf16* dst_;

@@ -26,9 +26,10 @@ DoubleConv::DoubleConv(int64_t cin, int64_t cout, int64_t mid, bool residual, Ge
   n4b_ = register_parameter("double_conv.4.bias", Tensor::zeros({cout}));
 }
 
-Tensor DoubleConv::forward(const Tensor& x) const {
+Tensor DoubleConv::forward(const Tensor& x, const Tensor& shift) const {
+  DDPM_CHECK(!residual_ || !shift.defined(), "DoubleConv", "a residual block takes no shift");
   Tensor h = group_norm(conv2d(x, like(w0_, x)), 1, n1w_, n1b_, 1e-5f, Act::GELU);
-  h = group_norm(conv2d(h, like(w3_, x)), 1, n4w_, n4b_, 1e-5f, Act::None);
+  h = group_norm(conv2d(h, like(w3_, x)), 1, n4w_, n4b_, 1e-5f, Act::None, shift);
   return residual_ ? add_gelu(x, h) : h;
 }
 
@@ -37,9 +38,7 @@ EmbLayer::EmbLayer(int64_t time_dim, int64_t cout, Generator& gen) {
   b_ = register_parameter("1.bias", fan_in_uniform({cout}, time_dim, gen));
 }
 
-Tensor EmbLayer::add_to(const Tensor& x, const Tensor& se) const {
-  return add(x, linear(se, like(w_, se), like(b_, se)).reshape({x.size(0), 1, 1, x.size(3)}));
-}
+Tensor EmbLayer::forward(const Tensor& se) const { return linear(se, like(w_, se), like(b_, se)); }
 
 Down::Down(int64_t cin, int64_t cout, int64_t time_dim, Generator& gen) {
   c1_ = register_module("maxpool_conv.1", std::make_shared<DoubleConv>(cin, cin, cin, true, gen));
@@ -48,7 +47,7 @@ Down::Down(int64_t cin, int64_t cout, int64_t time_dim, Generator& gen) {
 }
 
 Tensor Down::forward(const Tensor& x, const Tensor& se) const {
-  return emb_->add_to(c2_->forward(c1_->forward(max_pool2x2(x))), se);
+  return c2_->forward(c1_->forward(max_pool2x2(x)), emb_->forward(se));
 }
 
 Up::Up(int64_t cin, int64_t cout, int64_t time_dim, Generator& gen) {
@@ -59,7 +58,7 @@ Up::Up(int64_t cin, int64_t cout, int64_t time_dim, Generator& gen) {
 
 Tensor Up::forward(const Tensor& x, const Tensor& skip, const Tensor& se) const {
   Tensor h = concat_channels(skip, upsample2x(x));
-  return emb_->add_to(c1_->forward(c0_->forward(h)), se);
+  return c1_->forward(c0_->forward(h), emb_->forward(se));
 }
 
 SelfAttention::SelfAttention(int64_t c, int64_t heads, Generator& gen) : heads_(heads) {

@@ -15,22 +15,25 @@
 namespace ddpm {
 
 // Conv 3x3 (no bias) -> GroupNorm(1) -> GELU -> Conv 3x3 (no bias) -> GroupNorm(1), optionally
-// gelu(x + that). Weights under "double_conv.{0,1,3,4}".
+// gelu(x + that). Weights under "double_conv.{0,1,3,4}". `shift` [N, cout] (a block without the
+// residual only) is added to the output per sample and channel, inside the last norm: Down's and
+// Up's embedding add, which then costs no pass over the activations of its own.
 class DoubleConv : public Module {
  public:
   DoubleConv(int64_t cin, int64_t cout, int64_t mid, bool residual, Generator& gen);
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(const Tensor& x, const Tensor& shift = Tensor()) const;
 
  private:
   bool residual_;
   Tensor w0_, n1w_, n1b_, w3_, n4w_, n4b_;
 };
 
-// x + Linear(se) broadcast over H, W: the "emb_layer" (0 SiLU, 1 Linear) of Down and Up.
+// Linear(se) [N, cout], added to the block's output broadcast over H, W: the "emb_layer" (0 SiLU,
+// 1 Linear) of Down and Up. The add happens in the last norm (DoubleConv's shift).
 class EmbLayer : public Module {
  public:
   EmbLayer(int64_t time_dim, int64_t cout, Generator& gen);
-  Tensor add_to(const Tensor& x, const Tensor& se) const;
+  Tensor forward(const Tensor& se) const;
 
  private:
   Tensor w_, b_;

@@ -38,6 +38,20 @@ TEST_CASE("gpu: group_norm matches the CPU at the model's shapes", "[gpu][norm]"
   compare_group_norm({16, 32, 32, 128}, 1, Act::GELU, gen);
 }
 
+TEST_CASE("gpu: group_norm with a per-sample shift matches the CPU", "[gpu][norm]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  // The U-Net's last norm of Down and Up, with the embedding folded in; and odd sizes.
+  for (auto [s, act] : {std::pair{Shape{2, 16, 16, 128}, Act::None}, std::pair{Shape{3, 5, 7, 12}, Act::GELU},
+                        std::pair{Shape{2, 3, 3, 5}, Act::None}}) {
+    CAPTURE(shape_str(s), int(act));
+    const int64_t C = s.back();
+    compare_backends(
+        [act](const std::vector<Tensor>& in) { return group_norm(in[0], 1, in[1], in[2], 1e-5f, act, in[3]); },
+        {randn(s, gen, 2.0f), randn({C}, gen), randn({C}, gen), randn({s[0], C}, gen)}, gen);
+  }
+}
+
 TEST_CASE("gpu: layer_norm matches the CPU", "[gpu][norm]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());

@@ -20,12 +20,17 @@ void check_affine(const char* op, const Tensor& x, const Tensor& w, const Tensor
 
 }  // namespace
 
-Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps, Act act) {
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps, Act act,
+                  const Tensor& shift) {
   const char* op = "group_norm";
-  check_float(op, x, "input");
+  check_float_same(op, {{&x, "input"}, {&shift, "shift"}});
   DDPM_CHECK(x.dim() >= 2, op, "input must be [N, ..., C], got ", x.desc());
   check_affine(op, x, w, b);
+  check_same_device(op, {&x, &shift});
   const int64_t N = x.size(0), C = x.size(-1), P = x.numel() / (N * C);
+  const Shape per_sample{N, C};
+  DDPM_CHECK(!shift.defined() || shift.shape() == per_sample, op, "shift must be [", N, ", ", C, "] for input ",
+             x.desc(), ", got ", shift.desc());
   DDPM_CHECK(groups >= 1 && C % groups == 0, op, C, " channels cannot be split into ", groups,
              " groups (input ", x.desc(), ")");
   const Device dev = x.device();
@@ -34,22 +39,29 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor
   Tensor work = scratch_doubles(kernels::group_norm_work(N, P, C, groups), dev);
   with_float_type(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    DDPM_DISPATCH(dev, group_norm_fwd, act, x.data<T>(), w.data<float>(), b.data<float>(), y.data<T>(),
-                  mean.data<float>(), rstd.data<float>(), N, P, C, groups, eps, as_doubles(work));
+    DDPM_DISPATCH(dev, group_norm_fwd, act, x.data<T>(), w.data<float>(), b.data<float>(),
+                  shift.defined() ? shift.data<T>() : nullptr, y.data<T>(), mean.data<float>(), rstd.data<float>(),
+                  N, P, C, groups, eps, as_doubles(work));
   });
-  return record(y, op, {x, w, b},
-                [xs = x.detach(), ws = w.detach(), bs = b.detach(), mean, rstd, groups, act](const Tensor& g) {
+  std::vector<Tensor> inputs{x, w, b};
+  if (shift.defined()) inputs.push_back(shift);
+  const Tensor ss = shift.defined() ? shift.detach() : Tensor();
+  return record(y, op, inputs,
+                [xs = x.detach(), ws = w.detach(), bs = b.detach(), ss, mean, rstd, groups, act](const Tensor& g) {
                   const int64_t N = xs.size(0), C = xs.size(-1), P = xs.numel() / (N * C);
                   Tensor dx = empty_like(xs), dw = empty_like(ws), db = empty_like(bs);
+                  Tensor dshift = ss.defined() ? empty_like(ss) : Tensor();
                   Tensor work = scratch_doubles(kernels::group_norm_work(N, P, C, groups), xs.device());
                   with_float_type(xs.dtype(), [&](auto t) {
                     using T = decltype(t);
                     DDPM_DISPATCH(xs.device(), group_norm_bwd, act, xs.data<T>(), ws.data<float>(),
-                                  bs.data<float>(), mean.data<float>(), rstd.data<float>(), g.data<T>(),
-                                  dx.data<T>(), dw.data<float>(), db.data<float>(), N, P, C, groups,
-                                  as_doubles(work));
+                                  bs.data<float>(), ss.defined() ? ss.data<T>() : nullptr, mean.data<float>(),
+                                  rstd.data<float>(), g.data<T>(), dx.data<T>(), dw.data<float>(), db.data<float>(),
+                                  ss.defined() ? dshift.data<T>() : nullptr, N, P, C, groups, as_doubles(work));
                   });
-                  return std::vector<Tensor>{dx, dw, db};
+                  std::vector<Tensor> grads{dx, dw, db};
+                  if (ss.defined()) grads.push_back(dshift);
+                  return grads;
                 });
 }
 
