@@ -254,12 +254,16 @@ class SeedWalk {
     }
   }
 
-  void linear_layer(const Shape& x, int64_t out) {
+  // `residual`: the output gets a tensor of its shape added in the same pass (out == in here).
+  void linear_layer(const Shape& x, int64_t out, bool residual = false) {
     int64_t in_features = x.back(), rows = shape_numel(x) / in_features;
     params.push_back({out, in_features});
     params.push_back({out});
-    use(op_spec("linear", dims(x) + " -> " + std::to_string(out), 2.0 * double(rows) * double(in_features * out),
-                randn_inputs({x, {out, in_features}, {out}}), [](auto& in) { return linear(in[0], in[1], in[2]); }));
+    std::vector<Shape> in{x, {out, in_features}, {out}};
+    if (residual) in.push_back(x);
+    use(op_spec(residual ? "linear+residual" : "linear", dims(x) + " -> " + std::to_string(out),
+                2.0 * double(rows) * double(in_features * out), randn_inputs(in),
+                [](auto& in) { return linear(in[0], in[1], in[2], in.size() > 3 ? in[3] : Tensor()); }));
   }
 
   // emb_layer: SiLU, Linear(time_dim -> C); its add over H, W is the shift of group_norm_shift.
@@ -296,7 +300,8 @@ class SeedWalk {
                 [](auto& in) { return layer_norm(in[0], in[1], in[2]); }));
   }
 
-  // SelfAttention(C) at side H: ln, mha (+ x), ff_self (+ a). The mha is counted by its parts
+  // SelfAttention(C) at side H: ln, mha (+ x), ff_self (+ a), each residual added by the linear layer
+  // before it. The mha is counted by its parts
   // (in_proj linear, attention, out_proj linear) and also timed whole, forward only; bmm is timed
   // at the per-head product shapes for comparison with the fused attention (neither counted).
   void self_attention(int64_t H, int64_t C) {
@@ -312,7 +317,7 @@ class SeedWalk {
     linear_layer(x, 3 * C);  // in_proj: its parameters are the mha's in_proj_weight/bias
     use(op_spec("attention", dims(qkv) + " h4", attn_flops, randn_inputs({qkv}),
                 [](auto& in) { return attention(in[0], kHeads); }));
-    linear_layer(x, C);  // out_proj
+    linear_layer(x, C, true);  // out_proj, + x
     // Per-head products as bmm: scores [B*h, L, L] (skipped above 2 GiB: 64x64's 4096 tokens).
     Shape q{N * kHeads, L, d}, p{N * kHeads, L, L};
     if (double(shape_numel(p)) * 4 <= double(size_t(2) << 30)) {
@@ -323,12 +328,10 @@ class SeedWalk {
                   [](auto& in) { return bmm(in[0], in[1]); }),
           false);
     }
-    use(op_spec("add", dims(x), 0, randn_inputs({x, x}), [](auto& in) { return add(in[0], in[1]); }));
     layer_norm_layer(x);
     linear_layer(x, C);
     use(op_spec("gelu", dims(x), 0, randn_inputs({x}), [](auto& in) { return gelu(in[0]); }));
-    linear_layer(x, C);
-    use(op_spec("add", dims(x), 0, randn_inputs({x, x}), [](auto& in) { return add(in[0], in[1]); }));
+    linear_layer(x, C, true);  // + a
   }
 };
 

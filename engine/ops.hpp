@@ -33,8 +33,9 @@ Tensor add_gelu(const Tensor& a, const Tensor& b);  // gelu(a + b), same shapes:
 Tensor cast(const Tensor& x, DType dtype);
 
 // ---- matrix products (ops/matmul.cpp) ----
-// y = x w^T + b over the last dimension: x [..., in], w [out, in], b [out] or undefined.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// y = x w^T + b over the last dimension: x [..., in], w [out, in], b [out] or undefined; plus
+// `residual` (y's shape; needs b) added in the same pass: a residual connection after a layer.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Tensor& residual = Tensor());
 // Batched product of [B, M, K] and [B, K, N] (each operand optionally transposed in its last two dims).
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 
@@ -62,9 +63,10 @@ Tensor embedding(const Tensor& ids, const Tensor& table);  // ids i64 [B], table
 // side (head h of q is columns h*C/heads .. of the first C), result [B, L, C] with heads
 // concatenated. Scores are scaled by 1/sqrt(C/heads). No mask, no dropout.
 Tensor attention(const Tensor& qkv, int64_t heads);
-// nn.MultiheadAttention(x, x, x): in_w [3C, C], in_b [3C], out_w [C, C], out_b [C].
+// nn.MultiheadAttention(x, x, x): in_w [3C, C], in_b [3C], out_w [C, C], out_b [C]; plus
+// `residual` ([B, L, C], optional) added in the out-projection's pass.
 Tensor multi_head_attention(const Tensor& x, const Tensor& in_w, const Tensor& in_b, const Tensor& out_w,
-                            const Tensor& out_b, int64_t heads);
+                            const Tensor& out_b, int64_t heads, const Tensor& residual = Tensor());
 
 // ---- losses and reductions (ops/reduce.cpp) ----
 Tensor mse_loss(const Tensor& pred, const Tensor& target);  // mean((pred - target)^2), a [1] tensor

@@ -10,12 +10,15 @@
 //   (strides m*k, k*n, m*n). c is overwritten, or added to when `accumulate`.
 //   Cost: 2*batch*m*n*k FLOPs over (m*k + k*n + m*n)*batch*4 bytes, so it is compute-bound as soon
 //   as m, n, k reach a few dozen.
-// - gemm_bias: c = op(a) op(b) + bias, the bias [n] added to every row of c (batch 1, c
-//   overwritten: `accumulate` must be false). linear's forward. CPU: bias_fill, then an
-//   accumulating gemm. CUDA: one cuBLASLt matmul with the bias in its epilogue, so c is written
-//   once (bias_fill + an accumulating gemm write c twice and read it once: at the seed model's
-//   64x64 attention layers, [262144, 64] -> 192 in bf16, 333 MB instead of 133); where cuBLASLt
-//   offers no algorithm for a shape, the CPU's way.
+// - gemm_bias: c = op(a) op(b) + bias + r, the bias [n] added to every row of c, r [m, n] (may be
+//   null) a residual added in the same pass (batch 1, c overwritten: `accumulate` must be false).
+//   linear's forward. CPU: bias_fill, r added, then an accumulating gemm (bf16: all of it in f32
+//   on widened copies, one rounding). CUDA: one cuBLASLt matmul with the bias in its epilogue and
+//   r as its C matrix (beta 1), so c is written once (bias_fill + an accumulating gemm write c
+//   twice and read it once: at the seed model's 64x64 attention layers, [262144, 64] -> 192 in
+//   bf16, 333 MB instead of 133; and the residual add after the attention's out-projection and
+//   the feed-forward would be a pass of its own); where cuBLASLt offers no algorithm for a shape,
+//   the CPU's way (in bf16 then with a rounding of bias + r before the product is added).
 // - bias_fill: y[r, :] = b for every row r of y [rows, cols] (overwritten); followed by an
 //   accumulating gemm it gives x w^T + b.
 // - bias_grad: db[c] = sum over rows r of dy[r, c] (overwritten): the gradient of a bias added to
@@ -49,10 +52,10 @@ inline int64_t bias_grad_work(int64_t rows, int64_t cols) { return bias_grad_spl
 
 // The kernels of both backends (matmul_cpu.cpp, matmul_cuda.cu), declared once for T = float and
 // T = bf16.
-#define DDPM_MATMUL_KERNELS(T)                                                 \
-  void gemm(const Gemm& g, const T* a, const T* b, T* c);                     \
-  void gemm_bias(const Gemm& g, const T* a, const T* b, const T* bias, T* c); \
-  void bias_fill(T* y, const T* b, int64_t rows, int64_t cols);                \
+#define DDPM_MATMUL_KERNELS(T)                                                              \
+  void gemm(const Gemm& g, const T* a, const T* b, T* c);                                  \
+  void gemm_bias(const Gemm& g, const T* a, const T* b, const T* bias, const T* r, T* c); \
+  void bias_fill(T* y, const T* b, int64_t rows, int64_t cols);                             \
   void bias_grad(const T* dy, T* db, int64_t rows, int64_t cols, double* work);
 
 namespace cpu {

@@ -105,14 +105,16 @@ void bias_grad(const bf16* dy, bf16* db, int64_t rows, int64_t cols, double* wor
   bias_grad(Wide(dy, rows * cols), Narrow(db, cols), rows, cols, work);
 }
 
-template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const T* bias, T* c) {
+void gemm_bias(const Gemm& g, const float* a, const float* b, const float* bias, const float* r, float* c) {
   DDPM_CHECK(g.batch == 1 && !g.accumulate, "gemm_bias", "takes one product that overwrites c");
   bias_fill(c, bias, g.m, g.n);
+  if (r) accumulate(c, r, g.m * g.n);
   Gemm acc = g;
   acc.accumulate = true;
   gemm(acc, a, b, c);
 }
-void gemm_bias(const Gemm& g, const float* a, const float* b, const float* bias, float* c) { gemm_bias_t(g, a, b, bias, c); }
-void gemm_bias(const Gemm& g, const bf16* a, const bf16* b, const bf16* bias, bf16* c) { gemm_bias_t(g, a, b, bias, c); }
+void gemm_bias(const Gemm& g, const bf16* a, const bf16* b, const bf16* bias, const bf16* r, bf16* c) {
+  gemm_bias(g, Wide(a, g.m * g.k), Wide(b, g.k * g.n), Wide(bias, g.n), Wide(r, g.m * g.n), Narrow(c, g.m * g.n));
+}
 
 }  // namespace ddpm::kernels::cpu

@@ -11,6 +11,7 @@
 
 #include "kernels/bf16.cuh"
 #include "kernels/cuda_launch.cuh"
+#include "kernels/elementwise.hpp"
 #include "kernels/matmul.hpp"
 
 namespace ddpm::kernels::cuda {
@@ -171,7 +172,7 @@ LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align, const
 
 int64_t g_fallbacks = 0;
 
-template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const T* bias, T* c) {
+template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const T* bias, const T* r, T* c) {
   DDPM_CHECK(g.batch == 1 && !g.accumulate, "gemm_bias", "takes one product that overwrites c");
   DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX, "gemm_bias", "dimensions ", g.m, "x", g.n, "x", g.k,
              " exceed the 32-bit cuBLAS interface");
@@ -179,22 +180,25 @@ template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const
   // descriptor just before its call) need no lock.
   static std::map<std::array<int64_t, 7>, LtPlan> plans;
   const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
-  const int align = alignment({a, b, c});
+  const int align = alignment({a, b, c, r});
   const std::array<int64_t, 7> key{g.m, g.n, g.k, g.trans_a, g.trans_b, tf32, align};
   if (alignment({bias}) == 16) {
     auto it = plans.find(key);
     if (it == plans.end()) it = plans.emplace(key, make_plan(g, data_type(c), tf32, align, bias)).first;
     LtPlan& p = it->second;
-    const float alpha = 1.0f, beta = 0.0f;
+    // D = A B + beta C + bias with C = r (beta 1) or, without r, C = D and beta 0.
+    const float alpha = 1.0f, beta = r ? 1.0f : 0.0f;
+    const T* c_in = r ? r : c;
     p.ok = p.ok &&
            cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
                CUBLAS_STATUS_SUCCESS &&
-           cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo, nullptr, 0, stream()) ==
-               CUBLAS_STATUS_SUCCESS;
+           cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c_in, p.c, c, p.c, &p.algo, nullptr, 0,
+                          stream()) == CUBLAS_STATUS_SUCCESS;
     if (p.ok) return;
   }
   ++g_fallbacks;
   bias_fill_t(c, bias, g.m, g.n);
+  if (r) accumulate(c, r, g.m * g.n);
   Gemm acc = g;
   acc.accumulate = true;
   gemm_t(acc, a, b, c);
@@ -214,7 +218,9 @@ template <class T> void bias_grad_t(const T* dy, T* db, int64_t rows, int64_t co
 // The same functions for f32 and bf16 data.
 #define FOR_FLOAT_AND_BF16(T)                                                                                    \
   void gemm(const Gemm& g, const T* a, const T* b, T* c) { gemm_t(g, a, b, c); }                                 \
-  void gemm_bias(const Gemm& g, const T* a, const T* b, const T* bias, T* c) { gemm_bias_t(g, a, b, bias, c); } \
+  void gemm_bias(const Gemm& g, const T* a, const T* b, const T* bias, const T* r, T* c) {                       \
+    gemm_bias_t(g, a, b, bias, r, c);                                                                            \
+  }                                                                                                              \
   void bias_fill(T* y, const T* b, int64_t rows, int64_t cols) { bias_fill_t(y, b, rows, cols); }                \
   void bias_grad(const T* dy, T* db, int64_t rows, int64_t cols, double* work) {                                 \
     bias_grad_t(dy, db, rows, cols, work);                                                                       \

@@ -82,11 +82,12 @@ Tensor SelfAttention::forward(const Tensor& x) const {
   const Shape& s = x.shape();
   Tensor tokens = x.reshape({s[0], s[1] * s[2], s[3]});  // NHWC: token h*W + w, free
   Tensor x_ln = layer_norm(tokens, ln_w_, ln_b_);
-  Tensor a = add(multi_head_attention(x_ln, like(in_w_, x), like(in_b_, x), like(out_w_, x), like(out_b_, x), heads_),
-                 tokens);
+  // Both residual adds happen in the pass of the linear layer before them (linear's residual).
+  Tensor a = multi_head_attention(x_ln, like(in_w_, x), like(in_b_, x), like(out_w_, x), like(out_b_, x), heads_,
+                                  tokens);
   Tensor f = linear(gelu(linear(layer_norm(a, ff0_w_, ff0_b_), like(ff1_w_, x), like(ff1_b_, x))), like(ff3_w_, x),
-                    like(ff3_b_, x));
-  return add(f, a).reshape(s);
+                    like(ff3_b_, x), a);
+  return f.reshape(s);
 }
 
 Conv1x1::Conv1x1(int64_t cin, int64_t cout, Generator& gen) {

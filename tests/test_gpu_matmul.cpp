@@ -46,6 +46,21 @@ TEST_CASE("gpu: linear matches the CPU at odd sizes", "[gpu][matmul]") {
   }
 }
 
+TEST_CASE("gpu: linear with a residual matches the CPU", "[gpu][matmul]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  // The attention block's out-projection and feed-forward at 16x16 (bf16 and f32), and odd sizes.
+  for (const auto& [x_shape, out] : std::vector<std::pair<Shape, int64_t>>{{{2, 256, 128}, 128}, {{7, 13}, 5}}) {
+    CAPTURE(shape_str(x_shape), out);
+    Shape y_shape = x_shape;
+    y_shape.back() = out;
+    compare_backends([](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2], in[3]); },
+                     {randn(x_shape, gen), randn({out, x_shape.back()}, gen, 0.1f), randn({out}, gen),
+                      randn(y_shape, gen)},
+                     gen);
+  }
+}
+
 TEST_CASE("gpu: bmm matches the CPU for all transpose combinations", "[gpu][matmul]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
@@ -99,13 +114,19 @@ TEST_CASE("gpu: linear adds its bias in cuBLASLt's epilogue at the seed model's 
       UseTf32 use(tf32);
       CAPTURE(tf32, dtype == DType::BF16);
       for (const auto& [x_shape, out] : std::vector<std::pair<Shape, int64_t>>{
-               {{64, 256}, 128}, {{64, 4096, 64}, 192}, {{64, 4096, 64}, 64}, {{64, 1024, 128}, 384}, {{64, 64, 256}, 768}}) {
+               {{64, 256}, 128}, {{64, 4096, 64}, 192}, {{64, 4096, 64}, 64}, {{64, 1024, 128}, 384}, {{64, 64, 256}, 768},
+               {{64, 64, 256}, 256}}) {
         CAPTURE(shape_str(x_shape), out);
         const Tensor x = randn(x_shape, gen).to(Device::CUDA).to(dtype);
         const Tensor w = randn({out, x_shape.back()}, gen, 0.1f).to(Device::CUDA).to(dtype);
         const Tensor b = randn({out}, gen).to(Device::CUDA).to(dtype);
         (void)linear(x, w, b).to_floats();
         CHECK(kernels::cuda::gemm_bias_fallbacks() == before);
+        if (out == x_shape.back()) {  // the layers followed by a residual: out-projection, feed-forward
+          Shape y_shape = x_shape;
+          (void)linear(x, w, b, randn(y_shape, gen).to(Device::CUDA).to(dtype)).to_floats();
+          CHECK(kernels::cuda::gemm_bias_fallbacks() == before);
+        }
       }
     }
 }

@@ -55,6 +55,27 @@ TEST_CASE("linear matches a naive product, 2-D and 4-D inputs, with and without 
       }
 }
 
+TEST_CASE("linear adds a residual in the same pass", "[op][matmul]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  for (DType dtype : {DType::F32, DType::BF16})
+    for (Shape xs : {Shape{7, 5}, Shape{2, 3, 4, 16}}) {
+      CAPTURE(shape_str(xs), dtype == DType::BF16);
+      const int64_t in = xs.back(), out = 6, rows = shape_numel(xs) / in;
+      Tensor x = randn(xs, gen).to(dtype), w = randn({out, in}, gen).to(dtype), b = randn({out}, gen).to(dtype);
+      Shape ys = xs;
+      ys.back() = out;
+      Tensor r = randn(ys, gen).to(dtype);
+      // The reference in double from the same (rounded) values; bf16 rounds the output once.
+      std::vector<float> ref = naive_bmm(x.to_floats(), w.to_floats(), 1, rows, out, in, false, true);
+      const std::vector<float> bv = b.to_floats(), rv = r.to_floats();
+      for (size_t i = 0; i < ref.size(); ++i) ref[i] += bv[i % size_t(out)] + rv[i];
+      Tensor y = linear(x, w, b, r);
+      CHECK(y.shape() == ys);
+      CHECK(rel_err(y.to_floats(), ref) < (dtype == DType::BF16 ? 4e-3 : 1e-6));
+    }
+}
+
 TEST_CASE("bmm matches a naive product for all four transpose combinations", "[op][matmul]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
@@ -90,6 +111,9 @@ TEST_CASE("linear gradients match finite differences", "[op][matmul][grad]") {
   check_gradients(with_bias, {randn({4, 5}, gen), randn({3, 5}, gen), randn({3}, gen)}, gen);
   check_gradients(with_bias, {randn({2, 2, 3, 5}, gen), randn({7, 5}, gen), randn({7}, gen)}, gen);
   check_gradients(no_bias, {randn({3, 1, 1, 6}, gen), randn({2, 6}, gen)}, gen);
+  auto with_residual = [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2], in[3]); };
+  check_gradients(with_residual, {randn({2, 3, 5}, gen), randn({4, 5}, gen), randn({4}, gen), randn({2, 3, 4}, gen)},
+                  gen);
 }
 
 TEST_CASE("the bias gradient is the column sum of the output gradient, over many row slices", "[op][matmul][grad]") {
@@ -167,6 +191,10 @@ TEST_CASE("linear and bmm reject bad input", "[op][matmul][errors]") {
   CHECK_THROWS_AS(linear(Tensor::zeros({0, 5}), w), Error);               // empty
   CHECK_THROWS_AS(linear(Tensor::full({}, 1.0f), randn({3, 1}, gen)), Error);  // 0-dim x
   CHECK_THROWS_AS(linear(Tensor(), w), Error);
+  CHECK_THROWS_WITH(linear(x, w, randn({3}, gen), randn({4, 4}, gen)),
+                    Catch::Contains("residual") && Catch::Contains("[4, 3]"));  // residual not the output's shape
+  CHECK_THROWS_AS(linear(x, w, Tensor(), randn({4, 3}, gen)), Error);          // residual without a bias
+  CHECK_THROWS_AS(linear(x, w, randn({3}, gen), randn({4, 3}, gen).to(DType::BF16)), Error);
 
   Tensor a = randn({2, 3, 4}, gen), b = randn({2, 4, 5}, gen);
   CHECK_NOTHROW(bmm(a, b));

@@ -34,7 +34,7 @@ Tensor attention(const Tensor& qkv, int64_t heads) {
 }
 
 Tensor multi_head_attention(const Tensor& x, const Tensor& in_w, const Tensor& in_b, const Tensor& out_w,
-                            const Tensor& out_b, int64_t heads) {
+                            const Tensor& out_b, int64_t heads, const Tensor& residual) {
   const char* op = "multi_head_attention";
   DDPM_CHECK(x.defined() && x.dim() == 3, op, "x must be [B, L, C], got ", x.desc());
   const int64_t C = x.size(2);
@@ -46,7 +46,7 @@ Tensor multi_head_attention(const Tensor& x, const Tensor& in_w, const Tensor& i
              in_b.desc(), ", ", out_w.desc(), ", ", out_b.desc());
   DDPM_CHECK(heads > 0 && C % heads == 0, op, "C of ", x.desc(), " is not divisible by ", heads, " heads");
   check_same_device(op, {&x, &in_w, &in_b, &out_w, &out_b});
-  return linear(attention(linear(x, in_w, in_b), heads), out_w, out_b);
+  return linear(attention(linear(x, in_w, in_b), heads), out_w, out_b, residual);
 }
 
 }  // namespace ddpm

@@ -34,9 +34,9 @@ Tensor bias_grad(const Tensor& g, int64_t rows, int64_t cols) {
   return db;
 }
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  check_float_same("linear", {{&x, "x"}, {&w, "w"}, {&b, "b"}});
-  check_same_device("linear", {&x, &w, &b});
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual) {
+  check_float_same("linear", {{&x, "x"}, {&w, "w"}, {&b, "b"}, {&residual, "residual"}});
+  check_same_device("linear", {&x, &w, &b, &residual});
   DDPM_CHECK(w.dim() == 2, "linear", "w must be [out, in], got ", w.desc());
   DDPM_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear", "x ", x.desc(), " must end in w's in dimension, w is ", w.desc());
   DDPM_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "linear", "b must be [", w.size(0),
@@ -44,24 +44,32 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
   Shape y_shape = x.shape();
   y_shape.back() = out;
+  DDPM_CHECK(!residual.defined() || residual.shape() == y_shape, "linear", "residual must be ", shape_str(y_shape),
+             " like the output, got ", residual.desc());
+  DDPM_CHECK(b.defined() || !residual.defined(), "linear", "a residual needs a bias (they share the epilogue)");
   Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
-  // y = x w^T (+ b, in the product's epilogue).
+  // y = x w^T (+ b + residual, in the product's epilogue).
   with_float_type(x.dtype(), [&](auto t) {
     using T = decltype(t);
     const Gemm fwd{.m = rows, .n = out, .k = in, .trans_b = true};
-    if (b.defined()) DDPM_DISPATCH(x.device(), gemm_bias, fwd, x.data<T>(), w.data<T>(), b.data<T>(), y.data<T>());
+    if (b.defined())
+      DDPM_DISPATCH(x.device(), gemm_bias, fwd, x.data<T>(), w.data<T>(), b.data<T>(),
+                    residual.defined() ? residual.data<T>() : nullptr, y.data<T>());
     else DDPM_DISPATCH(x.device(), gemm, fwd, x.data<T>(), w.data<T>(), y.data<T>());
   });
 
   std::vector<Tensor> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
+  if (residual.defined()) inputs.push_back(residual);
   return record(y, "linear", inputs,
                 [xs = x.detach(), ws = w.detach(), need_x = x.requires_grad(), need_w = w.requires_grad(),
-                 need_b = b.requires_grad(), has_b = b.defined(), rows, in, out](const Tensor& g) {
-                  std::vector<Tensor> grads(has_b ? 3 : 2);
+                 need_b = b.requires_grad(), n_inputs = inputs.size(), has_r = residual.defined(), rows, in,
+                 out](const Tensor& g) {
+                  std::vector<Tensor> grads(n_inputs);
                   if (need_x) grads[0] = product({.m = rows, .n = in, .k = out}, g, ws, xs.shape());  // g w
                   if (need_w) grads[1] = product({.m = out, .n = in, .k = rows, .trans_a = true}, g, xs, ws.shape());
                   if (need_b) grads[2] = bias_grad(g, rows, out);
+                  if (has_r) grads.back() = g;  // the residual's: the autograd never writes into it
                   return grads;
                 });
 }
