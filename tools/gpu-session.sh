@@ -26,7 +26,7 @@
 #            and bench_train --graph (the training step's forward and backward) in bf16 and TF32,
 #            100 timed steps (and in bf16 the whole 999-step chain), graph on and off (~3.5 min)
 #   conv     our convolution kernels: test_gpu (all; "[conv]" again alone if any fails, and under
-#            compute-sanitizer memcheck), bench_kernels --filter norm in bf16 (norm kernels v2),
+#            compute-sanitizer memcheck), bench_kernels in bf16 (every op, ~60 s),
 #            bench_conv (ours, v6 and v4 in
 #            bf16, cuDNN and backend Measured per shape and summed over a step, TF32 and bf16;
 #            benchmarks/report.py conv), then bench_train and bench_sample with --conv cudnn,
@@ -205,9 +205,10 @@ conv_stage() {
   # says whether v6 is to blame.
   gpu_tests test_gpu || { mrc=1; gpu_tests test_gpu_conv "[conv]" || trc=$?; }
   memcheck sanitize-conv "[conv]" || mrc=$?
-  # The norms' version 2 on bf16 data, to set beside fc776d5's bench_kernels_bf16.txt.
-  timeout 60 build/benchmarks/bench_kernels --precision bf16 --filter norm --json "$out/bench_norm_bf16.json" \
-    --commit "$COMMIT" >"$out/bench_norm_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels norm stopped" | tee -a "$out/summary.txt"
+  # Every op on bf16 data (~60 s), to set beside fc776d5's bench_kernels_bf16.txt: the norms'
+  # version 2, the fused embedding and residual adds, the 16-byte accesses, the thin convolutions.
+  timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --json "$out/bench_kernels_bf16.json" \
+    --commit "$COMMIT" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped" | tee -a "$out/summary.txt"
   # v6 (wgmma) had not run on hardware before: if it fails its tests, or a trap ends bench_conv,
   # the rest runs on v4 (DDPM_CONV_WGMMA=0), so the loan still measures v4, cuDNN and Measured.
   [ $trc -eq 0 ] || { export DDPM_CONV_WGMMA=0; echo "gpu-session: conv tests failed; v4 only from here" | tee -a "$out/summary.txt"; }
