@@ -5,6 +5,7 @@
 
 #include "engine/autograd.hpp"
 #include "engine/graph.hpp"
+#include "engine/ops.hpp"
 
 namespace ddpm {
 
@@ -69,6 +70,9 @@ Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& 
   std::vector<SamplerStep> plan = sampler_plan(schedule, config);
 
   NoGradGuard no_grad;
+  // The weights do not change during the chain: a bf16 model converts each one once, not on every
+  // forward (engine/ops.hpp). Declared before the graph, whose recording reads the copies.
+  CastCache weight_copies;
   // t and the labels stay on the host, where the network's conditioning is computed (the
   // timestep embedding, the label check) and uploaded from: so no step waits for the GPU, and the
   // host queues the next steps while the GPU runs this one. The network's device work is recorded

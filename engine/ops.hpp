@@ -12,6 +12,7 @@
 // [out, in] (see engine/tensor.hpp).
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "engine/tensor.hpp"
 #include "kernels/elementwise.hpp"
@@ -31,6 +32,28 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor add_gelu(const Tensor& a, const Tensor& b);  // gelu(a + b), same shapes: the residual of a ResNet block
 // x as f32 or bf16 (round to nearest even); the gradient is cast back. x itself if it has dtype.
 Tensor cast(const Tensor& x, DType dtype);
+
+// While a CastCache lives (on this thread) and grad mode is off, cast() of a tensor that requires
+// grad (a parameter) makes its copy once and then returns that copy again: in inference, where the
+// weights do not change, a bf16 model otherwise converts every weight on every forward (~100 small
+// kernels per U-Net forward; in a recorded CUDA graph, too). The weights must not change during
+// its scope (the copies would go stale): the sampler holds one for one chain (diffusion/sampler.cpp).
+// Scopes nest; the copies are released when the scope that made them ends.
+class CastCache {
+ public:
+  CastCache();
+  ~CastCache();
+  CastCache(const CastCache&) = delete;
+  CastCache& operator=(const CastCache&) = delete;
+  // Copies made by any CastCache since the process started (tests check that a chain reuses them).
+  static int64_t copies_made();
+  Tensor lookup(const Tensor& x, DType dtype);  // cast()'s: x's copy in dtype, made on first use
+
+ private:
+  struct Entries;
+  std::unique_ptr<Entries> entries_;
+  CastCache* previous_;
+};
 
 // ---- matrix products (ops/matmul.cpp) ----
 // y = x w^T + b over the last dimension: x [..., in], w [out, in], b [out] or undefined; plus

@@ -185,6 +185,27 @@ TEST_CASE("sample: shapes, range and determinism for each sampler", "[diffusion]
   }
 }
 
+TEST_CASE("sample converts a bf16 model's weights once per chain, not once per step", "[diffusion][sampler][model]") {
+  Generator init = fresh_generator();
+  CAPTURE(init.seed());
+  UNet model = tiny_unet(3, init.seed());
+  model.set_compute_dtype(DType::BF16);
+  Schedule s = make_schedule(ScheduleKind::Linear, 20);
+  Tensor y = Tensor::from_ints({0, 2}, {2});
+  auto copies = [&](int64_t steps) {
+    SamplerConfig c;
+    c.steps = steps;
+    c.guidance = 3.0f;  // two forwards a step
+    Generator g(init.seed());
+    const int64_t before = CastCache::copies_made();
+    (void)sample(model, s, c, y, 0, 8, g, Device::CPU);
+    return CastCache::copies_made() - before;
+  };
+  const int64_t one = copies(1);
+  CHECK(one > 0);
+  CHECK(copies(5) == one);
+}
+
 TEST_CASE("guidance: s = 1 equals conditional sampling, s = 3 differs; traces see every step",
           "[diffusion][sampler][model]") {
   Generator init = fresh_generator();

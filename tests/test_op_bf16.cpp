@@ -123,6 +123,40 @@ TEST_CASE("cast rounds to nearest even, and its gradient is cast back", "[op][bf
   CHECK(rel_err(gx, want) < 4e-3);
 }
 
+TEST_CASE("a CastCache converts each parameter once in inference, and nothing else", "[op][bf16]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  Tensor w = randn({5, 7}, gen).set_requires_grad(true), x = randn({5, 7}, gen);
+  auto same_storage = [](const Tensor& a, const Tensor& b) { return a.data<bf16>() == b.data<bf16>(); };
+  {
+    NoGradGuard no_grad;
+    CastCache cache;
+    const int64_t before = CastCache::copies_made();
+    Tensor a = cast(w, DType::BF16), b = cast(w, DType::BF16);
+    CHECK(same_storage(a, b));
+    CHECK(a.to_floats() == w.to(DType::BF16).to_floats());
+    CHECK(CastCache::copies_made() == before + 1);
+    CHECK_FALSE(same_storage(cast(x, DType::BF16), cast(x, DType::BF16)));  // activations: a copy each time
+    {
+      NoGradGuard inner_no_grad;
+      CastCache inner;  // nested: copies of its own, released at its end
+      CHECK_FALSE(same_storage(cast(w, DType::BF16), a));
+    }
+    CHECK(same_storage(cast(w, DType::BF16), a));  // the outer scope's again
+  }
+  {
+    CastCache cache;  // grad mode on: casts are recorded and not cached, so gradients flow
+    Tensor a = cast(w, DType::BF16), b = cast(w, DType::BF16);
+    CHECK_FALSE(same_storage(a, b));
+    cast(a, DType::F32).backward(Tensor::full({5, 7}, 1.0f));
+    CHECK(w.grad().defined());
+  }
+  // After the scope a changed weight is converted again.
+  w.data<float>()[0] += 1.0f;
+  NoGradGuard no_grad;
+  CHECK(cast(w, DType::BF16).to_floats()[0] == bf16_to_float(float_to_bf16(w.data<float>()[0])));
+}
+
 TEST_CASE("ops refuse mixed f32 and bf16 data", "[op][bf16]") {
   Tensor a = Tensor::full({2, 3}, 1.0f), b = Tensor::full({2, 3}, 2.0f).to(DType::BF16);
   CHECK_THROWS_WITH(add(a, b), Catch::Contains("mixes dtypes") && Catch::Contains("cast"));

@@ -1,10 +1,16 @@
 // Elementwise ops: activations, broadcast arithmetic and the f32/bf16 cast. Kernels:
 // kernels/elementwise.hpp.
+#include <map>
+
+#include "engine/autograd.hpp"
 #include "engine/dispatch.hpp"
 #include "engine/ops.hpp"
 
 namespace ddpm {
 namespace {
+
+thread_local CastCache* g_cast_cache = nullptr;
+int64_t g_cast_copies = 0;
 
 Tensor activation(const Tensor& x, Act act, const char* op) {
   check_float(op, x, "input");
@@ -117,7 +123,26 @@ Tensor cast(const Tensor& x, DType dtype) {
   DDPM_CHECK(dtype == DType::F32 || dtype == DType::BF16, "cast", "target must be f32 or bf16, got ",
              dtype_name(dtype));
   if (x.dtype() == dtype) return x;
+  if (g_cast_cache && !grad_enabled() && x.requires_grad()) return g_cast_cache->lookup(x, dtype);
   return record(x.to(dtype), "cast", {x}, [from = x.dtype()](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
+}
+
+// The copies by (source, dtype); each entry keeps its source alive, so its address names it.
+struct CastCache::Entries {
+  std::map<std::pair<const TensorImpl*, DType>, std::pair<Tensor, Tensor>> copies;
+};
+
+CastCache::CastCache() : entries_(std::make_unique<Entries>()), previous_(g_cast_cache) { g_cast_cache = this; }
+CastCache::~CastCache() { g_cast_cache = previous_; }
+int64_t CastCache::copies_made() { return g_cast_copies; }
+
+Tensor CastCache::lookup(const Tensor& x, DType dtype) {
+  auto [it, fresh] = entries_->copies.try_emplace({x.impl(), dtype});
+  if (fresh) {
+    it->second = {x, x.to(dtype)};
+    ++g_cast_copies;
+  }
+  return it->second.second;
 }
 
 }  // namespace ddpm
