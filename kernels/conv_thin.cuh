@@ -49,6 +49,10 @@ constexpr int kFew = 4;                 // at most this many channels on the thi
 constexpr int kOuts = 8;                // outputs per thread in expand_k
 constexpr int kLanes = 8;               // lanes per pixel in reduce_k
 constexpr int64_t kMaxWeights = 12288;  // floats of W in shared memory: 48 KB, no opt-in needed
+// Blocks per launch at most: each block copies the whole filter into shared memory first (through
+// the flipped gather, for the data gradient), so the grid is kept to a few blocks per SM of an
+// H100/H200 and the threads loop over the pixels instead.
+constexpr unsigned kMaxBlocks = 132 * 8;
 
 // One direct convolution (see the top of the file).
 template <class T>
@@ -122,28 +126,33 @@ template <int V, class T> __global__ void __launch_bounds__(kThreads) reduce_k(D
   for (int e = int(threadIdx.x); e < a.co * per_output; e += int(blockDim.x))
     thin_w[e] = weight(a, e / per_output, e % per_output / a.ci, e % a.ci);
   __syncthreads();
-  // One pixel per kLanes lanes, no grid-stride loop: every lane of a warp reaches the butterfly.
-  const int64_t p = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kLanes;
+  // kLanes lanes per pixel; a warp's 32 / kLanes pixels are consecutive, and the loop runs on the
+  // warp's first pixel, so every lane of a warp takes the same turns and reaches the butterfly.
   const int sub = int(threadIdx.x % kLanes);
-  float acc[kFew] = {};
-  if (p < a.pixels())
-    for_taps(a, p, [&](int t, const T* row) {
-      for (int c = sub * V; c < a.ci; c += kLanes * V) {
-        const Vec<V> v = load_vec<V>(row + c);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x / kLanes;
+  for (int64_t p0 = (int64_t(blockIdx.x) * blockDim.x + (threadIdx.x & ~31u)) / kLanes; p0 < a.pixels();
+       p0 += stride) {
+    const int64_t p = p0 + int(threadIdx.x % 32) / kLanes;
+    float acc[kFew] = {};
+    if (p < a.pixels())
+      for_taps(a, p, [&](int t, const T* row) {
+        for (int c = sub * V; c < a.ci; c += kLanes * V) {
+          const Vec<V> v = load_vec<V>(row + c);
 #pragma unroll
-        for (int o = 0; o < kFew; ++o) {
-          if (o >= a.co) break;
-          const Vec<V> wv = load_vec<V>(thin_w + o * per_output + t * a.ci + c);
-          for (int j = 0; j < V; ++j) acc[o] = fmaf(v.v[j], wv.v[j], acc[o]);
+          for (int o = 0; o < kFew; ++o) {
+            if (o >= a.co) break;
+            const Vec<V> wv = load_vec<V>(thin_w + o * per_output + t * a.ci + c);
+            for (int j = 0; j < V; ++j) acc[o] = fmaf(v.v[j], wv.v[j], acc[o]);
+          }
         }
-      }
-    });
+      });
 #pragma unroll
-  for (int o = 0; o < kFew; ++o) acc[o] = lanes_sum(acc[o], kLanes);
-  if (p >= a.pixels() || sub != 0) return;
+    for (int o = 0; o < kFew; ++o) acc[o] = lanes_sum(acc[o], kLanes);
+    if (p >= a.pixels() || sub != 0) continue;
 #pragma unroll
-  for (int o = 0; o < kFew; ++o)  // a constant bound keeps acc in registers
-    if (o < a.co) a.out[p * a.co + o] = from_f32<T>(acc[o] + (a.b ? to_f32(a.b[o]) : 0.0f));
+    for (int o = 0; o < kFew; ++o)  // a constant bound keeps acc in registers
+      if (o < a.co) a.out[p * a.co + o] = from_f32<T>(acc[o] + (a.b ? to_f32(a.b[o]) : 0.0f));
+  }
 }
 
 // Floats of W in shared memory for a pass with ci input and co output channels.
@@ -160,15 +169,16 @@ inline bool fits(const ConvShape& s, ConvDir dir) {
 }
 
 // The launch of one pass that fits(): `launch(name, grid, shared bytes, kernel, args)` as
-// ddpm::cuda::DeviceLaunch (kernels/cuda_launch.cuh) or emu::Launcher.
-template <class T, class Launch> void run(const Launch& launch, const Direct<T>& a) {
+// ddpm::cuda::DeviceLaunch (kernels/cuda_launch.cuh) or emu::Launcher, on at most max_blocks
+// blocks (the emulated test makes the threads loop with fewer).
+template <class T, class Launch> void run(const Launch& launch, const Direct<T>& a, unsigned max_blocks = kMaxBlocks) {
   const size_t smem = size_t(weight_floats(a.k, a.ci, a.co)) * sizeof(float);
   if (a.ci <= kFew) {
-    const uint3 grid{grid_for(a.pixels() * (padded_outputs(a.co) / kOuts)), 1, 1};
+    const uint3 grid{std::min(grid_for(a.pixels() * (padded_outputs(a.co) / kOuts)), max_blocks), 1, 1};
     launch("thin::expand_k", grid, smem, expand_k<T>, a);
     return;
   }
-  const uint3 grid{unsigned((a.pixels() * kLanes + kThreads - 1) / kThreads), 1, 1};
+  const uint3 grid{unsigned(std::min<int64_t>((a.pixels() * kLanes + kThreads - 1) / kThreads, max_blocks)), 1, 1};
   constexpr int V = kVec16<T>;
   if (a.ci % V == 0 && aligned16({a.in})) launch("thin::reduce_k", grid, smem, reduce_k<V, T>, a);
   else launch("thin::reduce_k", grid, smem, reduce_k<1, T>, a);

@@ -178,10 +178,13 @@ template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const
              " exceed the 32-bit cuBLAS interface");
   // One host thread drives the engine's stream, so the plans (and the bias pointer set in a shared
   // descriptor just before its call) need no lock.
-  static std::map<std::array<int64_t, 7>, LtPlan> plans;
+  // With a residual (C != D) a plan of its own: the heuristic sees no pointers, and an algorithm
+  // that cannot write out of place would otherwise send the same shape's calls without one to the
+  // fallback too.
+  static std::map<std::array<int64_t, 8>, LtPlan> plans;
   const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
   const int align = alignment({a, b, c, r});
-  const std::array<int64_t, 7> key{g.m, g.n, g.k, g.trans_a, g.trans_b, tf32, align};
+  const std::array<int64_t, 8> key{g.m, g.n, g.k, g.trans_a, g.trans_b, tf32, align, r != nullptr};
   if (alignment({bias}) == 16) {
     auto it = plans.find(key);
     if (it == plans.end()) it = plans.emplace(key, make_plan(g, data_type(c), tf32, align, bias)).first;

@@ -183,8 +183,9 @@ __global__ void group_totals_k(const double* part, const float* w, int64_t S, in
   }
 }
 
-// One block per channel: db[c] = sum of a, dw[c] = sum of b over the `rows` partial rows.
-__global__ void channel_totals_k(const double* part, int64_t rows, int C, float* dw, float* db) {
+// One block per channel: db[c] = sum of a, dw[c] = sum of b over the `rows` partial rows. (static:
+// this header may be compiled into more than one file.)
+static __global__ void channel_totals_k(const double* part, int64_t rows, int C, float* dw, float* db) {
   const int c = blockIdx.x;
   double a = 0, b = 0;
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {

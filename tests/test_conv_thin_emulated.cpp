@@ -36,8 +36,10 @@ const emu::Launcher launch{unsigned(thin::kThreads),
                            {reinterpret_cast<unsigned char*>(thin::thin_w), sizeof(thin::thin_w)}};
 
 // One pass on shape s, the emulated kernel against the CPU's, on the same fresh values. `skew`
-// moves the pass's input that many elements off a 16-byte boundary (the one-value loads).
-template <class T> double pass_error(const ConvShape& s, ConvDir dir, bool bias, int skew, Generator& gen) {
+// moves the pass's input that many elements off a 16-byte boundary (the one-value loads); one
+// block makes its threads loop over the pixels, as the GPU's capped grid does at the model's sizes.
+template <class T>
+double pass_error(const ConvShape& s, ConvDir dir, bool bias, int skew, unsigned max_blocks, Generator& gen) {
   const bool fwd = dir == ConvDir::Forward;
   const int64_t in_n = s.pixels() * (fwd ? s.cin : s.cout), out_n = s.pixels() * (fwd ? s.cout : s.cin);
   const std::vector<T> in = narrow<T>(randn({in_n + skew}, gen).to_floats());
@@ -47,10 +49,10 @@ template <class T> double pass_error(const ConvShape& s, ConvDir dir, bool bias,
   std::vector<T> want(size_t(out_n), ddpm::cuda::from_f32<T>(NAN)), got = want;
   if (fwd) {
     kernels::cpu::conv2d_fwd(s, in.data() + skew, w.data(), bp, want.data());
-    thin::run(launch, thin::forward(s, in.data() + skew, w.data(), bp, got.data()));
+    thin::run(launch, thin::forward(s, in.data() + skew, w.data(), bp, got.data()), max_blocks);
   } else {
     kernels::cpu::conv2d_bwd_data(s, in.data() + skew, w.data(), want.data());
-    thin::run(launch, thin::data_gradient(s, in.data() + skew, w.data(), got.data()));
+    thin::run(launch, thin::data_gradient(s, in.data() + skew, w.data(), got.data()), max_blocks);
   }
   return rel_err(widen(got), widen(want));
 }
@@ -81,7 +83,10 @@ template <class T> void check_cases(double tol) {
   for (const Case& c : kCases) {
     CAPTURE(c.s.n, c.s.h, c.s.w, c.s.cin, c.s.cout, c.s.k, int(c.dir), c.bias, c.skew);
     REQUIRE(thin::fits(c.s, c.dir));
-    CHECK(pass_error<T>(c.s, c.dir, c.bias, c.skew, gen) < tol);
+    for (unsigned max_blocks : {thin::kMaxBlocks, 1u}) {
+      CAPTURE(max_blocks);
+      CHECK(pass_error<T>(c.s, c.dir, c.bias, c.skew, max_blocks, gen) < tol);
+    }
   }
 }
 
