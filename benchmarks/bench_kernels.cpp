@@ -209,6 +209,8 @@ class SeedWalk {
         [](auto& in) { return embedding(in[0], in[1]); }));
     Shape e{N, kTimeDim};
     use(op_spec("add", dims(e), 0, randn_inputs({e, e}, 0), [](auto& in) { return add(in[0], in[1]); }));  // f32
+    // silu(e), once per forward: every emb_layer shares it (f32, then cast).
+    use(op_spec("silu", dims(e), 0, randn_inputs({e}, 0), [](auto& in) { return silu(in[0]); }));
   }
 
   void conv(int64_t H, int64_t cin, int64_t cout, int64_t k, bool bias) {
@@ -266,12 +268,9 @@ class SeedWalk {
                 [](auto& in) { return linear(in[0], in[1], in[2], in.size() > 3 ? in[3] : Tensor()); }));
   }
 
-  // emb_layer: SiLU, Linear(time_dim -> C); its add over H, W is the shift of group_norm_shift.
-  void embedding_layer(int64_t C) {
-    Shape e{N, kTimeDim};
-    use(op_spec("silu", dims(e), 0, randn_inputs({e}, 0), [](auto& in) { return silu(in[0]); }));  // f32, then cast
-    linear_layer(e, C);
-  }
+  // emb_layer: Linear(time_dim -> C) of the shared silu(e); its add over H, W is the shift of
+  // group_norm_shift.
+  void embedding_layer(int64_t C) { linear_layer(Shape{N, kTimeDim}, C); }
 
   void down(int64_t H, int64_t cin, int64_t cout) {
     Shape x{N, H, H, cin};
