@@ -243,17 +243,23 @@ class SeedWalk {
                 [](auto& in) { return group_norm(in[0], 1, in[2], in[3], 1e-5f, Act::None, in[1]); }));
   }
 
+  // The last norm of a residual DoubleConv: gelu(x + norm(h)) in one pass.
+  void group_norm_residual(int64_t H, int64_t C) {
+    Shape x{N, H, H, C};
+    params.push_back({C});
+    params.push_back({C});
+    use(op_spec("group_norm+residual+gelu", dims(x), 0, randn_inputs({x, x, {C}, {C}}, 2),
+                [](auto& in) { return group_norm(in[0], 1, in[2], in[3], 1e-5f, Act::GELU, Tensor(), in[1]); }));
+  }
+
   // `shifted`: Down's and Up's last DoubleConv, whose last norm adds the embedding.
   void double_conv(int64_t H, int64_t cin, int64_t cout, int64_t mid, bool residual, bool shifted = false) {
     conv(H, cin, mid, 3, false);
     group_norm_act(H, mid, Act::GELU);
     conv(H, mid, cout, 3, false);
-    if (shifted) group_norm_shift(H, cout);
+    if (residual) group_norm_residual(H, cout);
+    else if (shifted) group_norm_shift(H, cout);
     else group_norm_act(H, cout, Act::None);
-    if (residual) {
-      Shape x{N, H, H, cout};
-      use(op_spec("add_gelu", dims(x), 0, randn_inputs({x, x}), [](auto& in) { return add_gelu(in[0], in[1]); }));
-    }
   }
 
   // `residual`: the output gets a tensor of its shape added in the same pass (out == in here).

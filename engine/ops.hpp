@@ -69,9 +69,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
 // ---- normalisation (ops/norm.cpp) ----
 // Group norm over (H, W, C/groups) per sample and group, then affine w, b [C], plus shift [N, C]
-// (optional: a per-sample bias, x's dtype), then act.
+// (optional: a per-sample bias) and residual (optional: x's shape), both in x's dtype, then act.
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps = 1e-5f,
-                  Act act = Act::None, const Tensor& shift = Tensor());
+                  Act act = Act::None, const Tensor& shift = Tensor(), const Tensor& residual = Tensor());
 // Layer norm over the last dimension C, affine w, b [C].
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps = 1e-5f);
 

@@ -39,8 +39,10 @@ struct NormArgs {
   const T *x, *dy;
   const float *mean, *rstd, *w, *b;  // b may be null when act is None
   const T* shift;                    // [N, C] or null
+  const T* res;                      // x's shape, or null
   const double* coef;                // dx pass: (c1, c2) per (sample, group)
   T* out;                            // elementwise passes: y or dx
+  T* dres;                           // dx pass: the residual's gradient du, or null
   int64_t N, P;
   int C, G;
   bool per_row;
@@ -91,33 +93,36 @@ __device__ void load_stats(const NormArgs<T>& a, int64_t base, int c0, float m[V
   }
 }
 
-// Calls f(p, offset, x values, dy values) for the tile's positions p of sample n in the thread's
-// order (t.p0 + t.lane, then every t.lanes-th), kBatch loads at a time: kBatch positions of x, or
-// kBatch / 2 positions of x and dy when kDy (more would not fit the 64 registers that four blocks
-// per SM leave a thread). A batch's loads are all issued before f sees the first.
-template <int V, bool kDy, class T, class F>
+// Calls f(p, offset, x values, dy values, res values) for the tile's positions p of sample n in the
+// thread's order (t.p0 + t.lane, then every t.lanes-th), about kBatch loads at a time: kBatch
+// positions of x, kBatch / 2 of x and one more stream (dy when kDy, res when kRes), one of all
+// three (more would not fit the 64 registers that four blocks per SM leave a thread). A batch's
+// loads are all issued before f sees the first.
+template <int V, bool kDy, bool kRes, class T, class F>
 __device__ __forceinline__ void for_positions(const Tile& t, const NormArgs<T>& a, int64_t n, F f) {
-  constexpr int kPositions = kDy ? kBatch / 2 : kBatch;
+  constexpr int kStreams = 1 + kDy + kRes, kPositions = kBatch / kStreams > 0 ? kBatch / kStreams : 1;
   for (int64_t p = t.p0 + t.lane; p < t.p1; p += kPositions * t.lanes) {
-    Vec<V> xv[kPositions] = {}, dv[kPositions] = {};
+    Vec<V> xv[kPositions] = {}, dv[kPositions] = {}, rv[kPositions] = {};
 #pragma unroll
     for (int i = 0; i < kPositions; ++i) {
-      const int64_t q = p + i * t.lanes;
+      const int64_t q = p + i * t.lanes, off = (n * a.P + q) * a.C + t.c0;
       if (q >= t.p1) continue;
-      xv[i] = load_vec<V>(a.x + (n * a.P + q) * a.C + t.c0);
-      if constexpr (kDy) dv[i] = load_vec<V>(a.dy + (n * a.P + q) * a.C + t.c0);
+      xv[i] = load_vec<V>(a.x + off);
+      if constexpr (kDy) dv[i] = load_vec<V>(a.dy + off);
+      if constexpr (kRes) rv[i] = load_vec<V>(a.res + off);
     }
 #pragma unroll
     for (int i = 0; i < kPositions; ++i) {
       const int64_t q = p + i * t.lanes;
-      if (q < t.p1) f(q, (n * a.P + q) * a.C + t.c0, xv[i], dv[i]);
+      if (q < t.p1) f(q, (n * a.P + q) * a.C + t.c0, xv[i], dv[i], rv[i]);
     }
   }
 }
 
-// part[n][s][c] = sums over the tile's positions of (x, x^2), or of (du, du z) when kGrad. Each
-// thread accumulates its channels, then the lanes of a column combine in a fixed tree order.
-template <int V, bool kGrad, class T>
+// part[n][s][c] = sums over the tile's positions of (x, x^2), or of (du, du z) when kGrad (kRes:
+// with the residual in u). Each thread accumulates its channels, then the lanes of a column combine
+// in a fixed tree order.
+template <int V, bool kGrad, bool kRes, class T>
 __global__ void __launch_bounds__(kThreads, 4) column_sums_k(NormArgs<T> a, double* part) {
   const Tile t = tile_of<V>(a.P, a.C);
   const int64_t n = blockIdx.x;
@@ -129,17 +134,19 @@ __global__ void __launch_bounds__(kThreads, 4) column_sums_k(NormArgs<T> a, doub
       load_bias<V>(a, n, t.c0, b);
       if (!a.per_row) load_stats<V>(a, n * a.G, t.c0, m, r);
     }
-    for_positions<V, kGrad>(t, a, n, [&](int64_t p, int64_t, const Vec<V>& xv, const Vec<V>& dv) {
+    auto add = [&](int64_t p, int64_t, const Vec<V>& xv, const Vec<V>& dv, const Vec<V>& rv) {
       if constexpr (kGrad) {
         if (a.per_row) load_stats<V>(a, p, t.c0, m, r);
         for (int k = 0; k < V; ++k) {
-          NormGradAt q = norm_grad_at(a.act, xv.v[k], dv.v[k], m[k], r[k], w[k], b[k]);
+          const float bk = b[k] + (kRes ? rv.v[k] : 0.0f);
+          NormGradAt q = norm_grad_at(a.act, xv.v[k], dv.v[k], m[k], r[k], w[k], bk);
           sa[k] += q.du, sb[k] += double(q.du) * q.z;
         }
       } else {
         for (int k = 0; k < V; ++k) sa[k] += xv.v[k], sb[k] += double(xv.v[k]) * xv.v[k];
       }
-    });
+    };
+    for_positions<V, kGrad, kRes>(t, a, n, add);
   }
   __shared__ double sh[kThreads][2 * V];
   for (int k = 0; k < V; ++k) sh[threadIdx.x][k] = sa[k], sh[threadIdx.x][V + k] = sb[k];
@@ -207,8 +214,9 @@ template <class T> __global__ void shift_totals_k(const double* part, int64_t N,
   dshift[i] = from_f32<T>(float(a));
 }
 
-// The elementwise group norm pass over the same tiles: y = act(z w + b), or dx = norm_dx(...).
-template <int V, bool kBackward, class T>
+// The elementwise group norm pass over the same tiles: y = act(z w + b (+ res)), or dx =
+// norm_dx(...) (and dres = du).
+template <int V, bool kBackward, bool kRes, class T>
 __global__ void __launch_bounds__(kThreads, 4) gn_pass_k(NormArgs<T> a) {
   const Tile t = tile_of<V>(a.P, a.C);
   if (!t.active) return;
@@ -223,13 +231,21 @@ __global__ void __launch_bounds__(kThreads, 4) gn_pass_k(NormArgs<T> a) {
       c1[k] = float(a.coef[2 * ng]), c2[k] = float(a.coef[2 * ng + 1]);
     }
   }
-  for_positions<V, kBackward>(t, a, n, [&](int64_t, int64_t off, const Vec<V>& xv, const Vec<V>& dv) {
-    Vec<V> o;
-    for (int k = 0; k < V; ++k)
-      o.v[k] = kBackward
-                   ? norm_dx(r[k], w[k], norm_grad_at(a.act, xv.v[k], dv.v[k], m[k], r[k], w[k], b[k]), c1[k], c2[k])
-                   : activate(a.act, (xv.v[k] - m[k]) * r[k] * w[k] + b[k]);
+  for_positions<V, kBackward, kRes>(t, a, n, [&](int64_t, int64_t off, const Vec<V>& xv, const Vec<V>& dv,
+                                                   const Vec<V>& rv) {
+    Vec<V> o, du;
+    for (int k = 0; k < V; ++k) {
+      const float bk = b[k] + (kRes ? rv.v[k] : 0.0f);
+      if constexpr (kBackward) {
+        const NormGradAt q = norm_grad_at(a.act, xv.v[k], dv.v[k], m[k], r[k], w[k], bk);
+        o.v[k] = norm_dx(r[k], w[k], q, c1[k], c2[k]);
+        if constexpr (kRes) du.v[k] = q.du;
+      } else {
+        o.v[k] = activate(a.act, (xv.v[k] - m[k]) * r[k] * w[k] + bk);
+      }
+    }
     store_vec<V>(a.out + off, o);
+    if constexpr (kBackward && kRes) store_vec<V>(a.dres + off, du);
   });
 }
 
@@ -338,27 +354,39 @@ __global__ void ln_dx_k(const T* x, const float* w, const float* mean, const flo
 // (emu::Launcher). `launch(name, grid, kernel, args...)` runs kernel(args...) on grid blocks of
 // kThreads threads, in order.
 template <class T> bool vec4(const NormArgs<T>& a) {
-  return a.C % 4 == 0 && aligned16({a.x, a.dy, a.out});
+  return a.C % 4 == 0 && aligned16({a.x, a.dy, a.out, a.res, a.dres});
 }
 
+template <bool kGrad, bool kRes, class T, class Launch>
+void column_sums_v(const Launch& launch, const NormArgs<T>& a, int64_t S, double* part) {
+  if (vec4(a)) launch("column_sums_k", tile_grid(a.N, S, a.C, 4), column_sums_k<4, kGrad, kRes, T>, a, part);
+  else launch("column_sums_k", tile_grid(a.N, S, a.C, 1), column_sums_k<1, kGrad, kRes, T>, a, part);
+}
+// (The statistics of the forward do not see the residual.)
 template <bool kGrad, class T, class Launch>
 void column_sums(const Launch& launch, const NormArgs<T>& a, int64_t S, double* part) {
-  if (vec4(a)) launch("column_sums_k", tile_grid(a.N, S, a.C, 4), column_sums_k<4, kGrad, T>, a, part);
-  else launch("column_sums_k", tile_grid(a.N, S, a.C, 1), column_sums_k<1, kGrad, T>, a, part);
+  if (kGrad && a.res) column_sums_v<kGrad, kGrad>(launch, a, S, part);
+  else column_sums_v<kGrad, false>(launch, a, S, part);
 }
 
+template <bool kBackward, bool kRes, class T, class Launch>
+void gn_pass_v(const Launch& launch, const NormArgs<T>& a, int64_t S) {
+  if (vec4(a)) launch("gn_pass_k", tile_grid(a.N, S, a.C, 4), gn_pass_k<4, kBackward, kRes, T>, a);
+  else launch("gn_pass_k", tile_grid(a.N, S, a.C, 1), gn_pass_k<1, kBackward, kRes, T>, a);
+}
 template <bool kBackward, class T, class Launch> void gn_pass(const Launch& launch, const NormArgs<T>& a, int64_t S) {
-  if (vec4(a)) launch("gn_pass_k", tile_grid(a.N, S, a.C, 4), gn_pass_k<4, kBackward, T>, a);
-  else launch("gn_pass_k", tile_grid(a.N, S, a.C, 1), gn_pass_k<1, kBackward, T>, a);
+  if (a.res) gn_pass_v<kBackward, true>(launch, a, S);
+  else gn_pass_v<kBackward, false>(launch, a, S);
 }
 
 inline uint3 blocks(int64_t n) { return {unsigned(n), 1, 1}; }
 
 template <class T, class Launch>
-void group_norm_fwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, const T* shift, T* y,
-                    float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {
+void group_norm_fwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, const T* shift,
+                    const T* res, T* y, float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps,
+                    double* work) {
   const int64_t S = norm_splits(N, P, C);
-  NormArgs<T> a{act, x, nullptr, mean, rstd, w, b, shift, nullptr, y, N, P, int(C), int(G), false};
+  NormArgs<T> a{act, x, nullptr, mean, rstd, w, b, shift, res, nullptr, y, nullptr, N, P, int(C), int(G), false};
   column_sums<false>(launch, a, S, work);
   launch("group_totals_k", blocks(N * G), group_totals_k<true>, work, nullptr, S, int(C), int(G), double(P * (C / G)),
          eps, mean, rstd, nullptr);
@@ -367,11 +395,11 @@ void group_norm_fwd(const Launch& launch, Act act, const T* x, const float* w, c
 
 template <class T, class Launch>
 void group_norm_bwd(const Launch& launch, Act act, const T* x, const float* w, const float* b, const T* shift,
-                    const float* mean, const float* rstd, const T* dy, T* dx, float* dw, float* db, T* dshift,
-                    int64_t N, int64_t P, int64_t C, int64_t G, double* work) {
+                    const T* res, const float* mean, const float* rstd, const T* dy, T* dx, float* dw, float* db,
+                    T* dshift, T* dres, int64_t N, int64_t P, int64_t C, int64_t G, double* work) {
   const int64_t S = norm_splits(N, P, C);
   double* coef = work + N * S * C * 2;
-  NormArgs<T> a{act, x, dy, mean, rstd, w, b, shift, coef, dx, N, P, int(C), int(G), false};
+  NormArgs<T> a{act, x, dy, mean, rstd, w, b, shift, res, coef, dx, dres, N, P, int(C), int(G), false};
   column_sums<true>(launch, a, S, work);
   launch("channel_totals_k", blocks(C), channel_totals_k, work, N * S, int(C), dw, db);
   if (dshift)
@@ -400,7 +428,8 @@ void layer_norm_bwd(const Launch& launch, const T* x, const float* w, const floa
   if (vec) launch("ln_dx_k", grid, ln_dx_k<4, T>, x, w, mean, rstd, dy, dx, R, int(C), L);
   else launch("ln_dx_k", grid, ln_dx_k<1, T>, x, w, mean, rstd, dy, dx, R, int(C), L);
   const int64_t S = norm_splits(1, R, C);
-  const NormArgs<T> rows{Act::None, x, dy, mean, rstd, w, nullptr, nullptr, nullptr, nullptr, 1, R, int(C), 1, true};
+  const NormArgs<T> rows{Act::None, x,       dy,      mean, rstd,   w, nullptr, nullptr, nullptr,
+                         nullptr,   nullptr, nullptr, 1,    R,      int(C), 1, true};
   column_sums<true>(launch, rows, S, work);
   launch("channel_totals_k", blocks(C), channel_totals_k, work, S, int(C), dw, db);
 }

@@ -8,10 +8,12 @@
 //   (sample, group) in [N, G] order for group norm, one per row for layer norm. Sums are taken in
 //   double (the GPU's layer norm rows, short and two-pass, in float), so the CPU and the GPU
 //   agree to float rounding.
-// - Forward: y = act(z w[c] + b[c] + shift[n, c]) with z = (x - mean) rstd (act = None and no
-//   shift for layer norm). The optional shift [N, C] (data type) is a per-sample bias: the U-Net's
-//   embedding add, folded into the norm before it (x + emb broadcast over H, W) so that it costs
-//   no pass of its own; its gradient dshift[n, c] is the sum of du over the sample's positions. The
+// - Forward: y = act(z w[c] + b[c] + shift[n, c] + res[n, p, c]) with z = (x - mean) rstd (act =
+//   None and neither addition for layer norm). The optional shift [N, C] (data type) is a
+//   per-sample bias: the U-Net's embedding add, folded into the norm before it (x + emb broadcast
+//   over H, W) so that it costs no pass of its own; its gradient dshift[n, c] is the sum of du over
+//   the sample's positions. The optional res (x's shape and type) is a residual added before the
+//   activation, the ResNet block's gelu(x + norm(h)); its gradient dres = du. The
 //   backward takes x and the saved mean/rstd and recomputes z and the pre-activation u, so the
 //   big normalised tensor is never stored. With du = dy act'(u), M the element count of a group
 //   (or row), c1 = sum(w du)/M and c2 = sum(w du z)/M over the group:
@@ -21,9 +23,10 @@
 //   order. No atomics: results are identical from run to run.
 // - `work` is caller-provided scratch on the backend's device, group_norm_work / layer_norm_work
 //   doubles long; its contents on entry do not matter. Outputs (y, mean, rstd, dx, dw, db, dshift)
-//   are fully overwritten. All pointers are contiguous. shift and dshift may be null (no shift).
-// - Data (x, y, dy, dx, shift, dshift) is float32 or bf16; the parameters w, b, their gradients and the
-//   statistics are always float32. bf16 data is widened on load and rounded once on store.
+//   are fully overwritten. All pointers are contiguous. shift, res, dshift and dres may be null.
+// - Data (x, y, dy, dx, shift, res and their gradients) is float32 or bf16; the parameters w, b,
+//   their gradients and the statistics are always float32. bf16 data is widened on load and
+//   rounded once on store.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -66,11 +69,12 @@ DDPM_HD float norm_dx(float rstd, float w, NormGradAt t, float c1, float c2) {
 // The kernels of both backends (norm_cpu.cpp, norm_cuda.cu), declared once for data T = float and
 // T = bf16 (parameters w, b, their gradients and the statistics are float either way).
 #define DDPM_NORM_KERNELS(T)                                                                                     \
-  void group_norm_fwd(Act act, const T* x, const float* w, const float* b, const T* shift, T* y, float* mean,   \
-                      float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work);      \
-  void group_norm_bwd(Act act, const T* x, const float* w, const float* b, const T* shift, const float* mean,   \
-                      const float* rstd, const T* dy, T* dx, float* dw, float* db, T* dshift, int64_t N,      \
-                      int64_t P, int64_t C, int64_t G, double* work);                                         \
+  void group_norm_fwd(Act act, const T* x, const float* w, const float* b, const T* shift, const T* res, T* y, \
+                      float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps,        \
+                      double* work);                                                                          \
+  void group_norm_bwd(Act act, const T* x, const float* w, const float* b, const T* shift, const T* res,        \
+                      const float* mean, const float* rstd, const T* dy, T* dx, float* dw, float* db,          \
+                      T* dshift, T* dres, int64_t N, int64_t P, int64_t C, int64_t G, double* work);          \
   void layer_norm_fwd(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd, int64_t R,   \
                       int64_t C, float eps);                                                                  \
   void layer_norm_bwd(const T* x, const float* w, const float* mean, const float* rstd, const T* dy, T* dx,    \

@@ -18,14 +18,15 @@ namespace {
 struct ColumnSums {
   bool grad;
   Act act;
-  const float *x, *dy, *mean, *rstd, *w, *b, *shift;  // dy, mean, rstd, w, shift only for grad; b, shift may be null
+  const float *x, *dy, *mean, *rstd, *w, *b, *shift, *res;  // all but x only for grad; b, shift, res may be null
   int64_t N, P, C, G;
   bool per_row;
 };
 
-// The bias of channel c in sample n: b[c] + shift[n, c], either may be absent.
-float bias_at(const float* b, const float* shift, int64_t n, int64_t C, int64_t c) {
-  return (b ? b[c] : 0.0f) + (shift ? shift[n * C + c] : 0.0f);
+// What is added to z w at element (n, p, c): b[c] + shift[n, c] + res[n, p, c], any may be absent.
+float bias_at(const float* b, const float* shift, const float* res, int64_t n, int64_t P, int64_t C, int64_t p,
+              int64_t c) {
+  return (b ? b[c] : 0.0f) + (shift ? shift[n * C + c] : 0.0f) + (res ? res[(n * P + p) * C + c] : 0.0f);
 }
 
 // part[n][s][c] = {sum a, sum b} over the positions of split s of sample n.
@@ -51,7 +52,7 @@ void column_sums(const ColumnSums& a, double* part) {
           for (int64_t g = 0; g < a.G; ++g)
             for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
               NormGradAt t = norm_grad_at(A, x[c], dy[c], a.mean[stat + g], a.rstd[stat + g], a.w[c],
-                                          bias_at(a.b, a.shift, n, C, c));
+                                          bias_at(a.b, a.shift, a.res, n, a.P, C, p, c));
               acc[2 * c] += t.du;
               acc[2 * c + 1] += double(t.du) * t.z;
             }
@@ -106,11 +107,13 @@ void shift_totals(const double* part, int64_t N, int64_t S, int64_t C, float* ds
 
 }  // namespace
 
-void group_norm_fwd(Act act, const float* x, const float* w, const float* b, const float* shift, float* y,
-                    float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {
+void group_norm_fwd(Act act, const float* x, const float* w, const float* b, const float* shift, const float* res,
+                    float* y, float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps,
+                    double* work) {
   const int64_t S = norm_splits(N, P, C), Cg = C / G;
   double* sums = work + N * S * C * 2;
-  column_sums({false, Act::None, x, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, N, P, C, G, false}, work);
+  column_sums({false, Act::None, x, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, N, P, C, G, false},
+              work);
   group_totals(work, nullptr, N, S, C, G, sums);
   const double M = double(P * Cg);
   for (int64_t ng = 0; ng < N * G; ++ng) {
@@ -127,18 +130,18 @@ void group_norm_fwd(Act act, const float* x, const float* w, const float* b, con
         for (int64_t g = 0; g < G; ++g) {
           const float m = mean[n * G + g], r = rstd[n * G + g];
           for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
-            yr[c] = activate(A, (xr[c] - m) * r * w[c] + bias_at(b, shift, n, C, c));
+            yr[c] = activate(A, (xr[c] - m) * r * w[c] + bias_at(b, shift, res, n, P, C, p, c));
         }
       }
   });
 }
 
-void group_norm_bwd(Act act, const float* x, const float* w, const float* b, const float* shift, const float* mean,
-                    const float* rstd, const float* dy, float* dx, float* dw, float* db, float* dshift, int64_t N,
-                    int64_t P, int64_t C, int64_t G, double* work) {
+void group_norm_bwd(Act act, const float* x, const float* w, const float* b, const float* shift, const float* res,
+                    const float* mean, const float* rstd, const float* dy, float* dx, float* dw, float* db,
+                    float* dshift, float* dres, int64_t N, int64_t P, int64_t C, int64_t G, double* work) {
   const int64_t S = norm_splits(N, P, C), Cg = C / G;
   double* sums = work + N * S * C * 2;
-  column_sums({true, act, x, dy, mean, rstd, w, b, shift, N, P, C, G, false}, work);
+  column_sums({true, act, x, dy, mean, rstd, w, b, shift, res, N, P, C, G, false}, work);
   channel_totals(work, N * S, C, dw, db);
   if (dshift) shift_totals(work, N, S, C, dshift);
   group_totals(work, w, N, S, C, G, sums);  // sum w du and sum w du z per group
@@ -151,9 +154,12 @@ void group_norm_bwd(Act act, const float* x, const float* w, const float* b, con
         for (int64_t g = 0; g < G; ++g) {
           const int64_t ng = n * G + g;
           const float m = mean[ng], r = rstd[ng], c1 = float(sums[2 * ng] / M), c2 = float(sums[2 * ng + 1] / M);
-          for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
-            dx[row + c] = norm_dx(
-                r, w[c], norm_grad_at(A, x[row + c], dy[row + c], m, r, w[c], bias_at(b, shift, n, C, c)), c1, c2);
+          for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+            const NormGradAt t =
+                norm_grad_at(A, x[row + c], dy[row + c], m, r, w[c], bias_at(b, shift, res, n, P, C, p, c));
+            dx[row + c] = norm_dx(r, w[c], t, c1, c2);
+            if (dres) dres[row + c] = t.du;
+          }
         }
       }
   });
@@ -192,22 +198,24 @@ void layer_norm_bwd(const float* x, const float* w, const float* mean, const flo
       dx[r * C + c] =
           norm_dx(rstd[r], w[c], norm_grad_at(Act::None, xr[c], dyr[c], mean[r], rstd[r], w[c], 0.0f), c1, c2);
   }
-  column_sums({true, Act::None, x, dy, mean, rstd, w, nullptr, nullptr, 1, R, C, 1, true}, work);
+  column_sums({true, Act::None, x, dy, mean, rstd, w, nullptr, nullptr, nullptr, 1, R, C, 1, true}, work);
   channel_totals(work, norm_splits(1, R, C), C, dw, db);
 }
 
 // bf16: the f32 kernels on widened copies (kernels/widen.hpp).
-void group_norm_fwd(Act act, const bf16* x, const float* w, const float* b, const bf16* shift, bf16* y, float* mean,
-                    float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {
+void group_norm_fwd(Act act, const bf16* x, const float* w, const float* b, const bf16* shift, const bf16* res,
+                    bf16* y, float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps,
+                    double* work) {
   const int64_t n = N * P * C;
-  group_norm_fwd(act, Wide(x, n), w, b, Wide(shift, N * C), Narrow(y, n), mean, rstd, N, P, C, G, eps, work);
+  group_norm_fwd(act, Wide(x, n), w, b, Wide(shift, N * C), Wide(res, n), Narrow(y, n), mean, rstd, N, P, C, G, eps,
+                 work);
 }
-void group_norm_bwd(Act act, const bf16* x, const float* w, const float* b, const bf16* shift, const float* mean,
-                    const float* rstd, const bf16* dy, bf16* dx, float* dw, float* db, bf16* dshift, int64_t N,
-                    int64_t P, int64_t C, int64_t G, double* work) {
+void group_norm_bwd(Act act, const bf16* x, const float* w, const float* b, const bf16* shift, const bf16* res,
+                    const float* mean, const float* rstd, const bf16* dy, bf16* dx, float* dw, float* db,
+                    bf16* dshift, bf16* dres, int64_t N, int64_t P, int64_t C, int64_t G, double* work) {
   const int64_t n = N * P * C;
-  group_norm_bwd(act, Wide(x, n), w, b, Wide(shift, N * C), mean, rstd, Wide(dy, n), Narrow(dx, n), dw, db,
-                 Narrow(dshift, N * C), N, P, C, G, work);
+  group_norm_bwd(act, Wide(x, n), w, b, Wide(shift, N * C), Wide(res, n), mean, rstd, Wide(dy, n), Narrow(dx, n), dw,
+                 db, Narrow(dshift, N * C), Narrow(dres, n), N, P, C, G, work);
 }
 void layer_norm_fwd(const bf16* x, const float* w, const float* b, bf16* y, float* mean, float* rstd, int64_t R,
                     int64_t C, float eps) {

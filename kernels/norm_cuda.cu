@@ -32,15 +32,16 @@ using ddpm::cuda::DeviceLaunch;
 
 // The same functions for f32 and bf16 data.
 #define FOR_FLOAT_AND_BF16(T)                                                                                       \
-  void group_norm_fwd(Act act, const T* x, const float* w, const float* b, const T* shift, T* y, float* mean,      \
-                      float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps, double* work) {         \
-    norm::group_norm_fwd(DeviceLaunch{}, act, x, w, b, shift, y, mean, rstd, N, P, C, G, eps, work);              \
+  void group_norm_fwd(Act act, const T* x, const float* w, const float* b, const T* shift, const T* res, T* y,     \
+                      float* mean, float* rstd, int64_t N, int64_t P, int64_t C, int64_t G, float eps,            \
+                      double* work) {                                                                             \
+    norm::group_norm_fwd(DeviceLaunch{}, act, x, w, b, shift, res, y, mean, rstd, N, P, C, G, eps, work);         \
   }                                                                                                               \
-  void group_norm_bwd(Act act, const T* x, const float* w, const float* b, const T* shift, const float* mean,      \
-                      const float* rstd, const T* dy, T* dx, float* dw, float* db, T* dshift, int64_t N, int64_t P, \
-                      int64_t C, int64_t G, double* work) {                                                       \
-    norm::group_norm_bwd(DeviceLaunch{}, act, x, w, b, shift, mean, rstd, dy, dx, dw, db, dshift, N, P, C, G,     \
-                         work);                                                                                   \
+  void group_norm_bwd(Act act, const T* x, const float* w, const float* b, const T* shift, const T* res,           \
+                      const float* mean, const float* rstd, const T* dy, T* dx, float* dw, float* db, T* dshift,  \
+                      T* dres, int64_t N, int64_t P, int64_t C, int64_t G, double* work) {                        \
+    norm::group_norm_bwd(DeviceLaunch{}, act, x, w, b, shift, res, mean, rstd, dy, dx, dw, db, dshift, dres, N, P, \
+                         C, G, work);                                                                             \
   }                                                                                                               \
   void layer_norm_fwd(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd, int64_t R,     \
                       int64_t C, float eps) {                                                                    \

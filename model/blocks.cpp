@@ -29,8 +29,9 @@ DoubleConv::DoubleConv(int64_t cin, int64_t cout, int64_t mid, bool residual, Ge
 Tensor DoubleConv::forward(const Tensor& x, const Tensor& shift) const {
   DDPM_CHECK(!residual_ || !shift.defined(), "DoubleConv", "a residual block takes no shift");
   Tensor h = group_norm(conv2d(x, like(w0_, x)), 1, n1w_, n1b_, 1e-5f, Act::GELU);
-  h = group_norm(conv2d(h, like(w3_, x)), 1, n4w_, n4b_, 1e-5f, Act::None, shift);
-  return residual_ ? add_gelu(x, h) : h;
+  // With the residual, gelu(x + norm(h)) in the norm's own pass.
+  if (residual_) return group_norm(conv2d(h, like(w3_, x)), 1, n4w_, n4b_, 1e-5f, Act::GELU, Tensor(), x);
+  return group_norm(conv2d(h, like(w3_, x)), 1, n4w_, n4b_, 1e-5f, Act::None, shift);
 }
 
 EmbLayer::EmbLayer(int64_t time_dim, int64_t cout, Generator& gen) {

@@ -52,6 +52,21 @@ TEST_CASE("gpu: group_norm with a per-sample shift matches the CPU", "[gpu][norm
   }
 }
 
+TEST_CASE("gpu: group_norm with a residual before its GELU matches the CPU", "[gpu][norm]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  // The U-Net's residual DoubleConv at 32x32, and odd sizes (the one-value path).
+  for (const Shape& s : {Shape{2, 32, 32, 64}, Shape{3, 5, 7, 5}}) {
+    CAPTURE(shape_str(s));
+    const int64_t C = s.back();
+    compare_backends(
+        [](const std::vector<Tensor>& in) {
+          return group_norm(in[0], 1, in[1], in[2], 1e-5f, Act::GELU, Tensor(), in[3]);
+        },
+        {randn(s, gen, 2.0f), randn({C}, gen), randn({C}, gen), randn(s, gen)}, gen);
+  }
+}
+
 TEST_CASE("gpu: layer_norm matches the CPU", "[gpu][norm]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());

@@ -42,42 +42,50 @@ std::vector<float> rand_floats(int64_t n, Generator& gen, float offset = 0.0f) {
 }
 
 struct Errors {
-  double y, mean, rstd, dx, dw, db, dshift = 0;
+  double y, mean, rstd, dx, dw, db, dshift = 0, dres = 0;
 };
 
-// Group norm on [N, P, C] with G groups, with a per-sample shift [N, C] or without: the emulated
-// kernels against the CPU ones on the same values. `skew` moves x and dy that many elements off a
-// 16-byte boundary (the V = 1 path).
+// Group norm on [N, P, C] with G groups, with or without a per-sample shift [N, C] and a residual:
+// the emulated kernels against the CPU ones on the same values. `skew` moves x and dy that many
+// elements off a 16-byte boundary (the V = 1 path).
 template <class T> Errors group_norm_errors(int64_t N, int64_t P, int64_t C, int64_t G, Act act, int skew, bool shifted,
-                                            Generator& gen) {
+                                            bool with_res, Generator& gen) {
   const int64_t n = N * P * C;
   const std::vector<T> x = narrow<T>(rand_floats(n + skew, gen, 0.5f)), dy = narrow<T>(rand_floats(n + skew, gen));
-  const std::vector<T> shift = narrow<T>(rand_floats(N * C, gen));
+  const std::vector<T> shift = narrow<T>(rand_floats(N * C, gen)), res = narrow<T>(rand_floats(n, gen));
   const std::vector<float> w = rand_floats(C, gen), b = rand_floats(C, gen);
   std::vector<double> work(size_t(kernels::group_norm_work(N, P, C, G)));
   const T nan = ddpm::cuda::from_f32<T>(NAN);
   struct Out {
-    std::vector<T> y, dx, dshift;
+    std::vector<T> y, dx, dshift, dres;
     std::vector<float> mean, rstd, dw, db;
   };
   auto fresh = [&] {
-    return Out{std::vector<T>(size_t(n + skew), nan),    std::vector<T>(size_t(n + skew), nan),
-               std::vector<T>(size_t(N * C), nan),       std::vector<float>(size_t(N * G), NAN),
-               std::vector<float>(size_t(N * G), NAN),   std::vector<float>(size_t(C), NAN),
-               std::vector<float>(size_t(C), NAN)};
+    return Out{std::vector<T>(size_t(n + skew), nan),  std::vector<T>(size_t(n + skew), nan),
+               std::vector<T>(size_t(N * C), nan),     std::vector<T>(size_t(n), nan),
+               std::vector<float>(size_t(N * G), NAN), std::vector<float>(size_t(N * G), NAN),
+               std::vector<float>(size_t(C), NAN),     std::vector<float>(size_t(C), NAN)};
   };
   Out cpu = fresh(), emu = fresh();
   const T *xs = x.data() + skew, *dys = dy.data() + skew, *sh = shifted ? shift.data() : nullptr;
-  kernels::cpu::group_norm_fwd(act, xs, w.data(), b.data(), sh, cpu.y.data() + skew, cpu.mean.data(),
-                               cpu.rstd.data(), N, P, C, G, 1e-5f, work.data());
-  kernels::cpu::group_norm_bwd(act, xs, w.data(), b.data(), sh, cpu.mean.data(), cpu.rstd.data(), dys,
-                               cpu.dx.data() + skew, cpu.dw.data(), cpu.db.data(),
-                               shifted ? cpu.dshift.data() : nullptr, N, P, C, G, work.data());
-  norm::group_norm_fwd(launch, act, xs, w.data(), b.data(), sh, emu.y.data() + skew, emu.mean.data(), emu.rstd.data(),
-                       N, P, C, G, 1e-5f, work.data());
-  norm::group_norm_bwd(launch, act, xs, w.data(), b.data(), sh, emu.mean.data(), emu.rstd.data(), dys,
-                       emu.dx.data() + skew, emu.dw.data(), emu.db.data(), shifted ? emu.dshift.data() : nullptr, N, P,
-                       C, G, work.data());
+  const T* rs = with_res ? res.data() : nullptr;
+  for (Out* o : {&cpu, &emu}) {
+    const bool on_cpu = o == &cpu;
+    T* dshift = shifted ? o->dshift.data() : nullptr;
+    T* dres = with_res ? o->dres.data() : nullptr;
+    if (on_cpu) {
+      kernels::cpu::group_norm_fwd(act, xs, w.data(), b.data(), sh, rs, o->y.data() + skew, o->mean.data(),
+                                   o->rstd.data(), N, P, C, G, 1e-5f, work.data());
+      kernels::cpu::group_norm_bwd(act, xs, w.data(), b.data(), sh, rs, o->mean.data(), o->rstd.data(), dys,
+                                   o->dx.data() + skew, o->dw.data(), o->db.data(), dshift, dres, N, P, C, G,
+                                   work.data());
+    } else {
+      norm::group_norm_fwd(launch, act, xs, w.data(), b.data(), sh, rs, o->y.data() + skew, o->mean.data(),
+                           o->rstd.data(), N, P, C, G, 1e-5f, work.data());
+      norm::group_norm_bwd(launch, act, xs, w.data(), b.data(), sh, rs, o->mean.data(), o->rstd.data(), dys,
+                           o->dx.data() + skew, o->dw.data(), o->db.data(), dshift, dres, N, P, C, G, work.data());
+    }
+  }
   auto data = [&](const std::vector<T>& v) { return widen(std::vector<T>(v.begin() + skew, v.end())); };
   return {rel_err(data(emu.y), data(cpu.y)),
           rel_err(emu.mean, cpu.mean),
@@ -85,7 +93,8 @@ template <class T> Errors group_norm_errors(int64_t N, int64_t P, int64_t C, int
           rel_err(data(emu.dx), data(cpu.dx)),
           rel_err(emu.dw, cpu.dw),
           rel_err(emu.db, cpu.db),
-          shifted ? rel_err(widen(emu.dshift), widen(cpu.dshift)) : 0.0};
+          shifted ? rel_err(widen(emu.dshift), widen(cpu.dshift)) : 0.0,
+          with_res ? rel_err(widen(emu.dres), widen(cpu.dres)) : 0.0};
 }
 
 // Layer norm on [R, C], as above.
@@ -114,10 +123,11 @@ template <class T> Errors layer_norm_errors(int64_t R, int64_t C, int skew, Gene
 }
 
 void check(const Errors& e, double data_tol) {
-  CAPTURE(e.y, e.mean, e.rstd, e.dx, e.dw, e.db, e.dshift);
+  CAPTURE(e.y, e.mean, e.rstd, e.dx, e.dw, e.db, e.dshift, e.dres);
   CHECK(e.y < data_tol);
   CHECK(e.dx < data_tol);
   CHECK(e.dshift < data_tol);
+  CHECK(e.dres < data_tol);
   CHECK(e.mean < 1e-5);
   CHECK(e.rstd < 1e-5);
   CHECK(e.dw < 1e-5);
@@ -128,24 +138,26 @@ struct GnCase {
   int64_t N, P, C, G;
   Act act;
   int skew;
-  bool shifted;
+  bool shifted, with_res = false;
 };
 // 1x1 spatial and batch 1; C = 5 and an unaligned pointer (V = 1); groups inside and across
 // vectors of 4; C = 136 (two channel tiles, the second partial); position counts that leave a
-// partial batch in each split; the model's GroupNorm(1, C) at 8x8 with several splits, and with
-// the embedding's shift (also with an activation, and on the V = 1 path).
+// partial batch in each split; the model's GroupNorm(1, C) at 8x8 with several splits, with the
+// embedding's shift (also with an activation, and on the V = 1 path), and with the ResNet block's
+// residual before its GELU (vectors, and the V = 1 path with a shift too).
 const GnCase kGnCases[] = {
     {1, 1, 5, 1, Act::GELU, 0, false},    {2, 35, 12, 3, Act::GELU, 0, false}, {2, 35, 12, 4, Act::None, 0, false},
     {3, 21, 12, 1, Act::SiLU, 1, false},  {1, 70, 136, 2, Act::SiLU, 0, false}, {2, 300, 64, 1, Act::GELU, 0, false},
     {2, 64, 256, 1, Act::None, 0, false}, {2, 64, 256, 1, Act::None, 0, true},  {3, 35, 12, 3, Act::GELU, 0, true},
-    {2, 21, 5, 1, Act::None, 1, true}};
+    {2, 21, 5, 1, Act::None, 1, true},    {2, 64, 256, 1, Act::GELU, 0, false, true},
+    {3, 35, 12, 1, Act::GELU, 0, false, true}, {2, 21, 5, 1, Act::GELU, 1, true, true}};
 
 template <class T> void check_group_norm(double data_tol) {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   for (const GnCase& c : kGnCases) {
-    CAPTURE(c.N, c.P, c.C, c.G, int(c.act), c.skew, c.shifted, kernels::norm_splits(c.N, c.P, c.C));
-    check(group_norm_errors<T>(c.N, c.P, c.C, c.G, c.act, c.skew, c.shifted, gen), data_tol);
+    CAPTURE(c.N, c.P, c.C, c.G, int(c.act), c.skew, c.shifted, c.with_res, kernels::norm_splits(c.N, c.P, c.C));
+    check(group_norm_errors<T>(c.N, c.P, c.C, c.G, c.act, c.skew, c.shifted, c.with_res, gen), data_tol);
   }
 }
 

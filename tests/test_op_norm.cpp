@@ -16,12 +16,13 @@ double naive_act(Act act, double u) {
 }
 
 // x [N, ..., C] viewed as [N, P, C]; statistics per (sample, group) in double, two passes; shift
-// [N, C] (if given) added before the activation.
+// [N, C] and residual (x's shape), if given, added before the activation.
 std::vector<float> naive_group_norm(const Tensor& x, int64_t G, const Tensor& w, const Tensor& b, double eps, Act act,
-                                    const Tensor& shift = Tensor()) {
+                                    const Tensor& shift = Tensor(), const Tensor& residual = Tensor()) {
   const std::vector<float> xv = x.to_floats(), wv = w.to_floats(), bv = b.to_floats();
   const int64_t N = x.size(0), C = x.size(-1), P = x.numel() / (N * C), Cg = C / G;
   const std::vector<float> sv = shift.defined() ? shift.to_floats() : std::vector<float>(size_t(N * C), 0.0f);
+  const std::vector<float> rv = residual.defined() ? residual.to_floats() : std::vector<float>(xv.size(), 0.0f);
   std::vector<float> y(xv.size());
   for (int64_t n = 0; n < N; ++n)
     for (int64_t g = 0; g < G; ++g) {
@@ -36,7 +37,7 @@ std::vector<float> naive_group_norm(const Tensor& x, int64_t G, const Tensor& w,
       for (int64_t p = 0; p < P; ++p)
         for (int64_t c = 0; c < Cg; ++c)
           y[at(p, c)] = float(naive_act(act, (xv[at(p, c)] - m) * r * wv[size_t(g * Cg + c)] + bv[size_t(g * Cg + c)] +
-                                                 sv[size_t(n * C + g * Cg + c)]));
+                                                 sv[size_t(n * C + g * Cg + c)] + rv[at(p, c)]));
     }
   return y;
 }
@@ -84,6 +85,20 @@ TEST_CASE("group_norm adds a per-sample shift before the activation", "[op][norm
   }
 }
 
+TEST_CASE("group_norm adds a residual before the activation", "[op][norm]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  for (Act act : {Act::GELU, Act::None}) {
+    CAPTURE(int(act));
+    Tensor x = shifted({2, 4, 5, 8}, gen, -1.0f), w = randn({8}, gen), b = randn({8}, gen);
+    Tensor r = randn({2, 4, 5, 8}, gen), shift = randn({2, 8}, gen);
+    const std::vector<float> want = naive_group_norm(x, 1, w, b, 1e-5, act, Tensor(), r);
+    CHECK(rel_err(group_norm(x, 1, w, b, 1e-5f, act, Tensor(), r), want) < 1e-5);
+    CHECK(rel_err(group_norm(x, 2, w, b, 1e-5f, act, shift, r), naive_group_norm(x, 2, w, b, 1e-5, act, shift, r)) <
+          1e-5);
+  }
+}
+
 TEST_CASE("group_norm keeps precision when the mean dwarfs the spread", "[op][norm]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
@@ -115,12 +130,16 @@ TEST_CASE("group_norm gradients match finite differences", "[op][norm][grad]") {
         [&](const std::vector<Tensor>& in) { return group_norm(in[0], k.groups, in[1], in[2], 1e-5f, k.act); },
         {randn(k.shape, gen), randn({C}, gen), randn({C}, gen)}, gen);
   }
-  // With the per-sample shift, whose gradient is du summed over the sample's positions.
+  // With the per-sample shift, whose gradient is du summed over the sample's positions, and with
+  // the residual, whose gradient is du.
   for (Act act : {Act::None, Act::GELU}) {
     CAPTURE(int(act));
     check_gradients(
         [&](const std::vector<Tensor>& in) { return group_norm(in[0], 2, in[1], in[2], 1e-5f, act, in[3]); },
         {randn({2, 3, 2, 6}, gen), randn({6}, gen), randn({6}, gen), randn({2, 6}, gen)}, gen);
+    check_gradients(
+        [&](const std::vector<Tensor>& in) { return group_norm(in[0], 1, in[1], in[2], 1e-5f, act, Tensor(), in[3]); },
+        {randn({2, 3, 2, 6}, gen), randn({6}, gen), randn({6}, gen), randn({2, 3, 2, 6}, gen)}, gen);
   }
 }
 
@@ -166,6 +185,8 @@ TEST_CASE("norms reject bad input", "[op][norm][errors]") {
   CHECK_THROWS_WITH(group_norm(x, 2, w, b, 1e-5f, Act::None, randn({2, 5}, gen)),
                     Catch::Contains("shift") && Catch::Contains("[2, 6]"));
   CHECK_THROWS_AS(group_norm(x, 2, w, b, 1e-5f, Act::None, randn({2, 6}, gen).to(DType::BF16)), Error);
+  CHECK_THROWS_WITH(group_norm(x, 2, w, b, 1e-5f, Act::GELU, Tensor(), randn({2, 3, 3, 5}, gen)),
+                    Catch::Contains("residual") && Catch::Contains("[2, 3, 3, 5]"));
   CHECK_THROWS_WITH(layer_norm(randn({4, 5}, gen), w, b), Catch::Contains("layer_norm") && Catch::Contains("[4, 5]"));
   CHECK_THROWS_AS(layer_norm(Tensor::zeros({4, 0}), randn({0}, gen), randn({0}, gen)), Error);
   CHECK_THROWS_AS(layer_norm(Tensor(), w, b), Error);

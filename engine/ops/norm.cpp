@@ -21,12 +21,14 @@ void check_affine(const char* op, const Tensor& x, const Tensor& w, const Tensor
 }  // namespace
 
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps, Act act,
-                  const Tensor& shift) {
+                  const Tensor& shift, const Tensor& residual) {
   const char* op = "group_norm";
-  check_float_same(op, {{&x, "input"}, {&shift, "shift"}});
+  check_float_same(op, {{&x, "input"}, {&shift, "shift"}, {&residual, "residual"}});
   DDPM_CHECK(x.dim() >= 2, op, "input must be [N, ..., C], got ", x.desc());
   check_affine(op, x, w, b);
-  check_same_device(op, {&x, &shift});
+  check_same_device(op, {&x, &shift, &residual});
+  DDPM_CHECK(!residual.defined() || residual.shape() == x.shape(), op, "residual must be ", x.desc(), "'s shape, got ",
+             residual.desc());
   const int64_t N = x.size(0), C = x.size(-1), P = x.numel() / (N * C);
   const Shape per_sample{N, C};
   DDPM_CHECK(!shift.defined() || shift.shape() == per_sample, op, "shift must be [", N, ", ", C, "] for input ",
@@ -40,27 +42,31 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor
   with_float_type(x.dtype(), [&](auto t) {
     using T = decltype(t);
     DDPM_DISPATCH(dev, group_norm_fwd, act, x.data<T>(), w.data<float>(), b.data<float>(),
-                  shift.defined() ? shift.data<T>() : nullptr, y.data<T>(), mean.data<float>(), rstd.data<float>(),
-                  N, P, C, groups, eps, as_doubles(work));
+                  shift.defined() ? shift.data<T>() : nullptr, residual.defined() ? residual.data<T>() : nullptr,
+                  y.data<T>(), mean.data<float>(), rstd.data<float>(), N, P, C, groups, eps, as_doubles(work));
   });
   std::vector<Tensor> inputs{x, w, b};
   if (shift.defined()) inputs.push_back(shift);
-  const Tensor ss = shift.defined() ? shift.detach() : Tensor();
+  if (residual.defined()) inputs.push_back(residual);
+  const Tensor ss = shift.defined() ? shift.detach() : Tensor(), rs = residual.defined() ? residual.detach() : Tensor();
   return record(y, op, inputs,
-                [xs = x.detach(), ws = w.detach(), bs = b.detach(), ss, mean, rstd, groups, act](const Tensor& g) {
+                [xs = x.detach(), ws = w.detach(), bs = b.detach(), ss, rs, mean, rstd, groups, act](const Tensor& g) {
                   const int64_t N = xs.size(0), C = xs.size(-1), P = xs.numel() / (N * C);
                   Tensor dx = empty_like(xs), dw = empty_like(ws), db = empty_like(bs);
                   Tensor dshift = ss.defined() ? empty_like(ss) : Tensor();
+                  Tensor dres = rs.defined() ? empty_like(rs) : Tensor();
                   Tensor work = scratch_doubles(kernels::group_norm_work(N, P, C, groups), xs.device());
                   with_float_type(xs.dtype(), [&](auto t) {
                     using T = decltype(t);
+                    auto or_null = [](const Tensor& u) { return u.defined() ? u.data<T>() : nullptr; };
                     DDPM_DISPATCH(xs.device(), group_norm_bwd, act, xs.data<T>(), ws.data<float>(),
-                                  bs.data<float>(), ss.defined() ? ss.data<T>() : nullptr, mean.data<float>(),
-                                  rstd.data<float>(), g.data<T>(), dx.data<T>(), dw.data<float>(), db.data<float>(),
-                                  ss.defined() ? dshift.data<T>() : nullptr, N, P, C, groups, as_doubles(work));
+                                  bs.data<float>(), or_null(ss), or_null(rs), mean.data<float>(), rstd.data<float>(),
+                                  g.data<T>(), dx.data<T>(), dw.data<float>(), db.data<float>(), or_null(dshift),
+                                  or_null(dres), N, P, C, groups, as_doubles(work));
                   });
                   std::vector<Tensor> grads{dx, dw, db};
                   if (ss.defined()) grads.push_back(dshift);
+                  if (rs.defined()) grads.push_back(dres);
                   return grads;
                 });
 }
