@@ -12,22 +12,37 @@
 namespace ddpm::kernels::cpu {
 namespace {
 
+// What is added to z w at element (n, p, c): b[c] + shift[n, c] + res[n, p, c], any of them
+// absent. b + shift is tabled once per call, and a missing residual reads a row of zeros, so the
+// inner loops stay free of branches (and vectorise).
+class AddedBias {
+ public:
+  AddedBias(const float* b, const float* shift, const float* res, int64_t N, int64_t P, int64_t C)
+      : res_(res), P_(P), C_(C), per_sample_(size_t(N * C)), zeros_(size_t(C), 0.0f) {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        per_sample_[size_t(n * C + c)] = (b ? b[c] : 0.0f) + (shift ? shift[n * C + c] : 0.0f);
+  }
+  const float* sample(int64_t n) const { return per_sample_.data() + n * C_; }
+  const float* residual(int64_t n, int64_t p) const { return res_ ? res_ + (n * P_ + p) * C_ : zeros_.data(); }
+
+ private:
+  const float* res_;
+  int64_t P_, C_;
+  std::vector<float> per_sample_, zeros_;
+};
+
 // What the partial sums add up at each element: (x, x^2) for the forward statistics, or
 // (du, du z) for the backward (norm_grad_at), with statistics per (sample, group), or per
 // position for layer norm (N = 1, G = 1, per_row).
 struct ColumnSums {
   bool grad;
   Act act;
-  const float *x, *dy, *mean, *rstd, *w, *b, *shift, *res;  // all but x only for grad; b, shift, res may be null
+  const float *x, *dy, *mean, *rstd, *w;  // all but x only for grad
+  const AddedBias* bias;                  // only for grad
   int64_t N, P, C, G;
   bool per_row;
 };
-
-// What is added to z w at element (n, p, c): b[c] + shift[n, c] + res[n, p, c], any may be absent.
-float bias_at(const float* b, const float* shift, const float* res, int64_t n, int64_t P, int64_t C, int64_t p,
-              int64_t c) {
-  return (b ? b[c] : 0.0f) + (shift ? shift[n * C + c] : 0.0f) + (res ? res[(n * P + p) * C + c] : 0.0f);
-}
 
 // part[n][s][c] = {sum a, sum b} over the positions of split s of sample n.
 void column_sums(const ColumnSums& a, double* part) {
@@ -48,11 +63,12 @@ void column_sums(const ColumnSums& a, double* part) {
             continue;
           }
           const float* dy = a.dy + (n * a.P + p) * C;
+          const float *bn = a.bias->sample(n), *rr = a.bias->residual(n, p);
           const int64_t stat = n * a.G + (a.per_row ? p : 0);
           for (int64_t g = 0; g < a.G; ++g)
             for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-              NormGradAt t = norm_grad_at(A, x[c], dy[c], a.mean[stat + g], a.rstd[stat + g], a.w[c],
-                                          bias_at(a.b, a.shift, a.res, n, a.P, C, p, c));
+              NormGradAt t =
+                  norm_grad_at(A, x[c], dy[c], a.mean[stat + g], a.rstd[stat + g], a.w[c], bn[c] + rr[c]);
               acc[2 * c] += t.du;
               acc[2 * c + 1] += double(t.du) * t.z;
             }
@@ -112,8 +128,7 @@ void group_norm_fwd(Act act, const float* x, const float* w, const float* b, con
                     double* work) {
   const int64_t S = norm_splits(N, P, C), Cg = C / G;
   double* sums = work + N * S * C * 2;
-  column_sums({false, Act::None, x, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, N, P, C, G, false},
-              work);
+  column_sums({false, Act::None, x, nullptr, nullptr, nullptr, nullptr, nullptr, N, P, C, G, false}, work);
   group_totals(work, nullptr, N, S, C, G, sums);
   const double M = double(P * Cg);
   for (int64_t ng = 0; ng < N * G; ++ng) {
@@ -121,16 +136,17 @@ void group_norm_fwd(Act act, const float* x, const float* w, const float* b, con
     mean[ng] = float(m);
     rstd[ng] = float(1.0 / std::sqrt(var + double(eps)));
   }
+  const AddedBias bias(b, shift, res, N, P, C);
   with_act(act, [&](auto A) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t p = 0; p < P; ++p) {
         const float* xr = x + (n * P + p) * C;
+        const float *bn = bias.sample(n), *rr = bias.residual(n, p);
         float* yr = y + (n * P + p) * C;
         for (int64_t g = 0; g < G; ++g) {
           const float m = mean[n * G + g], r = rstd[n * G + g];
-          for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
-            yr[c] = activate(A, (xr[c] - m) * r * w[c] + bias_at(b, shift, res, n, P, C, p, c));
+          for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) yr[c] = activate(A, (xr[c] - m) * r * w[c] + bn[c] + rr[c]);
         }
       }
   });
@@ -141,7 +157,8 @@ void group_norm_bwd(Act act, const float* x, const float* w, const float* b, con
                     float* dshift, float* dres, int64_t N, int64_t P, int64_t C, int64_t G, double* work) {
   const int64_t S = norm_splits(N, P, C), Cg = C / G;
   double* sums = work + N * S * C * 2;
-  column_sums({true, act, x, dy, mean, rstd, w, b, shift, res, N, P, C, G, false}, work);
+  const AddedBias bias(b, shift, res, N, P, C);
+  column_sums({true, act, x, dy, mean, rstd, w, &bias, N, P, C, G, false}, work);
   channel_totals(work, N * S, C, dw, db);
   if (dshift) shift_totals(work, N, S, C, dshift);
   group_totals(work, w, N, S, C, G, sums);  // sum w du and sum w du z per group
@@ -151,12 +168,12 @@ void group_norm_bwd(Act act, const float* x, const float* w, const float* b, con
     for (int64_t n = 0; n < N; ++n)
       for (int64_t p = 0; p < P; ++p) {
         const int64_t row = (n * P + p) * C;
+        const float *bn = bias.sample(n), *rr = bias.residual(n, p);
         for (int64_t g = 0; g < G; ++g) {
           const int64_t ng = n * G + g;
           const float m = mean[ng], r = rstd[ng], c1 = float(sums[2 * ng] / M), c2 = float(sums[2 * ng + 1] / M);
           for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-            const NormGradAt t =
-                norm_grad_at(A, x[row + c], dy[row + c], m, r, w[c], bias_at(b, shift, res, n, P, C, p, c));
+            const NormGradAt t = norm_grad_at(A, x[row + c], dy[row + c], m, r, w[c], bn[c] + rr[c]);
             dx[row + c] = norm_dx(r, w[c], t, c1, c2);
             if (dres) dres[row + c] = t.du;
           }
@@ -198,7 +215,8 @@ void layer_norm_bwd(const float* x, const float* w, const float* mean, const flo
       dx[r * C + c] =
           norm_dx(rstd[r], w[c], norm_grad_at(Act::None, xr[c], dyr[c], mean[r], rstd[r], w[c], 0.0f), c1, c2);
   }
-  column_sums({true, Act::None, x, dy, mean, rstd, w, nullptr, nullptr, nullptr, 1, R, C, 1, true}, work);
+  const AddedBias no_bias(nullptr, nullptr, nullptr, 1, R, C);  // layer norm's dw, db sums see b = 0
+  column_sums({true, Act::None, x, dy, mean, rstd, w, &no_bias, 1, R, C, 1, true}, work);
   channel_totals(work, norm_splits(1, R, C), C, dw, db);
 }
 
