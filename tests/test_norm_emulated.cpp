@@ -69,23 +69,18 @@ template <class T> Errors group_norm_errors(int64_t N, int64_t P, int64_t C, int
   Out cpu = fresh(), emu = fresh();
   const T *xs = x.data() + skew, *dys = dy.data() + skew, *sh = shifted ? shift.data() : nullptr;
   const T* rs = with_res ? res.data() : nullptr;
-  for (Out* o : {&cpu, &emu}) {
-    const bool on_cpu = o == &cpu;
-    T* dshift = shifted ? o->dshift.data() : nullptr;
-    T* dres = with_res ? o->dres.data() : nullptr;
-    if (on_cpu) {
-      kernels::cpu::group_norm_fwd(act, xs, w.data(), b.data(), sh, rs, o->y.data() + skew, o->mean.data(),
-                                   o->rstd.data(), N, P, C, G, 1e-5f, work.data());
-      kernels::cpu::group_norm_bwd(act, xs, w.data(), b.data(), sh, rs, o->mean.data(), o->rstd.data(), dys,
-                                   o->dx.data() + skew, o->dw.data(), o->db.data(), dshift, dres, N, P, C, G,
-                                   work.data());
-    } else {
-      norm::group_norm_fwd(launch, act, xs, w.data(), b.data(), sh, rs, o->y.data() + skew, o->mean.data(),
-                           o->rstd.data(), N, P, C, G, 1e-5f, work.data());
-      norm::group_norm_bwd(launch, act, xs, w.data(), b.data(), sh, rs, o->mean.data(), o->rstd.data(), dys,
-                           o->dx.data() + skew, o->dw.data(), o->db.data(), dshift, dres, N, P, C, G, work.data());
-    }
-  }
+  auto dshift = [&](Out& o) { return shifted ? o.dshift.data() : nullptr; };
+  auto dres = [&](Out& o) { return with_res ? o.dres.data() : nullptr; };
+  kernels::cpu::group_norm_fwd(act, xs, w.data(), b.data(), sh, rs, cpu.y.data() + skew, cpu.mean.data(),
+                               cpu.rstd.data(), N, P, C, G, 1e-5f, work.data());
+  kernels::cpu::group_norm_bwd(act, xs, w.data(), b.data(), sh, rs, cpu.mean.data(), cpu.rstd.data(), dys,
+                               cpu.dx.data() + skew, cpu.dw.data(), cpu.db.data(), dshift(cpu), dres(cpu), N, P, C, G,
+                               work.data());
+  norm::group_norm_fwd(launch, act, xs, w.data(), b.data(), sh, rs, emu.y.data() + skew, emu.mean.data(),
+                       emu.rstd.data(), N, P, C, G, 1e-5f, work.data());
+  norm::group_norm_bwd(launch, act, xs, w.data(), b.data(), sh, rs, emu.mean.data(), emu.rstd.data(), dys,
+                       emu.dx.data() + skew, emu.dw.data(), emu.db.data(), dshift(emu), dres(emu), N, P, C, G,
+                       work.data());
   auto data = [&](const std::vector<T>& v) { return widen(std::vector<T>(v.begin() + skew, v.end())); };
   return {rel_err(data(emu.y), data(cpu.y)),
           rel_err(emu.mean, cpu.mean),
