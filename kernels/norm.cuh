@@ -1,7 +1,7 @@
-// Group norm and layer norm on the GPU: the kernels behind kernels/norm_cuda.cu (which sizes the
-// grids, launches them and has the napkin math). Private to the norm kernels; the conventions are
-// kernels/norm.hpp's. Kept apart from the launches so tests/test_norm_emulated.cpp can run them as
-// host C++ (CI has no GPU).
+// Group norm and layer norm on the GPU: the kernels and their launch sequences, which
+// kernels/norm_cuda.cu runs on the GPU (its header has the napkin math) and
+// tests/test_norm_emulated.cpp runs as host C++ (CI has no GPU). Private to the norm kernels; the
+// conventions are kernels/norm.hpp's.
 //
 // Version 2: every loop that streams data issues kBatch loads per thread before it uses the first.
 // Version 1 loaded one position (or row) per loop turn; a pass that also stores could not have its
@@ -26,8 +26,8 @@ using ddpm::cuda::to_f32;
 using ddpm::cuda::Vec;
 
 // Loads per thread in flight: 4 x 8 bytes (bf16, V = 4), with about 1,000 threads per SM: ~32 KB
-// per SM, about what an H100/H200 SM needs in flight to keep its share of
-// DRAM busy (bandwidth x latency / SMs ~ 4.8 TB/s x 0.7 us / 132).
+// per SM, about what an H100/H200 SM needs in flight to keep its share of DRAM busy (bandwidth x
+// latency / SMs ~ 4.8 TB/s x 0.7 us / 132).
 constexpr int kBatch = 4;
 
 // Arguments of the group norm kernels (and of layer norm's dw, db sums, with N = 1, G = 1 and
