@@ -100,25 +100,6 @@ struct Plan {
   Algo fwd, data, filter;
 };
 
-// Median milliseconds of three runs of fn on the engine stream.
-float median_ms(const std::function<void()>& fn) {
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  float ms[3];
-  for (float& m : ms) {
-    CUDA_CHECK(cudaEventRecord(start, ddpm::cuda::stream()));
-    fn();
-    CUDA_CHECK(cudaEventRecord(stop, ddpm::cuda::stream()));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
-  }
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(ms, ms + 3);
-  return ms[1];
-}
-
 // cudnnFind* times each algorithm once, and a single timing can be far off: on an H200 the
 // forward of 3x3 128->128 at 16x16, batch 64, bf16 ran at 20 us in some processes and 187-239 us
 // in others (bench_kernels at 91bf57c and 51595b9 against 25a059a and fc776d5), the slow choice
@@ -143,7 +124,7 @@ Algo pick(const Perf* perf, int count, const char* direction, const std::functio
   if (usable.size() > 1)
     for (const Algo& a : usable) {
       run(a);
-      const float ms = median_ms([&] { run(a); });
+      const float ms = ddpm::cuda::median_ms([&] { run(a); });
       if (ms < best_ms) best = a, best_ms = ms;
     }
   return best;
@@ -257,7 +238,7 @@ bool auto_picks_ours(const ConvShape& s, cudnnDataType_t type, ConvDir dir, cons
   if (auto it = choice.find(key); it != choice.end()) return it->second;
   theirs();
   ours();
-  const bool faster = median_ms(ours) < median_ms(theirs);
+  const bool faster = ddpm::cuda::median_ms(ours) < ddpm::cuda::median_ms(theirs);
   return choice.emplace(key, faster).first->second;
 }
 

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <string>
 
 #include "kernels/cuda_context.hpp"
@@ -41,6 +42,24 @@ bool g_allow_tf32 = false;
 }
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
+
+float median_ms(const std::function<void()>& fn) {
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  float ms[3];
+  for (float& m : ms) {
+    CUDA_CHECK(cudaEventRecord(start, stream()));
+    fn();
+    CUDA_CHECK(cudaEventRecord(stop, stream()));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
+  }
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(ms, ms + 3);
+  return ms[1];
+}
 
 void synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
 

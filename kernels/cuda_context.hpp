@@ -9,6 +9,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <functional>
+
 #include "kernels/error.hpp"
 
 namespace ddpm::cuda {
@@ -21,6 +23,9 @@ void synchronize();  // waits for the stream and reports any asynchronous fault
 // default so f32 results match the CPU to ~1e-6; `--tf32` (engine/gpu_settings.hpp) switches it on.
 void set_allow_tf32(bool on);
 bool allow_tf32();
+// Median milliseconds of three runs of fn on the engine stream, each timed by events and waited
+// for: how a library call's algorithm is chosen on its first use (never while a graph records).
+float median_ms(const std::function<void()>& fn);
 
 [[noreturn]] void fail(const char* call, const char* what, const char* file, int line);
 void check_launch(const char* kernel, const char* file, int line);

@@ -6,6 +6,7 @@
 #include <array>
 #include <climits>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <type_traits>
 
@@ -62,41 +63,37 @@ template <class T> __global__ void bias_grad_total_k(const double* part, T* db, 
 constexpr cudaDataType_t data_type(float*) { return CUDA_R_32F; }
 constexpr cudaDataType_t data_type(bf16*) { return CUDA_R_16BF; }
 
-// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS sees each row-major
-// matrix as its transpose, so we pass B first, A second, and swap m and n. f32 data runs in FP32
-// (or TF32 when allowed); bf16 data always accumulates in FP32 on the tensor cores.
-template <class T> void gemm_t(const Gemm& g, const T* a, const T* b, T* c) {
-  DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX && g.batch <= INT_MAX, "gemm", "dimensions ", g.batch,
-             "x", g.m, "x", g.n, "x", g.k, " exceed the 32-bit cuBLAS interface");
-  const int m = int(g.m), n = int(g.n), k = int(g.k);
-  const int lda = g.trans_a ? m : k, ldb = g.trans_b ? k : n;
-  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
-  const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
-  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  const cudaDataType_t type = data_type(c);
-  CUBLAS_CHECK(cublasGemmStridedBatchedEx(ddpm::cuda::cublas(), g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                          g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, type, ldb,
-                                          g.k * g.n, a, type, lda, g.m * g.k, &beta, c, type, n, g.m * g.n,
-                                          int(g.batch), compute, CUBLAS_GEMM_DEFAULT));
-}
+// cuBLASLt for one product c = op(a) op(b) (+ bias) (+ r): linear's forward (gemm_bias) and the
+// single products of gemm with a short k (linear's input gradient). Per shape (and type, TF32
+// setting, operand alignment, bias and residual presence) one plan: the matmul descriptor (the
+// bias in its epilogue when there is one), the three layouts (row-major C = op(A) op(B) is
+// column-major C^T = op(B)^T op(A)^T, so b is the first operand) and an algorithm. No workspace,
+// so nothing is allocated and a CUDA graph may record the call, and no split-K reduction, so each
+// output is rounded once (what the cuBLAS handle is told): these products are skinny, k = 64 to
+// 768, and split K has nothing to win there.
+//
+// The algorithm: the heuristic's first kLtCandidates are run on the first call's own buffers (the
+// output is overwritten, never accumulated, so repeating the call is harmless) and timed, median
+// of three; the heuristic's first is kept unless another is more than kLtMargin faster. The
+// heuristic ranks by a model of the GPU, not by a run, and these memory-bound products are where
+// a tile that looks fine on FLOPs can waste bandwidth; timing costs a few milliseconds once per
+// shape. The choice depends on timing, as cudnnFind's does; the margin keeps near-ties with the
+// heuristic's pick, so two processes rarely choose differently.
+constexpr int kLtCandidates = 8;
+constexpr float kLtMargin = 0.1f;
+// Beyond this k a product wants split K (few output tiles, a long sum: a weight gradient over all
+// rows), which needs a workspace: those stay with cuBLAS's own heuristic and workspace.
+constexpr int64_t kLtMaxK = 1024;
 
-template <class T> void bias_fill_t(T* y, const T* b, int64_t rows, int64_t cols) {
-  bias_fill_k<<<grid_for(rows * cols), kThreads, 0, stream()>>>(y, b, rows, cols);
-  CUDA_CHECK_LAUNCH("bias_fill_k");
-}
-
-// gemm_bias on cuBLASLt. Per shape (and type, TF32 setting, operand alignment) one plan: the
-// matmul descriptor with CUBLASLT_EPILOGUE_BIAS, the three layouts (the same column-major view as
-// gemm_t: c^T = op(b)^T op(a)^T) and the heuristic's first algorithm, found without workspace so
-// nothing is allocated and a CUDA graph may record the call (these products are skinny, K = 64 to
-// 512: split K, the usual use of workspace, has nothing to win). A shape cuBLASLt has no
-// algorithm for, a call it refuses, or a bias not 16-byte aligned falls back to bias_fill + an
-// accumulating gemm (for good, for that shape), counted by gemm_bias_fallbacks().
 struct LtPlan {
-  bool ok = false;
+  bool ok = false;      // false: no algorithm, or a refused call; that shape takes the other way for good
+  bool timed = false;   // the candidates were timed, and algos[0] is the one kept
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulAlgo_t algo{};
+  // The heuristic's order (a plain array: nvcc 13.0's front end fails on a std::vector of
+  // cublasLtMatmulAlgo_t, an unnamed struct).
+  cublasLtMatmulAlgo_t algos[kLtCandidates] = {};
+  int count = 0;
 };
 
 cublasLtHandle_t lt() {
@@ -117,19 +114,23 @@ int alignment(std::initializer_list<const void*> ptrs) {
   return align;
 }
 
-// `bias` is a pointer of the alignment later calls will have: the heuristic reads its alignment
-// from BIAS_POINTER (there is no MIN_ALIGNMENT for it), so gemm_bias_t calls only with 16-byte
-// aligned biases.
+template <class V> bool set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr, V value) {
+  return cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)) == CUBLAS_STATUS_SUCCESS;
+}
+
+// `bias` (or null) is a pointer of the alignment later calls will have: the heuristic reads its
+// alignment from BIAS_POINTER (there is no MIN_ALIGNMENT for it), so gemm_bias_t calls only with
+// 16-byte aligned biases.
 LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align, const void* bias) {
   LtPlan p;
   const cublasOperation_t op_first = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const cublasLtEpilogue_t epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   const uint64_t n = uint64_t(g.n), m = uint64_t(g.m), k = uint64_t(g.k);
-  const uint32_t bytes = uint32_t(align);
+  const uint32_t bytes = uint32_t(align), no_split = CUBLASLT_REDUCTION_SCHEME_NONE;
   const size_t no_workspace = 0;
   cublasLtMatmulPreference_t pref = nullptr;
   int found = 0;
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kLtCandidates] = {};
   // Column-major: the first operand is b (k x n stored [n, k] when trans_b, else n x k), the second a.
   const bool ok =
       cublasLtMatmulDescCreate(&p.op, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
@@ -137,30 +138,30 @@ LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align, const
       cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)) == CUBLAS_STATUS_SUCCESS &&
       cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)) == CUBLAS_STATUS_SUCCESS &&
       cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) == CUBLAS_STATUS_SUCCESS &&
+      (!bias ||
+       (cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)) ==
+            CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
+            CUBLAS_STATUS_SUCCESS)) &&
       cublasLtMatrixLayoutCreate(&p.a, type, g.trans_b ? k : n, g.trans_b ? n : k, int64_t(g.trans_b ? k : n)) ==
           CUBLAS_STATUS_SUCCESS &&
       cublasLtMatrixLayoutCreate(&p.b, type, g.trans_a ? m : k, g.trans_a ? k : m, int64_t(g.trans_a ? m : k)) ==
           CUBLAS_STATUS_SUCCESS &&
       cublasLtMatrixLayoutCreate(&p.c, type, n, m, int64_t(n)) == CUBLAS_STATUS_SUCCESS &&
       cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &no_workspace,
-                                           sizeof(no_workspace)) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &bytes, sizeof(bytes)) ==
-          CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &bytes, sizeof(bytes)) ==
-          CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &bytes, sizeof(bytes)) ==
-          CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &bytes, sizeof(bytes)) ==
-          CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulAlgoGetHeuristic(lt(), p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found) == CUBLAS_STATUS_SUCCESS &&
-      found > 0 && result.state == CUBLAS_STATUS_SUCCESS && result.workspaceSize == 0;
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, no_workspace) &&
+      set_pref(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, no_split) &&
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, bytes) &&
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, bytes) &&
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, bytes) &&
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, bytes) &&
+      cublasLtMatmulAlgoGetHeuristic(lt(), p.op, p.a, p.b, p.c, p.c, pref, kLtCandidates, results, &found) ==
+          CUBLAS_STATUS_SUCCESS;
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (ok) {
+  for (int i = 0; ok && i < found; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize == 0) p.algos[p.count++] = results[i].algo;
+  if (p.count > 0) {
     p.ok = true;
-    p.algo = result.algo;
   } else {  // what was created goes; the plan stays, marked unusable
     for (cublasLtMatrixLayout_t l : {p.a, p.b, p.c})
       if (l) cublasLtMatrixLayoutDestroy(l);
@@ -170,35 +171,85 @@ LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align, const
   return p;
 }
 
-int64_t g_fallbacks = 0;
+// Keeps one of p.algos (see above). run(algo) makes the call and says whether cuBLASLt took it; a
+// refused candidate is dropped, and with none left the plan is unusable.
+void time_candidates(LtPlan& p, const std::function<bool(const cublasLtMatmulAlgo_t&)>& run) {
+  p.timed = true;
+  if (p.count == 1) return;
+  int keep = -1;
+  float keep_ms = 0.0f;
+  for (int i = 0; i < p.count; ++i) {
+    if (!run(p.algos[i])) continue;  // also the untimed first run: module loading, caches
+    const float ms = ddpm::cuda::median_ms([&] { (void)run(p.algos[i]); });
+    if (keep < 0 || ms < keep_ms * (1.0f - kLtMargin)) keep = i, keep_ms = ms;
+  }
+  p.ok = keep >= 0;
+  if (p.ok) p.algos[0] = p.algos[keep], p.count = 1;
+}
 
-template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const T* bias, const T* r, T* c) {
-  DDPM_CHECK(g.batch == 1 && !g.accumulate, "gemm_bias", "takes one product that overwrites c");
-  DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX, "gemm_bias", "dimensions ", g.m, "x", g.n, "x", g.k,
-             " exceed the 32-bit cuBLAS interface");
+// c = op(a) op(b) (+ bias) (+ r) in one cuBLASLt call (batch 1, c overwritten, r not c); false
+// where cuBLASLt has no algorithm for the shape or refuses the call, and then for good.
+template <class T> bool lt_matmul(const Gemm& g, const T* a, const T* b, const T* bias, const T* r, T* c) {
   // One host thread drives the engine's stream, so the plans (and the bias pointer set in a shared
-  // descriptor just before its call) need no lock.
-  // With a residual (C != D) a plan of its own: the heuristic sees no pointers, and an algorithm
-  // that cannot write out of place would otherwise send the same shape's calls without one to the
-  // fallback too.
-  static std::map<std::array<int64_t, 8>, LtPlan> plans;
+  // descriptor just before its call) need no lock. With a residual (C != D) a plan of its own: the
+  // heuristic sees no pointers, and an algorithm that cannot write out of place would otherwise
+  // send the same shape's calls without one to the other way too.
+  static std::map<std::array<int64_t, 9>, LtPlan> plans;
   const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
   const int align = alignment({a, b, c, r});
-  const std::array<int64_t, 8> key{g.m, g.n, g.k, g.trans_a, g.trans_b, tf32, align, r != nullptr};
-  if (alignment({bias}) == 16) {
-    auto it = plans.find(key);
-    if (it == plans.end()) it = plans.emplace(key, make_plan(g, data_type(c), tf32, align, bias)).first;
-    LtPlan& p = it->second;
-    // D = A B + beta C + bias with C = r (beta 1) or, without r, C = D and beta 0.
-    const float alpha = 1.0f, beta = r ? 1.0f : 0.0f;
-    const T* c_in = r ? r : c;
-    p.ok = p.ok &&
-           cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
-               CUBLAS_STATUS_SUCCESS &&
-           cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c_in, p.c, c, p.c, &p.algo, nullptr, 0,
-                          stream()) == CUBLAS_STATUS_SUCCESS;
-    if (p.ok) return;
-  }
+  const std::array<int64_t, 9> key{g.m, g.n, g.k, g.trans_a, g.trans_b, tf32, align, bias != nullptr, r != nullptr};
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, make_plan(g, data_type(c), tf32, align, bias)).first;
+  LtPlan& p = it->second;
+  if (!p.ok) return false;
+  // D = A B + beta C (+ bias) with C = r (beta 1) or, without r, C = D and beta 0.
+  const float alpha = 1.0f, beta = r ? 1.0f : 0.0f;
+  const T* c_in = r ? r : c;
+  const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c_in, p.c, c, p.c, &algo, nullptr, 0, stream()) ==
+           CUBLAS_STATUS_SUCCESS;
+  };
+  p.ok = !bias || cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
+                      CUBLAS_STATUS_SUCCESS;
+  if (p.ok && !p.timed) time_candidates(p, run);
+  p.ok = p.ok && run(p.algos[0]);
+  return p.ok;
+}
+
+// gemm: cuBLASLt for a single product with a short k (see above), else cuBLAS. f32 data runs in
+// FP32 (or TF32 when allowed); bf16 data always accumulates in FP32 on the tensor cores.
+template <class T> void gemm_t(const Gemm& g, const T* a, const T* b, T* c) {
+  DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX && g.batch <= INT_MAX, "gemm", "dimensions ", g.batch,
+             "x", g.m, "x", g.n, "x", g.k, " exceed the 32-bit cuBLAS interface");
+  if (g.batch == 1 && !g.accumulate && g.k <= kLtMaxK && lt_matmul<T>(g, a, b, nullptr, nullptr, c)) return;
+  const int m = int(g.m), n = int(g.n), k = int(g.k);
+  const int lda = g.trans_a ? m : k, ldb = g.trans_b ? k : n;
+  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+  const bool tf32 = std::is_same_v<T, float> && ddpm::cuda::allow_tf32();
+  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cudaDataType_t type = data_type(c);
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(ddpm::cuda::cublas(), g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                          g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, type, ldb,
+                                          g.k * g.n, a, type, lda, g.m * g.k, &beta, c, type, n, g.m * g.n,
+                                          int(g.batch), compute, CUBLAS_GEMM_DEFAULT));
+}
+
+template <class T> void bias_fill_t(T* y, const T* b, int64_t rows, int64_t cols) {
+  bias_fill_k<<<grid_for(rows * cols), kThreads, 0, stream()>>>(y, b, rows, cols);
+  CUDA_CHECK_LAUNCH("bias_fill_k");
+}
+
+int64_t g_fallbacks = 0;
+
+// gemm_bias: one cuBLASLt call with the bias in its epilogue. A shape cuBLASLt has no algorithm
+// for, a call it refuses, or a bias not 16-byte aligned falls back to bias_fill + an accumulating
+// gemm (for good, for that shape), counted by gemm_bias_fallbacks().
+template <class T> void gemm_bias_t(const Gemm& g, const T* a, const T* b, const T* bias, const T* r, T* c) {
+  DDPM_CHECK(g.batch == 1 && !g.accumulate, "gemm_bias", "takes one product that overwrites c");
+  DDPM_CHECK(r != c, "gemm_bias", "the residual must not be the output");
+  DDPM_CHECK(g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX, "gemm_bias", "dimensions ", g.m, "x", g.n, "x", g.k,
+             " exceed the 32-bit cuBLAS interface");
+  if (alignment({bias}) == 16 && lt_matmul(g, a, b, bias, r, c)) return;
   ++g_fallbacks;
   bias_fill_t(c, bias, g.m, g.n);
   if (r) accumulate(c, r, g.m * g.n);
