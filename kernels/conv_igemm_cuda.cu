@@ -130,35 +130,22 @@ void check(const ConvShape& s) {
 
 namespace conv_detail {
 
-void igemm_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y) {
-  check(s);
-  run(forward(s, x, w, b, y));
-}
-
-void igemm_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
-  check(s);
-  run(data_grad(s, dy, w, dx));
-}
-
-void igemm_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw) {
-  check(s);
-  run(filter_grad(s, x, dy, dw));
-}
-
-void igemm_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y) {
-  check(s);
-  run(forward(s, x, w, b, y));
-}
-
-void igemm_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx) {
-  check(s);
-  run(data_grad(s, dy, w, dx));
-}
-
-void igemm_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw) {
-  check(s);
-  run(filter_grad(s, x, dy, dw));
-}
+#define FOR_FLOAT_AND_BF16(T)                                                                           \
+  void igemm_fwd(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {                        \
+    check(s);                                                                                           \
+    run(forward(s, x, w, b, y));                                                                        \
+  }                                                                                                     \
+  void igemm_bwd_data(const ConvShape& s, const T* dy, const T* w, T* dx) {                             \
+    check(s);                                                                                           \
+    run(data_grad(s, dy, w, dx));                                                                       \
+  }                                                                                                     \
+  void igemm_bwd_filter(const ConvShape& s, const T* x, const T* dy, T* dw) {                           \
+    check(s);                                                                                           \
+    run(filter_grad(s, x, dy, dw));                                                                     \
+  }
+FOR_FLOAT_AND_BF16(float)
+FOR_FLOAT_AND_BF16(bf16)
+#undef FOR_FLOAT_AND_BF16
 
 }  // namespace conv_detail
 
