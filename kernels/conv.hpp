@@ -78,11 +78,11 @@
 //   elsewhere and for TF32. The
 //   default architectures became sm_80 and sm_90a (wgmma exists only in the arch-specific target).
 //   Checked on the CPU by emulation (tests/test_conv_wgmma_emulated.cpp).
-// v7 (2026-11-27, NOT YET RUN ON HARDWARE): Ours runs the forward and data gradient of thin layers
-//   (at most 4 channels on one side: the U-Net's first and last convolutions) as direct
-//   convolutions on CUDA cores (kernels/conv_thin.cuh), memory-bound at ~10 us a pass at 64x64,
-//   batch 64, where the GEMMs (cuDNN's and ours) took 30-110 us; the filter gradient stays a GEMM.
-//   Checked on the CPU by emulation (tests/test_conv_thin_emulated.cpp).
+// v7 (2026-11-27, NOT YET RUN ON HARDWARE): Ours runs all three passes of thin layers (at most 4
+//   channels on one side: the U-Net's first and last convolutions) as direct convolutions on CUDA
+//   cores (kernels/conv_thin.cuh), ~10-20 us a pass at 64x64, batch 64 by napkin, where the GEMMs
+//   (cuDNN's and ours) took 30-300 us; the filter gradient sums per-block partials in block order
+//   (deterministic). Checked on the CPU by emulation (tests/test_conv_thin_emulated.cpp).
 #pragma once
 #include <cstdint>
 

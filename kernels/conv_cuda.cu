@@ -265,6 +265,10 @@ template <class T> void ours_bwd_data(const ConvShape& s, const T* dy, const T* 
   if (conv_detail::thin_fits(s, ConvDir::Data)) conv_detail::thin_bwd_data(s, dy, w, dx);
   else conv_detail::igemm_bwd_data(s, dy, w, dx);
 }
+template <class T> void ours_bwd_filter(const ConvShape& s, const T* x, const T* dy, T* dw) {
+  if (conv_detail::thin_fits(s, ConvDir::Filter)) conv_detail::thin_bwd_filter(s, x, dy, dw);
+  else conv_detail::igemm_bwd_filter(s, x, dy, dw);
+}
 
 template <class T> void fwd_t(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
   dispatch(x, s, ConvDir::Forward, [&] { ours_fwd(s, x, w, b, y); }, [&] { cudnn_fwd(s, x, w, b, y); });
@@ -273,8 +277,7 @@ template <class T> void bwd_data_t(const ConvShape& s, const T* dy, const T* w, 
   dispatch(dy, s, ConvDir::Data, [&] { ours_bwd_data(s, dy, w, dx); }, [&] { cudnn_bwd_data(s, dy, w, dx); });
 }
 template <class T> void bwd_filter_t(const ConvShape& s, const T* x, const T* dy, T* dw) {
-  dispatch(x, s, ConvDir::Filter, [&] { conv_detail::igemm_bwd_filter(s, x, dy, dw); },
-           [&] { cudnn_bwd_filter(s, x, dy, dw); });
+  dispatch(x, s, ConvDir::Filter, [&] { ours_bwd_filter(s, x, dy, dw); }, [&] { cudnn_bwd_filter(s, x, dy, dw); });
 }
 
 }  // namespace

@@ -48,12 +48,14 @@ void igemm_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, 
 void igemm_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
 void igemm_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
 
-// Our direct kernels for thin layers (conv_thin_cuda.cu): the forward and data gradient of a
-// convolution with at most 4 channels on one side. thin_fits says whether they take a pass.
+// Our direct kernels for thin layers (conv_thin_cuda.cu): the three passes of a convolution with
+// at most 4 channels on one side. thin_fits says whether they take a pass.
 bool thin_fits(const ConvShape& s, ConvDir dir);
 void thin_fwd(const ConvShape& s, const float* x, const float* w, const float* b, float* y);
 void thin_bwd_data(const ConvShape& s, const float* dy, const float* w, float* dx);
+void thin_bwd_filter(const ConvShape& s, const float* x, const float* dy, float* dw);
 void thin_fwd(const ConvShape& s, const bf16* x, const bf16* w, const bf16* b, bf16* y);
 void thin_bwd_data(const ConvShape& s, const bf16* dy, const bf16* w, bf16* dx);
+void thin_bwd_filter(const ConvShape& s, const bf16* x, const bf16* dy, bf16* dw);
 
 }  // namespace ddpm::kernels::cuda::conv_detail

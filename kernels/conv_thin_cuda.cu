@@ -1,4 +1,5 @@
-// Backend Ours for thin layers: the launches of kernels/conv_thin.cuh's direct kernels on the GPU.
+// Backend Ours for thin layers: the launches of kernels/conv_thin.cuh's direct kernels on the GPU
+// (the filter gradient's partial sums in the shared convolution workspace).
 #include "kernels/conv_cuda_detail.hpp"
 #include "kernels/conv_thin.cuh"
 
@@ -14,6 +15,11 @@ bool thin_fits(const ConvShape& s, ConvDir dir) { return thin::fits(s, dir); }
   }                                                                                                     \
   void thin_bwd_data(const ConvShape& s, const T* dy, const T* w, T* dx) {                              \
     thin::run(DeviceLaunch{}, thin::data_gradient(s, dy, w, dx));                                       \
+  }                                                                                                     \
+  void thin_bwd_filter(const ConvShape& s, const T* x, const T* dy, T* dw) {                            \
+    thin::Filter<T> a = thin::filter_gradient(s, x, dy, dw, nullptr);                                   \
+    a.work = static_cast<float*>(workspace(size_t(thin::filter_work(a)) * sizeof(float)));              \
+    thin::run(DeviceLaunch{}, a);                                                                       \
   }
 FOR_FLOAT_AND_BF16(float)
 FOR_FLOAT_AND_BF16(bf16)

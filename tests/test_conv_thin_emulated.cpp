@@ -1,5 +1,5 @@
-// Our direct kernels for thin convolution layers (kernels/conv_thin.cuh: the forward and data
-// gradient with at most 4 channels on one side, f32 and bf16 data), compiled as host C++ and run
+// Our direct kernels for thin convolution layers (kernels/conv_thin.cuh: all three passes with at
+// most 4 channels on one side, f32 and bf16 data), compiled as host C++ and run
 // through tests/cuda_emulation.hpp with the launch the GPU uses, against the CPU convolution. CI
 // has no GPU: this is where a wrong tap shift, filter flip or channel offset fails it. Outputs
 // start as NaN, so an element no thread writes fails too, and so does the filter in shared memory,
@@ -19,7 +19,7 @@
 
 namespace ddpm::kernels::cuda::thin {
 // The kernels' dynamic shared memory (their `extern __shared__` array), as large as fits() allows.
-alignas(16) float thin_w[kMaxWeights];
+alignas(16) float thin_smem[kMaxWeights];
 }  // namespace ddpm::kernels::cuda::thin
 
 using namespace ddpm;
@@ -33,26 +33,34 @@ namespace thin = kernels::cuda::thin;
 namespace {
 
 const emu::Launcher launch{unsigned(thin::kThreads),
-                           {reinterpret_cast<unsigned char*>(thin::thin_w), sizeof(thin::thin_w)}};
+                           {reinterpret_cast<unsigned char*>(thin::thin_smem), sizeof(thin::thin_smem)}};
 
 // One pass on shape s, the emulated kernel against the CPU's, on the same fresh values. `skew`
-// moves the pass's input that many elements off a 16-byte boundary (the one-value loads); one
-// block makes its threads loop over the pixels, as the GPU's capped grid does at the model's sizes.
+// moves x and dy that many elements off a 16-byte boundary (the one-value loads); one block makes
+// its threads loop over the pixels, as the GPU's capped grid does at the model's sizes, and three
+// give the filter gradient's blocks several image rows each and partial sums to add.
 template <class T>
 double pass_error(const ConvShape& s, ConvDir dir, bool bias, int skew, unsigned max_blocks, Generator& gen) {
-  const bool fwd = dir == ConvDir::Forward;
-  const int64_t in_n = s.pixels() * (fwd ? s.cin : s.cout), out_n = s.pixels() * (fwd ? s.cout : s.cin);
-  const std::vector<T> in = narrow<T>(randn({in_n + skew}, gen).to_floats());
-  const std::vector<T> w = narrow<T>(randn({s.cout * s.k * s.k * s.cin}, gen, 0.3f).to_floats());
-  const std::vector<T> b = narrow<T>(randn({s.cout}, gen).to_floats());
-  const T* bp = bias ? b.data() : nullptr;
+  auto values = [&](int64_t n, int extra, float scale) { return narrow<T>(randn({n + extra}, gen, scale).to_floats()); };
+  const std::vector<T> x = values(s.pixels() * s.cin, skew, 1.0f), dy = values(s.pixels() * s.cout, skew, 1.0f);
+  const std::vector<T> w = values(s.cout * s.k * s.k * s.cin, 0, 0.3f), b = values(s.cout, 0, 1.0f);
+  const T *xp = x.data() + skew, *dyp = dy.data() + skew, *bp = bias ? b.data() : nullptr;
+  const int64_t out_n = dir == ConvDir::Forward ? s.pixels() * s.cout
+                        : dir == ConvDir::Data  ? s.pixels() * s.cin
+                                                : int64_t(w.size());
   std::vector<T> want(size_t(out_n), ddpm::cuda::from_f32<T>(NAN)), got = want;
-  if (fwd) {
-    kernels::cpu::conv2d_fwd(s, in.data() + skew, w.data(), bp, want.data());
-    thin::run(launch, thin::forward(s, in.data() + skew, w.data(), bp, got.data()), max_blocks);
+  if (dir == ConvDir::Forward) {
+    kernels::cpu::conv2d_fwd(s, xp, w.data(), bp, want.data());
+    thin::run(launch, thin::forward(s, xp, w.data(), bp, got.data()), max_blocks);
+  } else if (dir == ConvDir::Data) {
+    kernels::cpu::conv2d_bwd_data(s, dyp, w.data(), want.data());
+    thin::run(launch, thin::data_gradient(s, dyp, w.data(), got.data()), max_blocks);
   } else {
-    kernels::cpu::conv2d_bwd_data(s, in.data() + skew, w.data(), want.data());
-    thin::run(launch, thin::data_gradient(s, in.data() + skew, w.data(), got.data()), max_blocks);
+    kernels::cpu::conv2d_bwd_filter(s, xp, dyp, want.data());
+    thin::Filter<T> a = thin::filter_gradient(s, xp, dyp, got.data(), nullptr);
+    std::vector<float> work(size_t(thin::filter_work(a, max_blocks)), NAN);
+    a.work = work.data();
+    thin::run(launch, a, max_blocks);
   }
   return rel_err(widen(got), widen(want));
 }
@@ -75,7 +83,15 @@ const Case kCases[] = {
     {{2, 4, 5, 13, 3, 3}, ConvDir::Data, false, 0},    {{2, 3, 4, 20, 2, 3}, ConvDir::Forward, false, 0},
     {{2, 3, 4, 64, 4, 3}, ConvDir::Forward, true, 1},  {{2, 3, 4, 4, 64, 3}, ConvDir::Data, false, 1},
     {{3, 1, 1, 3, 16, 3}, ConvDir::Forward, false, 0}, {{3, 1, 1, 16, 3, 3}, ConvDir::Forward, false, 0},
-    {{1, 2, 3, 2, 40, 3}, ConvDir::Data, false, 0}};
+    {{1, 2, 3, 2, 40, 3}, ConvDir::Data, false, 0},
+    // Filter gradients: the first and last layers; a wide side of 13 (a partial group, one-value
+    // loads) both ways round; unaligned; a 1x1 image; 45 (tap, group) pairs (5 rows of threads);
+    // 225 pairs (one row).
+    {{2, 5, 6, 3, 64, 3}, ConvDir::Filter, false, 0}, {{1, 4, 4, 1, 64, 3}, ConvDir::Filter, false, 0},
+    {{2, 5, 6, 64, 3, 1}, ConvDir::Filter, false, 0}, {{1, 3, 3, 64, 1, 1}, ConvDir::Filter, false, 0},
+    {{2, 4, 5, 3, 13, 3}, ConvDir::Filter, false, 0}, {{2, 4, 5, 13, 3, 3}, ConvDir::Filter, false, 0},
+    {{2, 3, 4, 64, 4, 3}, ConvDir::Filter, false, 1}, {{3, 1, 1, 3, 16, 3}, ConvDir::Filter, false, 0},
+    {{1, 2, 3, 2, 40, 3}, ConvDir::Filter, false, 0}, {{1, 3, 4, 2, 200, 3}, ConvDir::Filter, false, 0}};
 
 template <class T> void check_cases(double tol) {
   Generator gen = fresh_generator();
@@ -83,7 +99,7 @@ template <class T> void check_cases(double tol) {
   for (const Case& c : kCases) {
     CAPTURE(c.s.n, c.s.h, c.s.w, c.s.cin, c.s.cout, c.s.k, int(c.dir), c.bias, c.skew);
     REQUIRE(thin::fits(c.s, c.dir));
-    for (unsigned max_blocks : {thin::kMaxBlocks, 1u}) {
+    for (unsigned max_blocks : {thin::kMaxBlocks, 1u, 3u}) {
       CAPTURE(max_blocks);
       CHECK(pass_error<T>(c.s, c.dir, c.bias, c.skew, max_blocks, gen) < tol);
     }
@@ -98,7 +114,10 @@ TEST_CASE("emulated: thin-layer convolution (bf16) matches the CPU", "[emulated]
 TEST_CASE("thin-layer convolution takes only thin passes whose filter fits", "[conv]") {
   CHECK(thin::fits({64, 64, 64, 3, 64, 3}, ConvDir::Forward));
   CHECK(thin::fits({64, 64, 64, 64, 3, 1}, ConvDir::Data));
-  CHECK_FALSE(thin::fits({64, 64, 64, 3, 64, 3}, ConvDir::Filter));  // the filter gradient is a GEMM's
+  CHECK(thin::fits({64, 64, 64, 3, 64, 3}, ConvDir::Filter));
+  CHECK(thin::fits({128, 32, 32, 64, 1, 1}, ConvDir::Filter));
+  CHECK_FALSE(thin::fits({8, 8, 8, 3, 512, 3}, ConvDir::Filter));  // 9 taps x 64 groups > 256 threads
+  CHECK_FALSE(thin::fits({64, 64, 64, 64, 64, 3}, ConvDir::Filter));
   CHECK_FALSE(thin::fits({64, 64, 64, 64, 64, 3}, ConvDir::Forward));
   CHECK_FALSE(thin::fits({64, 64, 64, 5, 64, 3}, ConvDir::Forward));
   CHECK_FALSE(thin::fits({8, 8, 8, 4, 512, 3}, ConvDir::Forward));  // 9 * 4 * 512 floats > 48 KB
