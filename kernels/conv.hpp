@@ -63,7 +63,7 @@
 //   A third backend, Auto, times both on the first call of each shape, dtype and direction and
 //   keeps the faster (the same H200 data: ours wins 3 of 124 cases, e.g. the first layer's filter
 //   gradient). Not the default: its choice depends on timing, so two runs may differ in the last
-//   bits, where Ours and CuDNN are reproducible. On the H200 it gained 7-9% in bf16 at 32x32,
+//   bits, where Ours is reproducible and CuDNN nearly so (pick()). On the H200 it gained 7-9% in bf16 at 32x32,
 //   batch 128, and nothing measurable at 64x64 or in TF32 (docs/kernels.md).
 // v4 (current; 2026-11-27, NOT YET RUN ON HARDWARE): Ours reads its fragments with ldmatrix (.trans for the
 //   bf16 MN-major tiles of the filter gradient, which v2 built from two 16-bit loads per register):

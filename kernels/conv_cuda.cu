@@ -104,8 +104,8 @@ struct Plan {
 // forward of 3x3 128->128 at 16x16, batch 64, bf16 ran at 20 us in some processes and 187-239 us
 // in others (bench_kernels at 91bf57c and 51595b9 against 25a059a and fc776d5), the slow choice
 // being made at start-up and kept. So the first (up to) kCandidates usable algorithms in Find's
-// order, deterministic ones only when there are any (reproducible training), are run once more
-// (lazy module loading, workspace growth) and timed as median of three; the fastest is kept.
+// order, deterministic ones only when there are any (each run of one gives the same bits), are
+// timed again by ddpm::cuda::keep_fastest, which keeps Find's first unless another is clearly faster.
 constexpr int kCandidates = 4;
 
 template <class Perf>
@@ -119,15 +119,11 @@ Algo pick(const Perf* perf, int count, const char* direction, const std::functio
     if (!usable.empty()) break;
   }
   if (usable.empty()) ddpm::cuda::fail("cudnnFind", direction, __FILE__, __LINE__);
-  Algo best = usable[0];
-  float best_ms = INFINITY;
-  if (usable.size() > 1)
-    for (const Algo& a : usable) {
-      run(a);
-      const float ms = ddpm::cuda::median_ms([&] { run(a); });
-      if (ms < best_ms) best = a, best_ms = ms;
-    }
-  return best;
+  // run() throws (CUDNN_CHECK) where cuDNN refuses a call: every candidate Find listed as usable is taken.
+  return usable[ddpm::cuda::keep_fastest(int(usable.size()), [&](int i) {
+    run(usable[i]);
+    return true;
+  })];
 }
 
 Plan& plan_for(const ConvShape& s, cudnnDataType_t type) {
@@ -230,7 +226,9 @@ template <class T> void cudnn_bwd_filter(const ConvShape& s, const T* x, const T
 // implementations once (cudnnFind, workspace growth, kernel set-up), then times three runs of each
 // on the call's own buffers (every output is overwritten, never accumulated, so repeating the call
 // is harmless) and keeps the faster for the rest of the process. The choice depends on timing, so
-// two processes may choose differently and differ in the last bits; Ours and CuDNN never do.
+// two processes may choose differently and differ in the last bits wherever the two are close;
+// CuDNN's choice among its own algorithms is timed too, but with a margin (pick()), so it rarely
+// flips, and Ours never does.
 bool auto_picks_ours(const ConvShape& s, cudnnDataType_t type, ConvDir dir, const std::function<void()>& ours,
                      const std::function<void()>& theirs) {
   static std::map<std::array<int64_t, 9>, bool> choice;

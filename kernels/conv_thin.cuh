@@ -164,8 +164,8 @@ template <int V, class T> __global__ void __launch_bounds__(kThreads) reduce_k(D
 // kFew), kOuts * kFew sums in registers. A block is rows x combos threads over a slice of the
 // image rows; each row of threads takes every rows-th pixel of an image row, so coordinates are
 // counted, not divided out. The rows' sums are added in row order through shared memory and
-// written as the block's partial dw to `work`; filter_total_k adds the blocks' partials in block
-// order, so the result does not depend on scheduling (no atomics), as in bias_grad.
+// written as the block's partial dw to `work`; filter_total_k adds the blocks' partials in a
+// fixed order, so the result does not depend on scheduling (no atomics), as in bias_grad.
 // Napkin (3x3, 3 -> 64 at 64x64, batch 64, bf16): 453M FMAs, ~14 us at the H200's FP32 rate, with
 // 36 MB read, ~9 us; (1x1, 64 -> 3): 50M FMAs and 35 MB read, ~9 us. The implicit GEMM took 95
 // and 73 us there, cuDNN 304 and 169 (H200, 74475a6).
@@ -185,7 +185,7 @@ struct Filter {
 };
 
 // kVec: the wide side's kOuts values are one aligned vector (its channel count a multiple of kOuts).
-template <bool kVec, class T> __global__ void __launch_bounds__(kThreads) filter_k(Filter<T> a) {
+template <bool kVec, class T> __global__ void __launch_bounds__(kThreads, 4) filter_k(Filter<T> a) {
   extern __shared__ __align__(16) float thin_smem[];  // [kFew * kOuts][blockDim.x]: no bank conflicts
   const int combos = a.combos(), rows = int(blockDim.x) / combos, row = int(threadIdx.x) / combos;
   const int c = int(threadIdx.x) % combos, t = c / a.groups(), w0 = c % a.groups() * kOuts;
@@ -196,6 +196,8 @@ template <bool kVec, class T> __global__ void __launch_bounds__(kThreads) filter
   for (int64_t r = r0; row < rows && r < r1; ++r) {  // r = image * h + y
     const int yy = int(r % a.h) + ty;
     if (yy < 0 || yy >= a.h) continue;
+    // Unrolled so that two pixels' loads (independent: the loop stores nothing) are in flight at once.
+#pragma unroll 2
     for (int xo = row; xo < a.wd; xo += rows) {
       const int xx = xo + tx;
       if (xx < 0 || xx >= a.wd) continue;
@@ -223,26 +225,35 @@ template <bool kVec, class T> __global__ void __launch_bounds__(kThreads) filter
 #pragma unroll
     for (int j = 0; j < kOuts; ++j) thin_smem[(s * kOuts + j) * blockDim.x + threadIdx.x] = acc[s][j];
   __syncthreads();
-  if (row != 0) return;
+  // The rows' sums of each (thin channel, wide channel, combo), in row order, spread over all threads.
   float* part = a.work + int64_t(blockIdx.x) * a.weights();
-#pragma unroll
-  for (int s = 0; s < kFew; ++s)  // constant bounds keep acc in registers
-#pragma unroll
-    for (int j = 0; j < kOuts; ++j) {
-      if (s >= a.thin() || w0 + j >= a.wide()) continue;
-      float sum = acc[s][j];
-      for (int rr = 1; rr < rows; ++rr) sum += thin_smem[(s * kOuts + j) * blockDim.x + rr * combos + c];
-      const int o = a.thin_in() ? w0 + j : s, i = a.thin_in() ? s : w0 + j;
-      part[(int64_t(o) * a.taps() + t) * a.ci + i] = sum;
-    }
+  for (int e = int(threadIdx.x); e < kFew * kOuts * combos; e += int(blockDim.x)) {
+    const int ec = e % combos, sj = e / combos, s = sj / kOuts, w = ec % a.groups() * kOuts + sj % kOuts;
+    if (s >= a.thin() || w >= a.wide()) continue;
+    float sum = 0.0f;
+    for (int rr = 0; rr < rows; ++rr) sum += thin_smem[sj * blockDim.x + rr * combos + ec];
+    const int o = a.thin_in() ? w : s, i = a.thin_in() ? s : w;
+    part[(int64_t(o) * a.taps() + ec / a.groups()) * a.ci + i] = sum;
+  }
 }
 
+// dw from filter_k's partials: a block takes 32 consecutive weights, one per lane (coalesced
+// reads); warp w adds the partials of blocks [w B / 8, (w + 1) B / 8) in order, then the first
+// warp adds the 8 warps' sums in warp order, in double.
 template <class T> __global__ void __launch_bounds__(kThreads) filter_total_k(Filter<T> a, int blocks) {
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < a.weights(); e += int64_t(gridDim.x) * blockDim.x) {
-    double sum = 0.0;
-    for (int b = 0; b < blocks; ++b) sum += a.work[int64_t(b) * a.weights() + e];
-    a.dw[e] = from_f32<T>(float(sum));
-  }
+  extern __shared__ __align__(16) float thin_smem[];
+  double* warp_sums = reinterpret_cast<double*>(thin_smem);  // [warps][32]
+  const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32;
+  const int64_t e = int64_t(blockIdx.x) * 32 + lane;
+  double sum = 0.0;
+  if (e < a.weights())
+    for (int b = blocks * warp / warps; b < blocks * (warp + 1) / warps; ++b) sum += a.work[int64_t(b) * a.weights() + e];
+  warp_sums[warp * 32 + lane] = sum;
+  __syncthreads();
+  if (warp != 0 || e >= a.weights()) return;
+  double total = 0.0;
+  for (int w = 0; w < warps; ++w) total += warp_sums[w * 32 + lane];
+  a.dw[e] = from_f32<T>(float(total));
 }
 
 // Blocks of filter_k: a slice of image rows each, at most max_blocks (kFilterBlocks by default).
@@ -308,7 +319,8 @@ void run(const Launch& launch, const Filter<T>& a, unsigned max_blocks = kFilter
   const size_t smem = size_t(kThreads) * kFew * kOuts * sizeof(float);
   const bool vec = a.wide() % kOuts == 0 && aligned16({a.thin_in() ? a.dy : a.x});
   launch("thin::filter_k", uint3{blocks, 1, 1}, smem, vec ? filter_k<true, T> : filter_k<false, T>, a);
-  launch("thin::filter_total_k", uint3{grid_for(a.weights()), 1, 1}, filter_total_k<T>, a, int(blocks));
+  launch("thin::filter_total_k", uint3{unsigned((a.weights() + 31) / 32), 1, 1}, size_t(kThreads) * sizeof(double),
+         filter_total_k<T>, a, int(blocks));
 }
 
 }  // namespace ddpm::kernels::cuda::thin

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "kernels/cuda_context.hpp"
@@ -43,22 +44,59 @@ bool g_allow_tf32 = false;
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
 
-float median_ms(const std::function<void()>& fn) {
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  float ms[3];
-  for (float& m : ms) {
+bool capturing() {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  CUDA_CHECK(cudaStreamIsCapturing(stream(), &capture));
+  return capture != cudaStreamCaptureStatusNone;
+}
+
+namespace {
+// A pair of events that goes with its scope, also when a check throws.
+struct EventPair {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  EventPair() {
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+  }
+  ~EventPair() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  // Milliseconds of `reps` runs of fn back to back on the engine stream.
+  float time(const std::function<void()>& fn, int reps) {
     CUDA_CHECK(cudaEventRecord(start, stream()));
-    fn();
+    for (int i = 0; i < reps; ++i) fn();
     CUDA_CHECK(cudaEventRecord(stop, stream()));
     CUDA_CHECK(cudaEventSynchronize(stop));
-    CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    return ms;
   }
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
+};
+}  // namespace
+
+float median_ms(const std::function<void()>& fn) {
+  // A run of a few microseconds would be mostly launch delay timed alone: one run sizes a burst
+  // of at least ~50 us (at most 32 runs), and each of the three timings is a burst's mean.
+  EventPair events;
+  const int reps = int(std::clamp(std::ceil(0.05f / std::max(events.time(fn, 1), 1e-4f)), 1.0f, 32.0f));
+  float ms[3];
+  for (float& m : ms) m = events.time(fn, reps) / float(reps);
   std::sort(ms, ms + 3);
   return ms[1];
+}
+
+int keep_fastest(int count, const std::function<bool(int)>& run) {
+  if (capturing()) return 0;  // nothing may run or wait now; the library's first is kept
+  if (count == 1) return run(0) ? 0 : -1;
+  int keep = -1;
+  float keep_ms = 0.0f;
+  for (int i = 0; i < count; ++i) {
+    if (!run(i)) continue;
+    const float ms = median_ms([&] { (void)run(i); });
+    if (keep < 0 || ms < keep_ms * (1.0f - kKeepMargin)) keep = i, keep_ms = ms;
+  }
+  return keep;
 }
 
 void synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
@@ -73,9 +111,7 @@ void check_launch(const char* kernel, const char* file, int line) {
 #ifdef DDPM_SYNC_CHECK
   // Not while a graph is being recorded (engine/graph.hpp): a sync would end the recording. The
   // recorded kernels are checked when the graph is replayed.
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  CUDA_CHECK(cudaStreamIsCapturing(stream(), &capture));
-  if (capture != cudaStreamCaptureStatusNone) return;
+  if (capturing()) return;
   e = cudaStreamSynchronize(stream());
   if (e != cudaSuccess) fail(kernel, cudaGetErrorString(e), file, line);
 #endif

@@ -23,9 +23,21 @@ void synchronize();  // waits for the stream and reports any asynchronous fault
 // default so f32 results match the CPU to ~1e-6; `--tf32` (engine/gpu_settings.hpp) switches it on.
 void set_allow_tf32(bool on);
 bool allow_tf32();
-// Median milliseconds of three runs of fn on the engine stream, each timed by events and waited
-// for: how a library call's algorithm is chosen on its first use (never while a graph records).
+// Whether the engine stream is recording a CUDA graph (engine/graph.hpp): nothing may wait then.
+bool capturing();
+// Milliseconds per run of fn on the engine stream: the median of three timings by events, each of
+// a burst of runs long enough that launch delay does not dominate; waits (never while capturing).
 float median_ms(const std::function<void()>& fn);
+// Which of `count` candidate algorithms of a library call to keep, chosen on the call's first use:
+// run(i) makes the call with candidate i (on the caller's buffers: the call must overwrite its
+// output, never accumulate) and says whether the library took it. Each taken candidate runs once
+// untimed (module loading, caches), then median_ms times it. The library's first taken candidate
+// is kept unless a later one is more than kKeepMargin faster: near-ties go to the library's own
+// ranking, so two processes rarely choose differently (the choice depends on timing). -1 when
+// none was taken; with one candidate, no timing. While a graph records (which a first use should
+// not be: engine/graph.hpp runs its function once before) nothing runs and the first is kept.
+constexpr float kKeepMargin = 0.1f;
+int keep_fastest(int count, const std::function<bool(int)>& run);
 
 [[noreturn]] void fail(const char* call, const char* what, const char* file, int line);
 void check_launch(const char* kernel, const char* file, int line);

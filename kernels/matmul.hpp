@@ -31,8 +31,9 @@
 // matmul_cpu.cpp for why). CUDA: cuBLAS on ddpm::cuda::cublas() (the engine stream), in plain
 // FP32, or with TF32 tensor cores when ddpm::cuda::allow_tf32(); bf16 through
 // cublasGemmStridedBatchedEx with bf16 operands and FP32 compute (tensor cores). Single products
-// with k <= 1024 (gemm_bias, linear's input gradient) go to cuBLASLt instead, with an algorithm
-// timed among the heuristic's first candidates on the shape's first call (matmul_cuda.cu).
+// with k <= 1024 (gemm_bias, linear's input gradient, a weight gradient over few rows) go to
+// cuBLASLt instead, with an algorithm timed among the heuristic's first candidates on the shape's
+// first call (matmul_cuda.cu).
 #pragma once
 #include <algorithm>
 #include <cstdint>

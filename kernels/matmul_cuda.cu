@@ -6,7 +6,6 @@
 #include <array>
 #include <climits>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <type_traits>
 
@@ -72,15 +71,12 @@ constexpr cudaDataType_t data_type(bf16*) { return CUDA_R_16BF; }
 // output is rounded once (what the cuBLAS handle is told): these products are skinny, k = 64 to
 // 768, and split K has nothing to win there.
 //
-// The algorithm: the heuristic's first kLtCandidates are run on the first call's own buffers (the
-// output is overwritten, never accumulated, so repeating the call is harmless) and timed, median
-// of three; the heuristic's first is kept unless another is more than kLtMargin faster. The
+// The algorithm: the heuristic's first kLtCandidates, timed on the first call's own buffers by
+// ddpm::cuda::keep_fastest (the heuristic's first is kept unless another is clearly faster). The
 // heuristic ranks by a model of the GPU, not by a run, and these memory-bound products are where
 // a tile that looks fine on FLOPs can waste bandwidth; timing costs a few milliseconds once per
-// shape. The choice depends on timing, as cudnnFind's does; the margin keeps near-ties with the
-// heuristic's pick, so two processes rarely choose differently.
+// shape.
 constexpr int kLtCandidates = 8;
-constexpr float kLtMargin = 0.1f;
 // Beyond this k a product wants split K (few output tiles, a long sum: a weight gradient over all
 // rows), which needs a workspace: those stay with cuBLAS's own heuristic and workspace.
 constexpr int64_t kLtMaxK = 1024;
@@ -171,22 +167,6 @@ LtPlan make_plan(const Gemm& g, cudaDataType_t type, bool tf32, int align, const
   return p;
 }
 
-// Keeps one of p.algos (see above). run(algo) makes the call and says whether cuBLASLt took it; a
-// refused candidate is dropped, and with none left the plan is unusable.
-void time_candidates(LtPlan& p, const std::function<bool(const cublasLtMatmulAlgo_t&)>& run) {
-  p.timed = true;
-  if (p.count == 1) return;
-  int keep = -1;
-  float keep_ms = 0.0f;
-  for (int i = 0; i < p.count; ++i) {
-    if (!run(p.algos[i])) continue;  // also the untimed first run: module loading, caches
-    const float ms = ddpm::cuda::median_ms([&] { (void)run(p.algos[i]); });
-    if (keep < 0 || ms < keep_ms * (1.0f - kLtMargin)) keep = i, keep_ms = ms;
-  }
-  p.ok = keep >= 0;
-  if (p.ok) p.algos[0] = p.algos[keep], p.count = 1;
-}
-
 // c = op(a) op(b) (+ bias) (+ r) in one cuBLASLt call (batch 1, c overwritten, r not c); false
 // where cuBLASLt has no algorithm for the shape or refuses the call, and then for good.
 template <class T> bool lt_matmul(const Gemm& g, const T* a, const T* b, const T* bias, const T* r, T* c) {
@@ -211,7 +191,12 @@ template <class T> bool lt_matmul(const Gemm& g, const T* a, const T* b, const T
   };
   p.ok = !bias || cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
                       CUBLAS_STATUS_SUCCESS;
-  if (p.ok && !p.timed) time_candidates(p, run);
+  if (p.ok && !p.timed) {  // a refused candidate is dropped; with none left the plan is unusable
+    p.timed = true;
+    const int keep = ddpm::cuda::keep_fastest(p.count, [&](int i) { return run(p.algos[i]); });
+    p.ok = keep >= 0;
+    if (p.ok) p.algos[0] = p.algos[keep], p.count = 1;
+  }
   p.ok = p.ok && run(p.algos[0]);
   return p.ok;
 }

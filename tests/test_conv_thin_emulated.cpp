@@ -35,16 +35,18 @@ namespace {
 const emu::Launcher launch{unsigned(thin::kThreads),
                            {reinterpret_cast<unsigned char*>(thin::thin_smem), sizeof(thin::thin_smem)}};
 
-// One pass on shape s, the emulated kernel against the CPU's, on the same fresh values. `skew`
-// moves x and dy that many elements off a 16-byte boundary (the one-value loads); one block makes
-// its threads loop over the pixels, as the GPU's capped grid does at the model's sizes, and three
-// give the filter gradient's blocks several image rows each and partial sums to add.
+// One pass on shape s, the emulated kernel against the CPU's, on the same fresh values. skew_x
+// and skew_dy move x and dy that many elements off a 16-byte boundary (the one-value loads); one
+// block makes its threads loop over the pixels, as the GPU's capped grid does at the model's
+// sizes, and three give the filter gradient's blocks several image rows each and partial sums to
+// add.
 template <class T>
-double pass_error(const ConvShape& s, ConvDir dir, bool bias, int skew, unsigned max_blocks, Generator& gen) {
+double pass_error(const ConvShape& s, ConvDir dir, bool bias, int skew_x, int skew_dy, unsigned max_blocks,
+                  Generator& gen) {
   auto values = [&](int64_t n, int extra, float scale) { return narrow<T>(randn({n + extra}, gen, scale).to_floats()); };
-  const std::vector<T> x = values(s.pixels() * s.cin, skew, 1.0f), dy = values(s.pixels() * s.cout, skew, 1.0f);
+  const std::vector<T> x = values(s.pixels() * s.cin, skew_x, 1.0f), dy = values(s.pixels() * s.cout, skew_dy, 1.0f);
   const std::vector<T> w = values(s.cout * s.k * s.k * s.cin, 0, 0.3f), b = values(s.cout, 0, 1.0f);
-  const T *xp = x.data() + skew, *dyp = dy.data() + skew, *bp = bias ? b.data() : nullptr;
+  const T *xp = x.data() + skew_x, *dyp = dy.data() + skew_dy, *bp = bias ? b.data() : nullptr;
   const int64_t out_n = dir == ConvDir::Forward ? s.pixels() * s.cout
                         : dir == ConvDir::Data  ? s.pixels() * s.cin
                                                 : int64_t(w.size());
@@ -69,7 +71,7 @@ struct Case {
   ConvShape s;
   ConvDir dir;
   bool bias;
-  int skew;
+  int skew_x = 0, skew_dy = 0;
 };
 // The U-Net's first layer (3x3, 3 or 1 -> 64) and last (1x1, 64 -> 3 or 1, with bias) both ways;
 // outputs not a multiple of 8 (13: the one-value stores); 20 input channels (not a whole number of
@@ -81,27 +83,33 @@ const Case kCases[] = {
     {{2, 5, 6, 64, 3, 1}, ConvDir::Forward, true, 0},  {{2, 5, 6, 64, 3, 1}, ConvDir::Data, false, 0},
     {{1, 3, 3, 64, 1, 1}, ConvDir::Forward, true, 0},  {{2, 4, 5, 3, 13, 3}, ConvDir::Forward, true, 0},
     {{2, 4, 5, 13, 3, 3}, ConvDir::Data, false, 0},    {{2, 3, 4, 20, 2, 3}, ConvDir::Forward, false, 0},
-    {{2, 3, 4, 64, 4, 3}, ConvDir::Forward, true, 1},  {{2, 3, 4, 4, 64, 3}, ConvDir::Data, false, 1},
+    {{2, 3, 4, 64, 4, 3}, ConvDir::Forward, true, 1},  {{2, 3, 4, 4, 64, 3}, ConvDir::Data, false, 0, 1},
     {{3, 1, 1, 3, 16, 3}, ConvDir::Forward, false, 0}, {{3, 1, 1, 16, 3, 3}, ConvDir::Forward, false, 0},
     {{1, 2, 3, 2, 40, 3}, ConvDir::Data, false, 0},
     // Filter gradients: the first and last layers; a wide side of 13 (a partial group, one-value
-    // loads) both ways round; unaligned; a 1x1 image; 45 (tap, group) pairs (5 rows of threads);
-    // 225 pairs (one row).
-    {{2, 5, 6, 3, 64, 3}, ConvDir::Filter, false, 0}, {{1, 4, 4, 1, 64, 3}, ConvDir::Filter, false, 0},
-    {{2, 5, 6, 64, 3, 1}, ConvDir::Filter, false, 0}, {{1, 3, 3, 64, 1, 1}, ConvDir::Filter, false, 0},
-    {{2, 4, 5, 3, 13, 3}, ConvDir::Filter, false, 0}, {{2, 4, 5, 13, 3, 3}, ConvDir::Filter, false, 0},
-    {{2, 3, 4, 64, 4, 3}, ConvDir::Filter, false, 1}, {{3, 1, 1, 3, 16, 3}, ConvDir::Filter, false, 0},
-    {{1, 2, 3, 2, 40, 3}, ConvDir::Filter, false, 0}, {{1, 3, 4, 2, 200, 3}, ConvDir::Filter, false, 0}};
+    // loads) both ways round; the wide side unaligned (dy of the first layer, x of the last), and
+    // the thin side alone; both sides thin; a 5x5 filter; a 1x1 image; 45 (tap, group) pairs (5
+    // rows of threads); 225 pairs (one row); a row of 70 pixels (each thread takes 3); 600 image
+    // rows, more than the GPU's cap of blocks (uneven slices).
+    {{2, 5, 6, 3, 64, 3}, ConvDir::Filter},          {{1, 4, 4, 1, 64, 3}, ConvDir::Filter},
+    {{2, 5, 6, 64, 3, 1}, ConvDir::Filter},          {{1, 3, 3, 64, 1, 1}, ConvDir::Filter},
+    {{2, 4, 5, 3, 13, 3}, ConvDir::Filter},          {{2, 4, 5, 13, 3, 3}, ConvDir::Filter},
+    {{2, 3, 4, 3, 64, 3}, ConvDir::Filter, false, 0, 1}, {{2, 3, 4, 64, 4, 3}, ConvDir::Filter, false, 1, 0},
+    {{2, 3, 4, 3, 64, 3}, ConvDir::Filter, false, 1, 0}, {{2, 4, 5, 3, 3, 3}, ConvDir::Filter},
+    {{1, 6, 7, 2, 16, 5}, ConvDir::Filter},          {{3, 1, 1, 3, 16, 3}, ConvDir::Filter},
+    {{1, 2, 3, 2, 40, 3}, ConvDir::Filter},          {{1, 3, 4, 2, 200, 3}, ConvDir::Filter},
+    {{1, 2, 70, 64, 3, 1}, ConvDir::Filter},         {{100, 6, 3, 3, 8, 3}, ConvDir::Filter}};
 
 template <class T> void check_cases(double tol) {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
   for (const Case& c : kCases) {
-    CAPTURE(c.s.n, c.s.h, c.s.w, c.s.cin, c.s.cout, c.s.k, int(c.dir), c.bias, c.skew);
+    CAPTURE(c.s.n, c.s.h, c.s.w, c.s.cin, c.s.cout, c.s.k, int(c.dir), c.bias, c.skew_x, c.skew_dy);
     REQUIRE(thin::fits(c.s, c.dir));
-    for (unsigned max_blocks : {thin::kMaxBlocks, 1u, 3u}) {
+    // The GPU's cap of blocks, then one, then three.
+    for (unsigned max_blocks : {c.dir == ConvDir::Filter ? thin::kFilterBlocks : thin::kMaxBlocks, 1u, 3u}) {
       CAPTURE(max_blocks);
-      CHECK(pass_error<T>(c.s, c.dir, c.bias, c.skew, max_blocks, gen) < tol);
+      CHECK(pass_error<T>(c.s, c.dir, c.bias, c.skew_x, c.skew_dy, max_blocks, gen) < tol);
     }
   }
 }
