@@ -5,8 +5,11 @@
 // (version 2, tensor cores), which also rounds P to bf16 before P V, and in the backward P and dS
 // before P^T dout, dS K and dS^T Q: about 1e-3 relative more (2e-3 to 3e-3 in all against a
 // double reference, emulated on the host). kTolBF16 (1e-2) covers both. Shapes
-// cover the 4-wide vector paths (channels a multiple of 4) and the scalar ones (odd channels),
-// plus the model's own sizes for conv and attention.
+// cover the 16-byte vector paths (8 bf16 values: channels a multiple of 8) and the one-value ones
+// (odd channels, 12 channels, views off a 16-byte boundary), plus the model's own sizes for conv
+// and attention.
+#include <cstring>
+
 #include "gpu_helpers.hpp"
 
 using namespace ddpm;
@@ -53,6 +56,12 @@ TEST_CASE("gpu: bf16 ops match the CPU's bf16 ops", "[gpu][bf16]") {
       {"max_pool2x2, odd channels", {{2, 6, 4, 3}}, {}, [](V in) { return max_pool2x2(in[0]); }},
       {"upsample2x", {{4, 8, 8, 128}}, {}, [](V in) { return upsample2x(in[0]); }},
       {"upsample2x, odd channels", {{2, 3, 5, 3}}, {}, [](V in) { return upsample2x(in[0]); }},
+      // 12 channels: rows of 24 bytes, where the 16-byte paths must step aside.
+      {"add, per-channel broadcast, 12 channels", {{2, 4, 4, 12}, {2, 1, 1, 12}}, {},
+       [](V in) { return add(in[0], in[1]); }},
+      {"concat_channels, 12 ++ 4", {{2, 4, 4, 12}, {2, 4, 4, 4}}, {}, [](V in) { return concat_channels(in[0], in[1]); }},
+      {"max_pool2x2, 12 channels", {{2, 4, 6, 12}}, {}, [](V in) { return max_pool2x2(in[0]); }},
+      {"upsample2x, 12 channels", {{2, 3, 5, 12}}, {}, [](V in) { return upsample2x(in[0]); }},
       {"attention L 1024, D 32", {{2, 1024, 384}}, {}, [](V in) { return attention(in[0], 4); }},
       {"attention L 7, D 16", {{3, 7, 96}}, {}, [](V in) { return attention(in[0], 2); }},
       // The bf16 forward is version 2 (tensor cores): a key-tile tail, one token, the 64x64 shape.
@@ -106,6 +115,23 @@ TEST_CASE("gpu: the bf16 attention gradients dq, dk and dv each match the CPU", 
   }
 }
 
+TEST_CASE("gpu: bf16 elementwise ops on views off a 16-byte boundary match the CPU", "[gpu][bf16]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  using V = const std::vector<Tensor>&;
+  // Rows of 12 values: slice0(1, 9) starts 24 bytes in, so the kernels must take their one-value
+  // path although the sizes are multiples of 8 (forward only: slice0 has no gradient).
+  const std::pair<const char*, std::function<Tensor(V)>> views[] = {
+      {"gelu", [](V in) { return gelu(in[0].slice0(1, 9)); }},
+      {"add", [](V in) { return add(in[0].slice0(1, 9), in[1].slice0(1, 9)); }},
+      {"cast to f32", [](V in) { return cast(in[0].slice0(1, 9), DType::F32); }},
+  };
+  for (const auto& [name, f] : views) {
+    INFO(name);
+    compare_backends(f, {bf16_randn({9, 12}, gen), bf16_randn({9, 12}, gen)}, gen, false, kTolBF16);
+  }
+}
+
 TEST_CASE("gpu: cast between f32 and bf16 gives the CPU's bits", "[gpu][bf16]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
@@ -115,11 +141,19 @@ TEST_CASE("gpu: cast between f32 and bf16 gives the CPU's bits", "[gpu][bf16]") 
   for (float e : {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 3.4028235e38f, -3.4028235e38f, INFINITY, -INFINITY, 1e-40f,
                   -0.0f, NAN})
     v.push_back(e);
-  const Tensor x = Tensor::from_floats(v, {int64_t(v.size())});
-  const Tensor gpu = cast(x.to(Device::CUDA), DType::BF16).to(Device::CPU), cpu = cast(x, DType::BF16);
-  const bf16 *g = gpu.data<bf16>(), *c = cpu.data<bf16>();
-  for (size_t i = 0; i < v.size(); ++i) {
-    INFO(i << ": " << v[i]);
-    CHECK(g[i].bits == c[i].bits);
+  // 1010 values take the one-value path; 1016, a multiple of 8, the 16-byte one.
+  for (size_t n : {v.size(), v.size() + 6}) {
+    CAPTURE(n);
+    v.resize(n, 0.5f);
+    const Tensor x = Tensor::from_floats(v, {int64_t(n)});
+    const Tensor gpu = cast(x.to(Device::CUDA), DType::BF16).to(Device::CPU), cpu = cast(x, DType::BF16);
+    const bf16 *g = gpu.data<bf16>(), *c = cpu.data<bf16>();
+    for (size_t i = 0; i < n; ++i) {
+      INFO(i << ": " << v[i]);
+      CHECK(g[i].bits == c[i].bits);
+    }
+    // And back: every bf16 widens exactly (bits compared: NaN is among them).
+    const std::vector<float> wg = cast(gpu.to(Device::CUDA), DType::F32).to_floats(), wc = cast(cpu, DType::F32).to_floats();
+    CHECK(std::memcmp(wg.data(), wc.data(), n * sizeof(float)) == 0);
   }
 }
