@@ -77,21 +77,27 @@ Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& 
   // timestep embedding, the label check) and uploaded from: so no step waits for the GPU, and the
   // host queues the next steps while the GPU runs this one. The network's device work is recorded
   // once as a graph (engine/graph.hpp) and replayed each step on the conditioning of that step.
+  // With guidance, the conditional and unconditional predictions come from one forward of 2n
+  // images (x twice, the two embeddings stacked), not two forwards of n: each kernel does twice
+  // the work for one launch, which keeps the GPU busier at small images.
   Tensor y = conditional ? labels.to(Device::CPU) : Tensor();
   Tensor x = Tensor::randn({n, image_size, image_size, mc.in_channels}, gen, device);
-  Tensor e_c = Tensor::empty({n, mc.time_dim}, DType::F32, device);
-  Tensor e_u = guided ? Tensor::empty({n, mc.time_dim}, DType::F32, device) : Tensor();
+  const int64_t rows = guided ? 2 * n : n;
+  Tensor x_in = guided ? Tensor::empty({rows, image_size, image_size, mc.in_channels}, DType::F32, device) : x;
+  Tensor e = Tensor::empty({rows, mc.time_dim}, DType::F32, device);
   Tensor eps_c, eps_u;
   auto network = [&] {
-    eps_c = model.forward_embedded(x, e_c);
-    if (guided) eps_u = model.forward_embedded(x, e_u);
+    if (guided) x_in.slice0(0, n).copy_from(x), x_in.slice0(n, rows).copy_from(x);
+    Tensor eps = model.forward_embedded(x_in, e);
+    eps_c = guided ? eps.slice0(0, n) : eps;
+    eps_u = guided ? eps.slice0(n, rows) : Tensor();
   };
   std::unique_ptr<Graph> graph;
   for (size_t i = 0; i < plan.size(); ++i) {
     const SamplerStep& step = plan[i];
     Tensor t = Tensor::from_ints(std::vector<int64_t>(size_t(n), step.t), {n});
-    e_c.copy_from(model.embed(t, y, device));
-    if (guided) e_u.copy_from(model.embed(t, Tensor(), device));
+    e.slice0(0, n).copy_from(model.embed(t, y, device));
+    if (guided) e.slice0(n, rows).copy_from(model.embed(t, Tensor(), device));
     if (config.graph && !graph) graph = std::make_unique<Graph>(device, network);
     if (graph) graph->replay();
     else network();

@@ -148,19 +148,21 @@ __global__ void __launch_bounds__(kThreads, 4) column_sums_k(NormArgs<T> a, doub
     };
     for_positions<V, kGrad, kRes>(t, a, n, add);
   }
-  __shared__ double sh[kThreads][2 * V];
-  for (int k = 0; k < V; ++k) sh[threadIdx.x][k] = sa[k], sh[threadIdx.x][V + k] = sb[k];
+  // Sum-major ([2V][threads]): a warp's 32 threads touch 32 consecutive doubles, no bank conflict
+  // (thread-major rows of 2V doubles put 16 threads on each bank).
+  __shared__ double sh[2 * V][kThreads];
+  for (int k = 0; k < V; ++k) sh[k][threadIdx.x] = sa[k], sh[V + k][threadIdx.x] = sb[k];
   __syncthreads();
   int top = 1;
   while (top < t.lanes) top *= 2;
   for (int stride = top / 2; stride > 0; stride /= 2) {
     if (t.active && t.lane < stride && t.lane + stride < t.lanes)
-      for (int q = 0; q < 2 * V; ++q) sh[threadIdx.x][q] += sh[threadIdx.x + stride * t.tile_cols][q];
+      for (int q = 0; q < 2 * V; ++q) sh[q][threadIdx.x] += sh[q][threadIdx.x + stride * t.tile_cols];
     __syncthreads();
   }
   if (t.active && t.lane == 0) {
     double* out = part + ((n * gridDim.y + blockIdx.y) * a.C + t.c0) * 2;
-    for (int k = 0; k < V; ++k) out[2 * k] = sh[threadIdx.x][k], out[2 * k + 1] = sh[threadIdx.x][V + k];
+    for (int k = 0; k < V; ++k) out[2 * k] = sh[k][threadIdx.x], out[2 * k + 1] = sh[V + k][threadIdx.x];
   }
 }
 

@@ -79,6 +79,19 @@ TEST_CASE("gpu: layer_norm matches the CPU", "[gpu][norm]") {
   }
 }
 
+TEST_CASE("gpu: bf16 norms of a view off a 16-byte boundary match the CPU", "[gpu][norm][bf16]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  // Rows of 4 bf16 values (8 bytes): slice0(1, 3) starts 8 bytes in, where the 4-wide path's
+  // alignment check must send the kernels down their one-value path (forward only: slice0 has no
+  // gradient). The CPU emulator cannot catch a wrong check: x86 loads misaligned data silently.
+  const Tensor x = randn({3, 1, 1, 4}, gen).to(DType::BF16), w = randn({4}, gen), b = randn({4}, gen);
+  compare_backends([](const std::vector<Tensor>& in) { return group_norm(in[0].slice0(1, 3), 2, in[1], in[2]); },
+                   {x, w, b}, gen, false, kTolBF16);
+  compare_backends([](const std::vector<Tensor>& in) { return layer_norm(in[0].slice0(1, 3), in[1], in[2]); },
+                   {x.reshape({3, 4}), w, b}, gen, false, kTolBF16);
+}
+
 TEST_CASE("gpu: norms are deterministic from run to run", "[gpu][norm]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
