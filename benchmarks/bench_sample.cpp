@@ -5,12 +5,12 @@
 //                [--base 64] [--guidance S] [--full] [--tf32] [--conv cudnn|ours|measured|auto]
 //                [--json FILE] [--commit SHA]
 //
-// A reverse step is what sample() does per timestep: one forward (two with guidance > 0) and the
-// fused reverse_step. Chains of respaced DDPM steps are timed whole (wall clock, after a GPU
-// synchronisation): the steady state per step is the time of a chain of warmup + steps steps less
-// that of a chain of warmup steps (what each chain pays once, recording its graph, cancels), so
-// img-steps/s = batch * steps / that difference. --full also times the seed's whole 999-step chain
-// for the batch, recording included (the goal: 64 images at 64x64 in under 4 s on the H200).
+// A reverse step is what sample() does per timestep: one forward (twice the batch with guidance
+// > 0) and the fused reverse_step. Chains of respaced DDPM steps are timed whole (wall clock, after
+// a GPU synchronisation): the steady state per step is the time of a chain of warmup + steps steps
+// less that of a chain of warmup steps (what each chain pays once, recording its graph, cancels),
+// so img-steps/s = batch * steps / that difference. --full also times the seed's whole 999-step
+// chain for the batch, recording included (the goal: 64 images at 64x64 in under 4 s on the H200).
 #include <chrono>
 #include <cstdio>
 
