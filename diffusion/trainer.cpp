@@ -208,14 +208,19 @@ Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const 
     });
   r.graph->replay();
   if (first)
-    for (const Tensor& p : params_) r.grads.push_back(p.grad().defined() ? p.grad().raw() : nullptr);
+    for (const Tensor& p : params_) {
+      r.grads.push_back(p.grad().defined() ? p.grad().raw() : nullptr);
+      r.weights.push_back(p.raw());
+    }
   for (size_t i = 0; i < params_.size(); ++i) {
+    // A GPU replay reads the weights and writes the gradients the recording saw: had something
+    // replaced them since (zero_grad, a move of the model), the step would silently read stale
+    // weights or AdamW skip those parameters. (On the CPU a replay runs the step's code again.)
+    DDPM_CHECK(device_ == Device::CPU || params_[i].raw() == r.weights[i], "train", "parameter #", i,
+               "'s weights moved between recorded steps");
     if (!r.grads[i]) {
       params_[i].zero_grad();
     } else if (device_ != Device::CPU) {
-      // A GPU replay writes into the gradient tensors of the recording: had something replaced
-      // them since (zero_grad, a move of the model), AdamW would silently skip those parameters.
-      // (On the CPU a replay runs the step's code again, which makes them anew.)
       DDPM_CHECK(params_[i].grad().defined() && params_[i].grad().raw() == r.grads[i], "train",
                  "parameter #", i, "'s gradient was replaced between recorded steps");
     }

@@ -97,7 +97,8 @@ class Trainer {
   struct Recorded {
     Tensor x_t, eps, e, loss;
     std::unique_ptr<Graph> graph;
-    std::vector<const void*> grads;  // per parameter: where the recording writes its gradient, or null
+    std::vector<const void*> grads;    // per parameter: where the recording writes its gradient, or null
+    std::vector<const void*> weights;  // per parameter: where the recording reads it
   };
   Recorded rec_;
 };

@@ -34,8 +34,8 @@ float median_ms(const std::function<void()>& fn);
 // untimed (module loading, caches), then median_ms times it. The library's first taken candidate
 // is kept unless a later one is more than kKeepMargin faster: near-ties go to the library's own
 // ranking, so two processes rarely choose differently (the choice depends on timing). -1 when
-// none was taken; with one candidate, no timing. While a graph records (which a first use should
-// not be: engine/graph.hpp runs its function once before) nothing runs and the first is kept.
+// none was taken; with one candidate, no timing. Throws while a graph records: a first use must
+// come before (engine/graph.hpp runs its function once for that).
 constexpr float kKeepMargin = 0.1f;
 int keep_fastest(int count, const std::function<bool(int)>& run);
 

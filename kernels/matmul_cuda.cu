@@ -192,8 +192,8 @@ template <class T> bool lt_matmul(const Gemm& g, const T* a, const T* b, const T
   p.ok = !bias || cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
                       CUBLAS_STATUS_SUCCESS;
   if (p.ok && !p.timed) {  // a refused candidate is dropped; with none left the plan is unusable
-    p.timed = true;
     const int keep = ddpm::cuda::keep_fastest(p.count, [&](int i) { return run(p.algos[i]); });
+    p.timed = true;
     p.ok = keep >= 0;
     if (p.ok) p.algos[0] = p.algos[keep], p.count = 1;
   }
