@@ -58,8 +58,10 @@ for cfg in "${configs[@]}"; do
   done
 done
 echo "== torch_twin ($MODES)"
-timeout 480 python3 benchmarks/torch_twin.py --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
-  --modes "$MODES" --steps "$STEPS" --json "$OUT/torch_twin.json" || echo "compare: torch_twin failed (status $?)"
+# Its rows also go to a file as they come: a stage stopped at its limit still returns them.
+timeout 480 python3 -u benchmarks/torch_twin.py --device "$DEVICE" --base "$BASE" --setups "$SETUPS" \
+  --modes "$MODES" --steps "$STEPS" --json "$OUT/torch_twin.json" 2>&1 | tee "$OUT/torch_twin.txt" ||
+  echo "compare: torch_twin failed (status $?)"
 if [ "$DEVICE" = cuda ] && [ "${ATTENTION:-1}" != 0 ]; then
   echo "== attention: ours (bench_kernels) and PyTorch's SDPA"
   LD_LIBRARY_PATH=$LIBS timeout 120 "$BUILD/benchmarks/bench_kernels" --filter attention --commit "$COMMIT" \

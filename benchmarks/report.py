@@ -6,11 +6,13 @@ usage: benchmarks/report.py kernels FILE.json   # memory-bound ops: time and fra
        benchmarks/report.py e2e DIR             # benchmarks/compare.sh's results: ours vs PyTorch
        benchmarks/report.py attention KERNELS.json TORCH.json   # our attention vs PyTorch's SDPA
        benchmarks/report.py variants DIR        # tools/gpu-variants.sh's builds side by side
+       benchmarks/report.py junit FILE.xml      # a Catch2 JUnit report: counts and the failures' first lines
 """
 import glob
 import json
 import os
 import sys
+import xml.etree.ElementTree as ET
 
 
 def kernels(doc):
@@ -32,11 +34,13 @@ def conv(doc):
           f"(forward, data and filter gradients, times uses per step), summed:\n")
     print("| setup | variant | ms per step | speed vs cuDNN |")
     print("|---|---|---:|---:|")
-    t = {(r["setup"], r["variant"]): r["us"] for r in doc["totals"]}
-    for (setup, variant), us in t.items():
+    # A total missing shapes (a variant that failed at some) is a lower bound: ">=", and no ratio.
+    t = {(r["setup"], r["variant"]): (r["us"], r.get("complete", True)) for r in doc["totals"]}
+    for (setup, variant), (us, complete) in t.items():
         kind = variant.split("-")[1]  # ours-*, cudnn-*, measured-* (backend Measured's choice per shape)
-        ratio = t[(setup, "cudnn-" + kind)] / us if not variant.startswith("cudnn") else None
-        print(f"| {setup} | {variant} | {us / 1e3:.2f} | {f'{ratio:.2f}x' if ratio else ''} |")
+        base, base_complete = t.get((setup, "cudnn-" + kind), (0, False))
+        ratio = base / us if complete and base_complete and us > 0 and not variant.startswith("cudnn") else None
+        print(f"| {setup} | {variant} | {'' if complete else '>= '}{us / 1e3:.2f} | {f'{ratio:.2f}x' if ratio else ''} |")
     # Per precision: the step with the faster of ours and cuDNN at every shape (what a perfect
     # backend Measured would give), and where ours wins by more than 10% (what its rule must pick).
     us = {}
@@ -139,10 +143,45 @@ def variants(folder):
         print(f"| {op} | {setup} | {shape} | {ps} | " + " | ".join(cols) + " |")
 
 
+def junit(path):
+    """"P passed, F failed of N test cases" and the failures' first lines; exit status 1 on a failure
+    or an unreadable file (a crashed test binary leaves none)."""
+    try:
+        cases = ET.parse(path).getroot().iter("testcase")
+    except Exception as e:
+        print(f"unreadable JUnit file ({e})")
+        sys.exit(1)
+    names, failed = {}, []
+    for c in cases:
+        name = c.get("name")
+        problems = c.findall("failure") + c.findall("error")
+        names[name] = names.get(name, False) or bool(problems)
+        for p in problems:
+            # Catch2's text: FAILED: / the check / [with expansion: / value] / messages (CAPTURE) / at file:line
+            lines = [l.strip() for l in (p.text or "").splitlines() if l.strip()]
+            where = next((l[3:] for l in lines if l.startswith("at ")), "")
+            got = lines[lines.index("with expansion:") + 1] if "with expansion:" in lines else ""
+            start = lines.index(got) + 1 if got else 2
+            info = "; ".join(l for l in lines[start:] if not l.startswith("at "))
+            line = f"    {name}: {p.get('type', '')}({(p.get('message') or '')[:80]})"
+            line += f" got {got[:50]}" if got else ""
+            line += f" [{info[:80]}]" if info else ""
+            line += f" at {where}"
+            if line not in failed:
+                failed.append(line)
+    n, f = len(names), sum(names.values())
+    print(f"{n - f} passed, {f} failed of {n} test cases (sections count separately)")
+    for line in failed[:12]:
+        print(line)
+    sys.exit(1 if f else 0)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("kernels", "conv", "e2e", "attention", "variants"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("kernels", "conv", "e2e", "attention", "variants", "junit"):
         sys.exit(__doc__)
-    if sys.argv[1] == "e2e":
+    if sys.argv[1] == "junit":
+        junit(sys.argv[2])
+    elif sys.argv[1] == "e2e":
         e2e(sys.argv[2])
     elif sys.argv[1] == "variants":
         variants(sys.argv[2])

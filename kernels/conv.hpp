@@ -137,7 +137,8 @@ void set_conv_backend(ConvBackend backend);
 ConvBackend conv_backend();
 // Our bf16 kernels are v6 (wgmma) where that can run: a build with sm_90a code (the default
 // architectures) on a GPU of compute capability 9.0 (H100, H200); v4 elsewhere, after
-// set_conv_wgmma(false) (bench_conv times both), and when the environment has DDPM_CONV_WGMMA=0.
+// set_conv_wgmma(false) (bench_conv times both), and for the whole process when the environment
+// has DDPM_CONV_WGMMA=0 (conv_wgmma_available() then says false).
 bool conv_wgmma_available();
 void set_conv_wgmma(bool on);
 DDPM_CONV_KERNELS(float)

@@ -82,11 +82,14 @@ void launch(void (*kernel)(Problem<T, OpA, OpB>), int threads, int smem, Problem
 }
 
 // v6 (wgmma) runs where this build has sm_90a code (DDPM_WGMMA) and the GPU is compute capability
-// 9.0, unless set_conv_wgmma(false), or DDPM_CONV_WGMMA=0 in the environment, asked for v4.
-bool g_wgmma = [] {
+// 9.0, unless set_conv_wgmma(false) asked for v4. DDPM_CONV_WGMMA=0 in the environment rules v6
+// out for the whole process: set_conv_wgmma(true) cannot bring it back (so a run that must avoid
+// v6, after it failed on a GPU, stays on v4 whatever a benchmark or test switches).
+const bool g_wgmma_allowed = [] {
   const char* env = std::getenv("DDPM_CONV_WGMMA");
   return !(env && std::string_view(env) == "0");
 }();
+bool g_wgmma = true;
 bool wgmma_device() {
 #ifdef DDPM_WGMMA
   static const bool hopper = [] {
@@ -106,7 +109,7 @@ bool wgmma_device() {
 // takes the 128 x 64 tile, so no half-empty 128 x 128 tiles. bf16 takes v6 where it can run.
 template <int BN, class T, class OpA, class OpB> void run_bn(const Problem<T, OpA, OpB>& pb) {
   if constexpr (std::is_same_v<T, bf16>) {
-    if (g_wgmma && wgmma_device()) {
+    if (g_wgmma && g_wgmma_allowed && wgmma_device()) {
       launch<BN>(wgmma_kernel<BN, OpA, OpB>, kWgThreads, WgConfig<BN, OpA, OpB>::kSmemBytes, pb);
       return;
     }
@@ -149,7 +152,7 @@ FOR_FLOAT_AND_BF16(bf16)
 
 }  // namespace conv_detail
 
-bool conv_wgmma_available() { return wgmma_device(); }
+bool conv_wgmma_available() { return g_wgmma_allowed && wgmma_device(); }
 void set_conv_wgmma(bool on) { g_wgmma = on; }
 
 }  // namespace ddpm::kernels::cuda

@@ -49,7 +49,7 @@ TEST_CASE("gpu: linear matches the CPU at odd sizes", "[gpu][matmul]") {
 TEST_CASE("gpu: linear with a residual matches the CPU", "[gpu][matmul]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
-  // The attention block's out-projection and feed-forward at 16x16 (bf16 and f32), and odd sizes.
+  // The attention block's out-projection and feed-forward at 16x16, and odd sizes (bf16: test_gpu_bf16.cpp).
   for (const auto& [x_shape, out] : std::vector<std::pair<Shape, int64_t>>{{{2, 256, 128}, 128}, {{7, 13}, 5}}) {
     CAPTURE(shape_str(x_shape), out);
     Shape y_shape = x_shape;

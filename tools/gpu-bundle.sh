@@ -4,7 +4,8 @@
 # gpu-bundle/ (git-ignored): the binaries, stripped of host debug info and xz-compressed (the
 # device tool carries at most 64 MiB, and eight statically linked binaries are ~150 MB raw), the
 # Fashion-MNIST files for the real run and `ddpm eval`, and the commit they were built from.
-# Then carry `gpu-bundle` and run tools/gpu-session.sh there.
+# Then carry `gpu-bundle` and run tools/gpu-session.sh there. DATA=0 leaves the data out (30 MiB:
+# only the stages check, run and all read it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build-sm90}
@@ -23,8 +24,8 @@ for b in "${bins[@]}"; do
 done
 tar -C gpu-bundle/stage -cJf gpu-bundle/bin.tar.xz "${bins[@]}"
 rm -rf gpu-bundle/stage
-cp /usr/share/datasets/fashion-mnist/*.gz gpu-bundle/fashion-mnist/
-git rev-parse --short HEAD >gpu-bundle/COMMIT
+[ "${DATA:-1}" = 0 ] || cp /usr/share/datasets/fashion-mnist/*.gz gpu-bundle/fashion-mnist/
+git describe --always --dirty >gpu-bundle/COMMIT  # "-dirty": built from uncommitted changes
 du -sh gpu-bundle
 size=$(du -sm gpu-bundle | cut -f1)
 [ "$size" -lt 64 ] || { echo "gpu-bundle: ${size} MiB, over the device tool's 64 MiB" >&2; exit 1; }

@@ -55,38 +55,7 @@ fail() {
 }
 
 # junit_result FILE: "P passed, F failed of N test cases" (+ the failures' first lines) from Catch2 JUnit.
-junit_result() {
-  python3 - "$1" <<'EOF'
-import sys, xml.etree.ElementTree as ET
-try:
-    cases = ET.parse(sys.argv[1]).getroot().iter("testcase")
-except Exception as e:
-    print(f"unreadable JUnit file ({e})"); sys.exit(1)
-names, failed = {}, []
-for c in cases:
-    name = c.get("name")
-    problems = c.findall("failure") + c.findall("error")
-    names[name] = names.get(name, False) or bool(problems)
-    for p in problems:
-        # Catch2's text: FAILED: / the check / [with expansion: / value] / messages (CAPTURE) / at file:line
-        lines = [l.strip() for l in (p.text or "").splitlines() if l.strip()]
-        where = next((l[3:] for l in lines if l.startswith("at ")), "")
-        got = lines[lines.index("with expansion:") + 1] if "with expansion:" in lines else ""
-        start = lines.index(got) + 1 if got else 2
-        info = "; ".join(l for l in lines[start:] if not l.startswith("at "))
-        line = f"    {name}: {p.get('type', '')}({(p.get('message') or '')[:80]})"
-        line += f" got {got[:50]}" if got else ""
-        line += f" [{info[:80]}]" if info else ""
-        line += f" at {where}"
-        if line not in failed:
-            failed.append(line)
-n, f = len(names), sum(names.values())
-print(f"{n - f} passed, {f} failed of {n} test cases (sections count separately)")
-for line in failed[:12]:
-    print(line)
-sys.exit(1 if f else 0)
-EOF
-}
+junit_result() { python3 benchmarks/report.py junit "$1"; }
 
 # run_catch NAME BINARY MAX_SECONDS [SPEC]: a Catch2 binary with the JUnit reporter.
 run_catch() {

@@ -46,26 +46,35 @@ out=${2:-${OUT:?give OUT_DIR or set OUT}}
 mkdir -p "$out"
 
 # The device tool kills a call at its limit and returns only 8 files, so the stage runs in a child
-# under STAGE_LIMIT seconds and this parent always packs what it wrote.
+# under STAGE_LIMIT seconds and this parent always packs what it wrote. The child is a session of
+# its own (setsid; it notes its id): each step's own `timeout` starts a process group that the outer
+# timeout's signal does not reach, so at the limit the whole session is killed before packing.
 if [ -z "${GPU_SESSION_CHILD:-}" ]; then
   rc=0
-  GPU_SESSION_CHILD=1 timeout -k 10 "${STAGE_LIMIT:-540}" bash "$0" "$@" || rc=$?
+  GPU_SESSION_CHILD=1 timeout -k 10 "${STAGE_LIMIT:-540}" setsid bash "$0" "$@" || rc=$?
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    { [ -f "$out/.session" ] && pkill -KILL -s "$(cat "$out/.session")"; } 2>/dev/null || true
     echo "gpu-session: $stage stopped at STAGE_LIMIT=${STAGE_LIMIT:-540} s; packing what it wrote" | tee -a "$out/summary.txt"
   fi
-  tar -C "$out" -czf "/tmp/$stage.tar.gz" .
+  rm -f "$out/.session"
+  tar --warning=no-file-changed -C "$out" -czf "/tmp/$stage.tar.gz" . || echo "gpu-session: tar said $?" >&2
   find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name compare.md ! -name run-samples.png \
     ! -name run-loss.svg -exec rm -rf {} +
   mv "/tmp/$stage.tar.gz" "$out/"
   exit $rc
 fi
 
+echo $$ >"$out/.session"  # setsid made this shell a session leader: its id is the session's
 if [ ! -x build/tools/ddpm ]; then
   mkdir -p build
   tar -C build -xJf gpu-bundle/bin.tar.xz
 fi
-COMMIT=$(cat gpu-bundle/COMMIT 2>/dev/null || git rev-parse --short HEAD)  # the binaries' commit
+# The binaries' commit (the tree is copied to the GPU machine without .git).
+COMMIT=$(cat gpu-bundle/COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export COMMIT
+# Where and when, at the head of the summary (the JSON files record it too).
+echo "gpu-session $stage: $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $COMMIT, $(nvidia-smi -L 2>/dev/null | head -1)" |
+  tee -a "$out/summary.txt"
 LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
 
 # real_run PRECISION MINUTES: train the seed-size model, sample a grid, evaluate at each guidance
@@ -107,13 +116,17 @@ real_run() {
 }
 
 # gpu_tests NAME [SPEC]: test_gpu (the cases SPEC selects, or all) with its JUnit report in NAME.xml
-# and its output in NAME.log; one summary line. Returns test_gpu's status.
+# and its output in NAME.log; its counts and failures in the summary. A crash leaves no report:
+# then the console reporter runs the same cases again (NAME.console.log) to show where it stopped.
+# Returns test_gpu's status.
 gpu_tests() {
   local name=$1 rc=0
   shift
   timeout 120 build/tests/test_gpu "$@" -r junit -o "$out/$name.xml" >"$out/$name.log" 2>&1 || rc=$?
-  echo "test_gpu${*:+ $*}: exit $rc, $(grep -o 'tests="[0-9]*" failures="[0-9]*" errors="[0-9]*"' "$out/$name.xml" | head -1)" |
-    tee -a "$out/summary.txt"
+  { echo "test_gpu${*:+ $*}: exit $rc"; python3 benchmarks/report.py junit "$out/$name.xml"; } | tee -a "$out/summary.txt"
+  if [ $rc -ne 124 ] && [ ! -s "$out/$name.xml" ]; then
+    timeout 60 build/tests/test_gpu "$@" -r console -d yes >"$out/$name.console.log" 2>&1 || true
+  fi
   return $rc
 }
 
@@ -172,12 +185,13 @@ more_stage() {
 }
 
 # graphs_stage: graph replay against op-by-op launches (stage `graphs`).
+# Fails (after running everything) when the tests or memcheck did.
 graphs_stage() {
   export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  local p g bench extra
-  gpu_tests test_gpu || true
+  local p g bench extra trc=0 mrc=0
+  gpu_tests test_gpu || trc=$?
   # The refusal test provokes failing CUDA calls on purpose: memcheck would list them as API errors.
-  memcheck sanitize-graph "[graph]" --report-api-errors no || true
+  memcheck sanitize-graph "[graph]" --report-api-errors no || mrc=$?
   for p in bf16 tf32; do
     case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
     for bench in bench_sample bench_train; do
@@ -193,6 +207,7 @@ graphs_stage() {
       done
     done
   done
+  return $((trc != 0 || mrc != 0))
 }
 
 # conv_stage: our convolution kernels against cuDNN, alone and end to end (stage `conv`). Fails
@@ -203,21 +218,31 @@ conv_stage() {
   # All GPU tests (~30 s): since the last loan v4, v6 and v7 (thin layers), linear's cuBLASLt path,
   # the norms' version 2 and the 16-byte bf16 accesses all changed. If any fails, "[conv]" alone
   # says whether v6 is to blame.
-  gpu_tests test_gpu || { mrc=1; gpu_tests test_gpu_conv "[conv]" || trc=$?; }
+  # A timeout of the whole run (a hang, perhaps in v6) is not spent again on "[conv]" alone.
+  gpu_tests test_gpu || { mrc=$?; [ $mrc -eq 124 ] && trc=124 || { gpu_tests test_gpu_conv "[conv]" || trc=$?; }; }
+  # v6 (wgmma) had not run on hardware before: if it fails its tests, or a trap ends bench_conv,
+  # the rest runs on v4 (DDPM_CONV_WGMMA=0, which no benchmark or test can switch back), so the
+  # loan still measures v4, cuDNN and Measured; and bench_kernels below, which runs convolutions
+  # too, already on v4.
+  [ $trc -eq 0 ] || { export DDPM_CONV_WGMMA=0; echo "gpu-session: conv tests failed; v4 only from here" | tee -a "$out/summary.txt"; }
   memcheck sanitize-conv "[conv]" || mrc=$?
   # Every op on bf16 data (~60 s), to set beside fc776d5's bench_kernels_bf16.txt: the norms'
   # version 2, the fused embedding and residual adds, the 16-byte accesses, the thin convolutions.
   timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --json "$out/bench_kernels_bf16.json" \
     --commit "$COMMIT" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped" | tee -a "$out/summary.txt"
-  # v6 (wgmma) had not run on hardware before: if it fails its tests, or a trap ends bench_conv,
-  # the rest runs on v4 (DDPM_CONV_WGMMA=0), so the loan still measures v4, cuDNN and Measured.
-  [ $trc -eq 0 ] || { export DDPM_CONV_WGMMA=0; echo "gpu-session: conv tests failed; v4 only from here" | tee -a "$out/summary.txt"; }
-  timeout 130 build/benchmarks/bench_conv --json "$out/bench_conv.json" --commit "$COMMIT" >"$out/bench_conv.txt" 2>&1 || {
-    echo "gpu-session: bench_conv stopped; again on v4 only" | tee -a "$out/summary.txt"
-    export DDPM_CONV_WGMMA=0
-    timeout 100 build/benchmarks/bench_conv --json "$out/bench_conv-v4.json" --commit "$COMMIT" >"$out/bench_conv-v4.txt" 2>&1 ||
-      echo "gpu-session: bench_conv on v4 stopped" | tee -a "$out/summary.txt"
-  }
+  # bench_conv times v4 beside v6 itself; a second run on v4 alone only pays after a failure that
+  # was not the time limit, while v6 was still in use.
+  local crc=0
+  timeout 130 build/benchmarks/bench_conv --json "$out/bench_conv.json" --commit "$COMMIT" >"$out/bench_conv.txt" 2>&1 || crc=$?
+  if [ $crc -ne 0 ]; then
+    echo "gpu-session: bench_conv stopped (exit $crc)" | tee -a "$out/summary.txt"
+    if [ $crc -ne 124 ] && [ "${DDPM_CONV_WGMMA:-1}" != 0 ]; then
+      echo "gpu-session: bench_conv again on v4 only" | tee -a "$out/summary.txt"
+      export DDPM_CONV_WGMMA=0
+      timeout 100 build/benchmarks/bench_conv --json "$out/bench_conv-v4.json" --commit "$COMMIT" >"$out/bench_conv-v4.txt" 2>&1 ||
+        echo "gpu-session: bench_conv on v4 stopped" | tee -a "$out/summary.txt"
+    fi
+  fi
   for f in "$out"/bench_conv*.json; do
     { python3 benchmarks/report.py conv "$f" | tee -a "$out/summary.txt"; } || echo "gpu-session: no conv table from $f"
   done
@@ -260,7 +285,7 @@ case $stage in
     cp "$out/check/summary.txt" "$out/summary.txt"
     more_stage
     ;;
-  graphs) graphs_stage ;;
+  graphs) graphs_stage || rc=$? ;;
   conv) conv_stage || rc=$? ;;
   *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more, quick, graphs or conv)" >&2; exit 2 ;;
 esac
