@@ -95,7 +95,10 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
   cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
   cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
   cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
-  cmd->add_option("--batch", o.batch, "images per network call")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--batch", o.batch,
+                  "images sampled at once (with guidance a network call runs twice as many: both predictions)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_device_options(cmd, o.dev);
 }
 
