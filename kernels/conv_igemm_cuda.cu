@@ -56,6 +56,9 @@ int64_t resident_blocks(const void* kernel, int threads, int smem) {
   static std::map<const void*, int64_t> known;
   if (auto it = known.find(kernel); it != known.end()) return it->second;
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  // Two blocks of up to 108 KB an SM need nearly all of its 228 KB as shared memory, not L1.
+  CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
   int per_sm = 0;
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
   return known[kernel] = int64_t(std::max(per_sm, 1)) * sm_count();
