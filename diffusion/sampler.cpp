@@ -79,15 +79,21 @@ Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& 
   // once as a graph (engine/graph.hpp) and replayed each step on the conditioning of that step.
   // With guidance, the conditional and unconditional predictions come from one forward of 2n
   // images (x twice, the two embeddings stacked), not two forwards of n: each kernel does twice
-  // the work for one launch, which keeps the GPU busier at small images.
+  // the work for one launch, which keeps the GPU busier at small images. x is then the first half
+  // of the network's input (the reverse step updates it in place), copied to the second each step.
   Tensor y = conditional ? labels.to(Device::CPU) : Tensor();
   Tensor x = Tensor::randn({n, image_size, image_size, mc.in_channels}, gen, device);
   const int64_t rows = guided ? 2 * n : n;
-  Tensor x_in = guided ? Tensor::empty({rows, image_size, image_size, mc.in_channels}, DType::F32, device) : x;
+  Tensor x_in = x;
+  if (guided) {
+    x_in = Tensor::empty({rows, image_size, image_size, mc.in_channels}, DType::F32, device);
+    x_in.slice0(0, n).copy_from(x);
+    x = x_in.slice0(0, n);
+  }
   Tensor e = Tensor::empty({rows, mc.time_dim}, DType::F32, device);
   Tensor eps_c, eps_u;
   auto network = [&] {
-    if (guided) x_in.slice0(0, n).copy_from(x), x_in.slice0(n, rows).copy_from(x);
+    if (guided) x_in.slice0(n, rows).copy_from(x);
     Tensor eps = model.forward_embedded(x_in, e);
     eps_c = guided ? eps.slice0(0, n) : eps;
     eps_u = guided ? eps.slice0(n, rows) : Tensor();

@@ -87,10 +87,10 @@ float median_ms(const std::function<void()>& fn) {
 }
 
 int keep_fastest(int count, const std::function<bool(int)>& run) {
-  if (capturing())  // nothing may run or wait now
+  if (count == 1) return 0;  // nothing to choose: the caller's own call says whether it is taken
+  if (capturing())           // nothing may run or wait now
     fail("keep_fastest", "a library call's first use is being recorded into a graph; run it once before recording",
          __FILE__, __LINE__);
-  if (count == 1) return run(0) ? 0 : -1;
   int keep = -1;
   float keep_ms = 0.0f;
   for (int i = 0; i < count; ++i) {

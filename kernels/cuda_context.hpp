@@ -31,10 +31,10 @@ float median_ms(const std::function<void()>& fn);
 // Which of `count` candidate algorithms of a library call to keep, chosen on the call's first use:
 // run(i) makes the call with candidate i (on the caller's buffers: the call must overwrite its
 // output, never accumulate) and says whether the library took it. Each taken candidate runs once
-// untimed (module loading, caches), then median_ms times it. The library's first taken candidate
-// is kept unless a later one is more than kKeepMargin faster: near-ties go to the library's own
-// ranking, so two processes rarely choose differently (the choice depends on timing). -1 when
-// none was taken; with one candidate, no timing. Throws while a graph records: a first use must
+// untimed (module loading, caches), then median_ms times it. The library's first taken candidate is
+// kept unless a later one is more than kKeepMargin faster: near-ties go to the library's own
+// ranking, so two processes rarely choose differently (the choice depends on timing). -1 when none
+// was taken; one candidate is kept without a run. Throws while a graph records: a first use must
 // come before (engine/graph.hpp runs its function once for that).
 constexpr float kKeepMargin = 0.1f;
 int keep_fastest(int count, const std::function<bool(int)>& run);

@@ -82,12 +82,11 @@ constexpr int kLtCandidates = 8;
 constexpr int64_t kLtMaxK = 1024;
 
 struct LtPlan {
-  bool ok = false;      // false: no algorithm, or a refused call; that shape takes the other way for good
-  bool timed = false;   // the candidates were timed, and algos[0] is the one kept
+  bool ok = false;  // false: no algorithm, or a refused call; that shape takes the other way for good
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  // The heuristic's order (a plain array: nvcc 13.0's front end fails on a std::vector of
-  // cublasLtMatmulAlgo_t, an unnamed struct).
+  // The heuristic's order until the first call keeps one (count 1). A plain array: nvcc 13.0's
+  // front end fails on a std::vector of cublasLtMatmulAlgo_t, an unnamed struct.
   cublasLtMatmulAlgo_t algos[kLtCandidates] = {};
   int count = 0;
 };
@@ -191,9 +190,8 @@ template <class T> bool lt_matmul(const Gemm& g, const T* a, const T* b, const T
   };
   p.ok = !bias || cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
                       CUBLAS_STATUS_SUCCESS;
-  if (p.ok && !p.timed) {  // a refused candidate is dropped; with none left the plan is unusable
+  if (p.ok && p.count > 1) {  // a refused candidate is dropped; with none left the plan is unusable
     const int keep = ddpm::cuda::keep_fastest(p.count, [&](int i) { return run(p.algos[i]); });
-    p.timed = true;
     p.ok = keep >= 0;
     if (p.ok) p.algos[0] = p.algos[keep], p.count = 1;
   }
