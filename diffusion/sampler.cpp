@@ -73,6 +73,7 @@ Tensor sample(const UNet& model, const Schedule& schedule, const SamplerConfig& 
   // The weights do not change during the chain: a bf16 model converts each one once, not on every
   // forward (engine/ops.hpp). Declared before the graph, whose recording reads the copies.
   CastCache weight_copies;
+  CastCache::Use use_copies(weight_copies);
   // t and the labels stay on the host, where the network's conditioning is computed (the
   // timestep embedding, the label check) and uploaded from: so no step waits for the GPU, and the
   // host queues the next steps while the GPU runs this one. The network's device work is recorded

@@ -171,6 +171,7 @@ Tensor Trainer::step() {
   if (config_.graph) {
     loss = recorded_step(noised, t, y);
   } else {
+    CastCache::Use copies(optimizer_.weight_copies());  // a bf16 model's weights (engine/optim.hpp)
     loss = mse_loss(model_.forward(noised.x_t, t, y), noised.eps);
     optimizer_.zero_grad();
     loss.backward();
@@ -201,28 +202,37 @@ Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const 
   if (first)
     r.graph = std::make_unique<Graph>(device_, [this] {
       Recorded& in = rec_;
+      CastCache::Use copies(optimizer_.weight_copies());
       optimizer_.zero_grad();
       in.e.zero_grad();
       in.loss = mse_loss(model_.forward_embedded(in.x_t, in.e), in.eps);
       in.loss.backward();
     });
   r.graph->replay();
+  // Where the recording reads each weight and writes each gradient: the parameters, and the bf16
+  // copies of those a bf16 model casts (made during the graph's first, eager run).
+  std::vector<Tensor> holders;
+  for (const Tensor& p : params_) {
+    holders.push_back(p);
+    if (Tensor copy = optimizer_.weight_copies().find(p); copy.defined()) holders.push_back(copy);
+  }
   if (first)
-    for (const Tensor& p : params_) {
-      r.grads.push_back(p.grad().defined() ? p.grad().raw() : nullptr);
-      r.weights.push_back(p.raw());
+    for (const Tensor& h : holders) {
+      r.grads.push_back(h.grad().defined() ? h.grad().raw() : nullptr);
+      r.weights.push_back(h.raw());
     }
-  for (size_t i = 0; i < params_.size(); ++i) {
+  DDPM_CHECK(holders.size() == r.grads.size(), "train", "the weight copies changed between recorded steps");
+  for (size_t i = 0; i < holders.size(); ++i) {
     // A GPU replay reads the weights and writes the gradients the recording saw: had something
     // replaced them since (zero_grad, a move of the model), the step would silently read stale
     // weights or AdamW skip those parameters. (On the CPU a replay runs the step's code again.)
-    DDPM_CHECK(device_ == Device::CPU || params_[i].raw() == r.weights[i], "train", "parameter #", i,
-               "'s weights moved between recorded steps");
+    DDPM_CHECK(device_ == Device::CPU || holders[i].raw() == r.weights[i], "train", holders[i].desc(),
+               ", a weight of the model, moved between recorded steps");
     if (!r.grads[i]) {
-      params_[i].zero_grad();
+      holders[i].zero_grad();
     } else if (device_ != Device::CPU) {
-      DDPM_CHECK(params_[i].grad().defined() && params_[i].grad().raw() == r.grads[i], "train",
-                 "parameter #", i, "'s gradient was replaced between recorded steps");
+      DDPM_CHECK(holders[i].grad().defined() && holders[i].grad().raw() == r.grads[i], "train", "the gradient of ",
+                 holders[i].desc(), ", a weight of the model, was replaced between recorded steps");
     }
   }
   if (e.requires_grad()) e.backward(r.e.grad());
@@ -297,16 +307,16 @@ void Trainer::load_state(const std::string& model_path) {
   from_pytorch_layout(model_, file, shadow, "ema.");
   ema_.load_state(shadow);
   const int64_t adam_steps = metadata_int(m, "adamw_steps", path);
+  std::vector<Tensor> mom, var;
+  for (const Tensor& p : params_) {
+    mom.push_back(Tensor::zeros(p.shape(), DType::F32, device_));
+    var.push_back(Tensor::zeros(p.shape(), DType::F32, device_));
+  }
   if (adam_steps > 0) {
-    std::vector<Tensor> mom, var;
-    for (const Tensor& p : params_) {
-      mom.push_back(Tensor::zeros(p.shape(), DType::F32, device_));
-      var.push_back(Tensor::zeros(p.shape(), DType::F32, device_));
-    }
     from_pytorch_layout(model_, file, mom, "adamw.exp_avg.");
     from_pytorch_layout(model_, file, var, "adamw.exp_avg_sq.");
-    optimizer_.load_state(mom, var, adam_steps);
   }
+  optimizer_.load_state(mom, var, adam_steps);  // also makes the weight copies again from the loaded weights
   step_ = metadata_int(m, "step", path);
   epoch_ = metadata_int(m, "epoch", path);
   position_ = metadata_int(m, "position", path);

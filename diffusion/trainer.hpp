@@ -97,8 +97,9 @@ class Trainer {
   struct Recorded {
     Tensor x_t, eps, e, loss;
     std::unique_ptr<Graph> graph;
-    std::vector<const void*> grads;    // per parameter: where the recording writes its gradient, or null
-    std::vector<const void*> weights;  // per parameter: where the recording reads it
+    // Per parameter, and after it its bf16 weight copy if it has one (engine/optim.hpp):
+    std::vector<const void*> grads;    // where the recording writes its gradient, or null
+    std::vector<const void*> weights;  // where the recording reads it
   };
   Recorded rec_;
 };

@@ -33,26 +33,49 @@ Tensor add_gelu(const Tensor& a, const Tensor& b);  // gelu(a + b), same shapes:
 // x as f32 or bf16 (round to nearest even); the gradient is cast back. x itself if it has dtype.
 Tensor cast(const Tensor& x, DType dtype);
 
-// While a CastCache lives (on this thread) and grad mode is off, cast() of a tensor that requires
-// grad (a parameter) makes its copy once and then returns that copy again: in inference, where the
-// weights do not change, a bf16 model otherwise converts every weight on every forward (~100 small
-// kernels per U-Net forward; in a recorded CUDA graph, too). The weights must not change during
-// its scope (the copies would go stale): the sampler holds one for one chain (diffusion/sampler.cpp).
-// Scopes nest; the copies are released when the scope that made them ends.
+// Weight copies for mixed precision. While a CastCache is in use on this thread (CastCache::Use),
+// cast() of a parameter (a leaf tensor that requires grad) to another dtype returns the cache's copy of
+// it, made on first use, instead of converting it again: a bf16 model otherwise converts every
+// weight on every forward and every weight gradient back on every backward (~100 small kernels
+// each way per U-Net step; in a recorded CUDA graph, too). Activations are converted as usual.
+// - A plain cache serves inference (grad mode off; under grad mode it is bypassed, so gradients
+//   flow as without it). The weights must not change while it is in use, or the copies go stale:
+//   the sampler keeps one for one chain (diffusion/sampler.cpp).
+// - A trainable cache serves training: its copies are leaves that require grad, so backward
+//   leaves a parameter's gradient on its copy, in the copy's dtype, instead of casting it back.
+//   For a weight used once per step that is the same number (the product that made it rounded it
+//   to bf16 already); a weight used twice has its two gradients summed in bf16. AdamW owns such a
+//   cache: it reads the gradients from the copies and writes the copies anew with the weights
+//   (engine/optim.hpp).
+// Uses nest; the innermost cache in use answers.
 class CastCache {
  public:
-  CastCache();
+  explicit CastCache(bool trainable = false);
   ~CastCache();
   CastCache(const CastCache&) = delete;
   CastCache& operator=(const CastCache&) = delete;
   // Copies made by any CastCache since the process started (tests check that a chain reuses them).
   static int64_t copies_made();
   Tensor lookup(const Tensor& x, DType dtype);  // cast()'s: x's copy in dtype, made on first use
+  Tensor find(const Tensor& x) const;           // x's copy (in any dtype), or an undefined tensor
+  bool trainable() const { return trainable_; }
+
+  // Puts a cache in use on this thread for the guard's scope.
+  class Use {
+   public:
+    explicit Use(CastCache& cache);
+    ~Use();
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+
+   private:
+    CastCache* previous_;
+  };
 
  private:
   struct Entries;
   std::unique_ptr<Entries> entries_;
-  CastCache* previous_;
+  bool trainable_;
 };
 
 // ---- matrix products (ops/matmul.cpp) ----

@@ -65,13 +65,19 @@ void AdamW::step() {
   int64_t total = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
-    Tensor g = p.grad();
-    if (!g.defined()) continue;
+    const Tensor copy = copies_.find(p);
+    const Tensor g = p.grad(), g_low = copy.defined() ? copy.grad() : Tensor();
+    if (!g.defined() && !g_low.defined()) continue;
     DDPM_CHECK(p.device() == device_, "AdamW", "parameter #", i, " moved to another device (", p.desc(),
                "): build the optimizer after moving the model");
-    DDPM_CHECK(g.shape() == p.shape() && g.dtype() == DType::F32 && g.device() == device_, "AdamW", "grad ",
-               g.desc(), " does not match parameter #", i, " ", p.desc());
-    slots.push_back({p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel(), total});
+    DDPM_CHECK(!g.defined() || (g.shape() == p.shape() && g.dtype() == DType::F32 && g.device() == device_), "AdamW",
+               "grad ", g.desc(), " does not match parameter #", i, " ", p.desc());
+    DDPM_CHECK(!g_low.defined() || (g_low.shape() == p.shape() && g_low.dtype() == DType::BF16 &&
+                                    g_low.device() == device_),
+               "AdamW", "grad ", g_low.desc(), " of the bf16 copy does not match parameter #", i, " ", p.desc());
+    slots.push_back({p.data<float>(), g.defined() ? g.data<float>() : nullptr,
+                     g_low.defined() ? g_low.data<bf16>() : nullptr, copy.defined() ? copy.data<bf16>() : nullptr,
+                     m_[i].data<float>(), v_[i].data<float>(), p.numel(), total});
     total += p.numel();
   }
   if (slots.empty()) return;
@@ -91,7 +97,10 @@ void AdamW::step() {
 }
 
 void AdamW::zero_grad() {
-  for (Tensor& p : params_) p.zero_grad();
+  for (Tensor& p : params_) {
+    p.zero_grad();
+    if (Tensor copy = copies_.find(p); copy.defined()) copy.zero_grad();
+  }
 }
 
 void AdamW::load_state(const std::vector<Tensor>& m, const std::vector<Tensor>& v, int64_t steps) {
@@ -101,6 +110,8 @@ void AdamW::load_state(const std::vector<Tensor>& m, const std::vector<Tensor>& 
   copy_all(m_, m);
   copy_all(v_, v);
   step_ = steps;
+  for (const Tensor& p : params_)
+    if (Tensor copy = copies_.find(p); copy.defined()) copy.detach().copy_from(p.to(copy.dtype()));
 }
 
 EMA::EMA(const std::vector<Tensor>& params, float decay, int64_t start_step)

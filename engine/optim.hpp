@@ -11,10 +11,17 @@
 //
 // All parameters must live on one device (else ddpm::Error); build the optimizer after moving
 // the model. On CUDA each update is one kernel launch over all tensors.
+//
+// Mixed precision: the parameters are the f32 master weights; a bf16 model works on bf16 copies
+// of them. AdamW keeps those copies (weight_copies(), a trainable CastCache, engine/ops.hpp): put
+// it in use around the forward and backward, and the backward leaves each copied parameter's
+// gradient on its copy; step() reads it there and writes the copy anew from the updated weight,
+// in the same pass. So no step converts a weight or a gradient on its own.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "engine/ops.hpp"
 #include "engine/tensor.hpp"
 #include "kernels/optim.hpp"
 
@@ -42,17 +49,23 @@ struct AdamWConfig {
 class AdamW {
  public:
   AdamW(std::vector<Tensor> params, AdamWConfig config = {});
-  void step();  // parameters without a grad are skipped (as in PyTorch); a step where none has one does nothing
-  void zero_grad();
+  // Parameters without a grad (on them or on their copy) are skipped, as in PyTorch; a step where
+  // none has one does nothing.
+  void step();
+  void zero_grad();  // the parameters' grads and their copies'
+  CastCache& weight_copies() { return copies_; }
   int64_t steps() const { return step_; }
   AdamWConfig& config() { return config_; }
   // State for checkpoints: moments m and v, one of each per parameter, same order.
   const std::vector<Tensor>& exp_avg() const { return m_; }
   const std::vector<Tensor>& exp_avg_sq() const { return v_; }
+  // The parameters must hold the weights this state belongs to already: their copies are made
+  // again from them.
   void load_state(const std::vector<Tensor>& m, const std::vector<Tensor>& v, int64_t steps);
 
  private:
   std::vector<Tensor> params_, m_, v_;
+  CastCache copies_{/*trainable=*/true};
   AdamWConfig config_;
   int64_t step_ = 0;
   Device device_;

@@ -128,7 +128,7 @@ __global__ void __launch_bounds__(kThreads, 4) column_sums_k(NormArgs<T> a, doub
   const int64_t n = blockIdx.x;
   double sa[V] = {}, sb[V] = {};
   if (t.active) {
-    float m[V], r[V], w[V], b[V];
+    float m[V] = {}, r[V] = {}, w[V], b[V];  // m, r: one of the two load_stats below sets them (zeroed for GCC)
     if (kGrad) {
       for (int k = 0; k < V; ++k) w[k] = a.w[t.c0 + k];
       load_bias<V>(a, n, t.c0, b);

@@ -1,6 +1,7 @@
 // Optimizer kernels: the AdamW update and the EMA of the weights (engine/optim.hpp).
 //
-// Conventions (both backends): f32; every pointer is contiguous and on the backend's device;
+// Conventions (both backends): f32, except the bf16 gradients and weight copies of a
+// mixed-precision run (AdamWSlot); every pointer is contiguous and on the backend's device;
 // parameters, moments and shadows are updated in place. A call covers a list of tensors given as
 // slots, one per tensor, in order, `start` being the tensor's first index in the concatenation
 // of all the list's elements (so slots[k].start = n_0 + ... + n_{k-1}).
@@ -15,13 +16,19 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/bf16.hpp"
 #include "kernels/hd.hpp"
 
 namespace ddpm::kernels {
 
+// A parameter's gradient is g, or g_low (the gradient of its bf16 copy, widened), or their sum
+// when both are given; `copy`, when given, receives the updated p rounded to bf16 (nearest even):
+// the weight copies of a mixed-precision run are written by the same pass (engine/optim.hpp).
 struct AdamWSlot {
   float* p;
-  const float* g;
+  const float* g;      // or null
+  const bf16* g_low;   // or null
+  bf16* copy;          // or null
   float* m;
   float* v;
   int64_t n;
@@ -45,6 +52,11 @@ struct AdamWStep {
 
 // torch.optim.AdamW's element update, in its operation order: decoupled decay, m by lerp toward
 // g, v by mul + addcmul, then p -= step_size * m / (sqrt(v) / bc2_sqrt + eps).
+// The gradient of element i: g, g_low (already widened by the caller: `low`), or their sum.
+DDPM_HD float adamw_grad(const AdamWSlot& t, int64_t i, float low) {
+  return t.g ? (t.g_low ? t.g[i] + low : t.g[i]) : low;
+}
+
 DDPM_HD void adamw_update(float& p, float g, float& m, float& v, const AdamWStep& s) {
   p *= s.decay;
   m += s.one_minus_beta1 * (g - m);

@@ -7,7 +7,10 @@ void adamw(const AdamWSlot* slots, int64_t count, const AdamWStep& s) {
   for (int64_t k = 0; k < count; ++k) {
     const AdamWSlot& t = slots[k];
 #pragma omp parallel for schedule(static) if (t.n > 65536)
-    for (int64_t i = 0; i < t.n; ++i) adamw_update(t.p[i], t.g[i], t.m[i], t.v[i], s);
+    for (int64_t i = 0; i < t.n; ++i) {
+      adamw_update(t.p[i], adamw_grad(t, i, t.g_low ? bf16_to_float(t.g_low[i]) : 0.0f), t.m[i], t.v[i], s);
+      if (t.copy) t.copy[i] = float_to_bf16(t.p[i]);
+    }
   }
 }
 

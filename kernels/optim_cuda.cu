@@ -7,16 +7,25 @@
 //
 // Napkin math, seed U-Net (23.3M parameters, ~200 tensors): AdamW reads p, g, m, v and writes
 // p, m, v: 28 B per element, 653 MB per step, ~0.16 ms at the H200's ~4 TB/s copy bandwidth;
-// 10 FLOPs + one sqrt per element, so memory-bound. EMA reads e, p and writes e: 12 B per element.
+// 10 FLOPs + one sqrt per element, so memory-bound. In a bf16 run (a bf16 g read, a bf16 copy
+// written) still 28 B: the weight copies come with the update, where casting the 94 weights and
+// their gradients took 188 launches a step. EMA reads e, p and writes e: 12 B per element.
+#include "kernels/bf16.cuh"
 #include "kernels/cuda_launch.cuh"
 #include "kernels/optim.hpp"
 
 namespace ddpm::kernels::cuda {
 namespace {
 
+using ddpm::cuda::from_f32;
+using ddpm::cuda::to_f32;
+
 constexpr int64_t kChunk = 8192;  // 32 elements per thread: amortises the slot search
 
-__device__ void apply(const AdamWSlot& t, int64_t i, const AdamWStep& s) { adamw_update(t.p[i], t.g[i], t.m[i], t.v[i], s); }
+__device__ void apply(const AdamWSlot& t, int64_t i, const AdamWStep& s) {
+  adamw_update(t.p[i], adamw_grad(t, i, t.g_low ? to_f32(t.g_low[i]) : 0.0f), t.m[i], t.v[i], s);
+  if (t.copy) t.copy[i] = from_f32<bf16>(t.p[i]);
+}
 __device__ void apply(const EmaSlot& t, int64_t i, const EmaStep& s) { t.shadow[i] = ema_update(t.shadow[i], t.p[i], s); }
 
 // The last slot whose start is <= e: the one holding element e.

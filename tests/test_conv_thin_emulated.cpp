@@ -70,7 +70,7 @@ double pass_error(const ConvShape& s, ConvDir dir, bool bias, int skew_x, int sk
 struct Case {
   ConvShape s;
   ConvDir dir;
-  bool bias;
+  bool bias = false;
   int skew_x = 0, skew_dy = 0;
 };
 // The U-Net's first layer (3x3, 3 or 1 -> 64) and last (1x1, 64 -> 3 or 1, with bias) both ways;

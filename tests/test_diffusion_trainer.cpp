@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "diffusion/trainer.hpp"
+#include "engine/ops.hpp"
 #include "diffusion_helpers.hpp"
 #include "model/checkpoint.hpp"
 
@@ -37,11 +38,17 @@ TEST_CASE("a tiny U-Net's loss falls well below its start, in f32 and in bf16", 
   model.set_compute_dtype(dtype);
   Trainer trainer(model, data, cfg);
   std::vector<double> losses;
+  const int64_t copies_before = CastCache::copies_made();
+  int64_t first_step_copies = 0;
   for (int i = 0; i < 300; ++i) {
     const float loss = trainer.step().item();
     REQUIRE(std::isfinite(loss));
     losses.push_back(loss);
+    if (i == 0) first_step_copies = CastCache::copies_made() - copies_before;
   }
+  // bf16: the first step makes the weight copies, the others reuse them (AdamW rewrites them).
+  CHECK((dtype == DType::BF16 ? first_step_copies > 0 : first_step_copies == 0));
+  CHECK(CastCache::copies_made() - copies_before == first_step_copies);
   CHECK(trainer.steps_done() == 300);
   CHECK(trainer.epoch() == (300 - 1) / 8);  // 8 batches per epoch, epochs counted from 0
   const double start = std::accumulate(losses.begin(), losses.begin() + 20, 0.0) / 20;
@@ -53,6 +60,8 @@ TEST_CASE("a tiny U-Net's loss falls well below its start, in f32 and in bf16", 
 TEST_CASE("a resumed run matches the uninterrupted one bit for bit", "[diffusion][trainer][checkpoint][model]") {
   Generator gen = fresh_generator();
   CAPTURE(gen.seed());
+  const DType dtype = GENERATE(DType::F32, DType::BF16);  // bf16: the weight copies are made from the loaded weights
+  CAPTURE(dtype_name(dtype));
   Dataset data = stripes(10, gen);  // batch 4: two batches an epoch, two images dropped
   TrainConfig cfg;
   cfg.batch = 4;
@@ -68,6 +77,7 @@ TEST_CASE("a resumed run matches the uninterrupted one bit for bit", "[diffusion
 
   Generator init_a = model_init_generator(cfg.seed);
   UNet a(tiny_config(2), init_a);
+  a.set_compute_dtype(dtype);
   Trainer ta(a, data, cfg);
   std::vector<float> losses_a;
   for (int64_t i = 0; i < total; ++i) losses_a.push_back(ta.step().item());
@@ -76,9 +86,19 @@ TEST_CASE("a resumed run matches the uninterrupted one bit for bit", "[diffusion
   {
     Generator init_b = model_init_generator(cfg.seed);
     UNet b(tiny_config(2), init_b);
+    b.set_compute_dtype(dtype);
     Trainer tb(b, data, cfg);
     for (int64_t i = 0; i < first; ++i) losses_b.push_back(tb.step().item());
     tb.save(path, {{"data", "stripes"}});
+    // The same trainer, steps on, taken back to the checkpoint, continues as the first run: its
+    // weight copies are made again from the reloaded weights.
+    for (int i = 0; i < 2; ++i) tb.step();
+    std::unique_ptr<UNet> saved = load_model(path, Device::CPU);
+    for (size_t i = 0; i < b.parameters().size(); ++i) b.parameters()[i].detach().copy_from(saved->parameters()[i]);
+    tb.load_state(path);
+    std::vector<float> again;
+    for (int64_t i = first; i < total; ++i) again.push_back(tb.step().item());
+    CHECK(again == std::vector<float>(losses_a.begin() + first, losses_a.end()));
   }
   REQUIRE(fs::exists(path));
   REQUIRE(fs::exists(state_path(path)));
@@ -92,6 +112,7 @@ TEST_CASE("a resumed run matches the uninterrupted one bit for bit", "[diffusion
   CHECK(state.metadata.at("data") == "stripes");
 
   std::unique_ptr<UNet> c = load_model(path, Device::CPU);
+  c->set_compute_dtype(dtype);
   Trainer tc(*c, data, saved);
   tc.load_state(path);
   CHECK(tc.steps_done() == first);

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/ops.hpp"
 #include "engine/optim.hpp"
 #include "gpu_helpers.hpp"
 
@@ -85,6 +86,60 @@ TEST_CASE("gpu: AdamW over many odd-sized tensors matches the CPU for 3 steps", 
   resumed.load_state(gpu_opt.exp_avg(), gpu_opt.exp_avg_sq(), gpu_opt.steps());
   CHECK(resumed.exp_avg()[0].device() == Device::CPU);
   check_lists(gpu_opt.exp_avg_sq(), resumed.exp_avg_sq(), "loaded exp_avg_sq");
+}
+
+TEST_CASE("gpu: AdamW with bf16 weight copies matches the CPU: gradients from copies, copies rewritten",
+          "[gpu][optim][bf16]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  AdamWConfig cfg{0.02f, 0.9f, 0.999f, 1e-8f, 0.1f};
+  std::vector<Tensor> cpu, gpu;
+  for (const Shape& s : odd_shapes()) {
+    cpu.push_back(randn(s, gen).set_requires_grad(true));
+    gpu.push_back(cpu.back().to(Device::CUDA).set_requires_grad(true));
+  }
+  AdamW cpu_opt(cpu, cfg), gpu_opt(gpu, cfg);
+  // Every third tensor is used as f32 (no copy); of the others, one gets gradients both ways.
+  auto copied = [](size_t k) { return k % 3 != 0; };
+  const size_t both = 4;
+  std::vector<Tensor> cpu_copy(cpu.size()), gpu_copy(gpu.size());
+  {
+    CastCache::Use use_cpu(cpu_opt.weight_copies());
+    for (size_t k = 0; k < cpu.size(); ++k)
+      if (copied(k)) cpu_copy[k] = cast(cpu[k], DType::BF16);
+  }
+  {
+    CastCache::Use use_gpu(gpu_opt.weight_copies());
+    for (size_t k = 0; k < gpu.size(); ++k)
+      if (copied(k)) gpu_copy[k] = cast(gpu[k], DType::BF16);
+  }
+  for (int step = 1; step <= 3; ++step) {
+    CAPTURE(step);
+    for (size_t k = 0; k < cpu.size(); ++k) {
+      if (!copied(k) || k == both) {
+        Tensor g = randn(cpu[k].shape(), gen, 0.1f * float(step));
+        cpu[k].set_grad(g);
+        gpu[k].set_grad(g.to(Device::CUDA));
+      }
+      if (copied(k)) {
+        Tensor g = randn(cpu[k].shape(), gen, 0.1f * float(step)).to(DType::BF16);
+        cpu_copy[k].set_grad(g);
+        gpu_copy[k].set_grad(g.to(Device::CUDA));
+      }
+    }
+    cpu_opt.step();
+    gpu_opt.step();
+    check_lists(gpu, cpu, "parameters");
+    check_lists(gpu_opt.exp_avg(), cpu_opt.exp_avg(), "exp_avg");
+    check_lists(gpu_opt.exp_avg_sq(), cpu_opt.exp_avg_sq(), "exp_avg_sq");
+    for (size_t k = 0; k < gpu.size(); ++k) {
+      if (!copied(k)) continue;
+      CAPTURE(k);
+      // Each copy is its own weight rounded (the weights may differ from the CPU's in the last bit).
+      CHECK(gpu_copy[k].to_floats() == gpu[k].to(DType::BF16).to_floats());
+      CHECK(gpu_opt.weight_copies().find(gpu[k]).same(gpu_copy[k]));
+    }
+  }
 }
 
 TEST_CASE("gpu: EMA over many odd-sized tensors matches the CPU", "[gpu][optim][ema]") {

@@ -4,6 +4,7 @@
 // so one op lands within ~0.3% (L2-relative) of f32 and a composite of a few ops within ~1%.
 // Also: outputs and gradients carry the data's dtype, norm parameters stay f32, and mixing
 // dtypes is refused.
+#include <algorithm>
 #include <functional>
 
 #include "helpers.hpp"
@@ -128,33 +129,69 @@ TEST_CASE("a CastCache converts each parameter once in inference, and nothing el
   CAPTURE(gen.seed());
   Tensor w = randn({5, 7}, gen).set_requires_grad(true), x = randn({5, 7}, gen);
   auto same_storage = [](const Tensor& a, const Tensor& b) { return a.data<bf16>() == b.data<bf16>(); };
+  CastCache cache;
   {
     NoGradGuard no_grad;
-    CastCache cache;
+    CHECK_FALSE(same_storage(cast(w, DType::BF16), cast(w, DType::BF16)));  // made but not in use: no cache
+    CastCache::Use use(cache);
     const int64_t before = CastCache::copies_made();
     Tensor a = cast(w, DType::BF16), b = cast(w, DType::BF16);
     CHECK(same_storage(a, b));
+    CHECK(same_storage(cache.find(w), a));
+    CHECK_FALSE(cache.find(x).defined());
     CHECK(a.to_floats() == w.to(DType::BF16).to_floats());
     CHECK(CastCache::copies_made() == before + 1);
     CHECK_FALSE(same_storage(cast(x, DType::BF16), cast(x, DType::BF16)));  // activations: a copy each time
     {
-      NoGradGuard inner_no_grad;
       CastCache inner;  // nested: copies of its own, released at its end
+      CastCache::Use use_inner(inner);
       CHECK_FALSE(same_storage(cast(w, DType::BF16), a));
     }
-    CHECK(same_storage(cast(w, DType::BF16), a));  // the outer scope's again
+    CHECK(same_storage(cast(w, DType::BF16), a));  // the outer cache's again
   }
   {
-    CastCache cache;  // grad mode on: casts are recorded and not cached, so gradients flow
+    CastCache::Use use(cache);  // grad mode on: casts are recorded and not cached, so gradients flow
     Tensor a = cast(w, DType::BF16), b = cast(w, DType::BF16);
     CHECK_FALSE(same_storage(a, b));
     cast(a, DType::F32).backward(Tensor::full({5, 7}, 1.0f));
     CHECK(w.grad().defined());
   }
-  // After the scope a changed weight is converted again.
+  // Out of use a changed weight is converted again.
   w.data<float>()[0] += 1.0f;
   NoGradGuard no_grad;
   CHECK(cast(w, DType::BF16).to_floats()[0] == bf16_to_float(float_to_bf16(w.data<float>()[0])));
+}
+
+TEST_CASE("a trainable CastCache leaves a weight's gradient on its copy: the cast's gradient, in bf16",
+          "[op][bf16]") {
+  Generator gen = fresh_generator();
+  CAPTURE(gen.seed());
+  Tensor w = randn({6, 9}, gen).set_requires_grad(true), b = randn({6}, gen).set_requires_grad(true);
+  Tensor x = randn({4, 9}, gen).to(DType::BF16), target = randn({4, 6}, gen);
+  auto loss = [&] { return mse_loss(cast(linear(x, cast(w, DType::BF16), cast(b, DType::BF16)), DType::F32), target); };
+  loss().backward();  // the plain path: cast nodes, each gradient cast back to f32 onto the weight
+  const std::vector<float> gw = w.grad().to_floats(), gb = b.grad().to_floats();
+  w.zero_grad();
+  b.zero_grad();
+
+  CastCache cache(/*trainable=*/true);
+  {
+    CastCache::Use use(cache);
+    Tensor cw = cast(w, DType::BF16);
+    CHECK(cw.requires_grad());
+    CHECK(cw.data<bf16>() == cast(w, DType::BF16).data<bf16>());  // one copy, also with grad mode on
+    CHECK(cw.to_floats() == w.to(DType::BF16).to_floats());
+    loss().backward();
+  }
+  CHECK_FALSE(w.grad().defined());
+  CHECK_FALSE(b.grad().defined());
+  Tensor cw = cache.find(w), cb = cache.find(b);
+  REQUIRE(cw.grad().defined());
+  REQUIRE(cb.grad().defined());
+  CHECK(cw.grad().dtype() == DType::BF16);
+  CHECK(cw.grad().to_floats() == gw);  // the same values: the product rounded them to bf16 either way
+  CHECK(cb.grad().to_floats() == gb);
+  CHECK(std::any_of(gw.begin(), gw.end(), [](float v) { return v != 0.0f; }));
 }
 
 TEST_CASE("ops refuse mixed f32 and bf16 data", "[op][bf16]") {

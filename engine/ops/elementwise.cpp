@@ -123,26 +123,39 @@ Tensor cast(const Tensor& x, DType dtype) {
   DDPM_CHECK(dtype == DType::F32 || dtype == DType::BF16, "cast", "target must be f32 or bf16, got ",
              dtype_name(dtype));
   if (x.dtype() == dtype) return x;
-  if (g_cast_cache && !grad_enabled() && x.requires_grad()) return g_cast_cache->lookup(x, dtype);
+  // A parameter: a leaf that requires grad (under grad mode activations require grad too).
+  if (g_cast_cache && x.requires_grad() && !x.grad_fn() && (g_cast_cache->trainable() || !grad_enabled()))
+    return g_cast_cache->lookup(x, dtype);
   return record(x.to(dtype), "cast", {x}, [from = x.dtype()](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
 }
 
-// The copies by (source, dtype); each entry keeps its source alive, so its address names it.
+// The copies by source; each entry keeps its source alive, so its address names it. A source has
+// one copy at most: of the two float dtypes, cast() to its own returns the source itself.
 struct CastCache::Entries {
-  std::map<std::pair<const TensorImpl*, DType>, std::pair<Tensor, Tensor>> copies;
+  std::map<const TensorImpl*, std::pair<Tensor, Tensor>> copies;
 };
 
-CastCache::CastCache() : entries_(std::make_unique<Entries>()), previous_(g_cast_cache) { g_cast_cache = this; }
-CastCache::~CastCache() { g_cast_cache = previous_; }
+CastCache::CastCache(bool trainable) : entries_(std::make_unique<Entries>()), trainable_(trainable) {}
+CastCache::~CastCache() = default;
 int64_t CastCache::copies_made() { return g_cast_copies; }
 
 Tensor CastCache::lookup(const Tensor& x, DType dtype) {
-  auto [it, fresh] = entries_->copies.try_emplace({x.impl(), dtype});
+  auto [it, fresh] = entries_->copies.try_emplace(x.impl());
   if (fresh) {
-    it->second = {x, x.to(dtype)};
+    Tensor copy = x.to(dtype);
+    if (trainable_) copy.set_requires_grad();
+    it->second = {x, copy};
     ++g_cast_copies;
   }
   return it->second.second;
 }
+
+Tensor CastCache::find(const Tensor& x) const {
+  auto it = entries_->copies.find(x.impl());
+  return it == entries_->copies.end() ? Tensor() : it->second.second;
+}
+
+CastCache::Use::Use(CastCache& cache) : previous_(g_cast_cache) { g_cast_cache = &cache; }
+CastCache::Use::~Use() { g_cast_cache = previous_; }
 
 }  // namespace ddpm
