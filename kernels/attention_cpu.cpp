@@ -25,7 +25,8 @@ namespace {
 
 constexpr int64_t kRows = 64;
 
-int64_t key_block(int64_t d) { return std::max<int64_t>(16, 4096 / d); }
+// At most L: a short sequence (a tiny test model's) needs no larger buffer, allocated per call.
+int64_t key_block(int64_t d, int64_t L) { return std::min(std::max<int64_t>(16, 4096 / d), L); }
 
 // The maximum of m and x[0, n). GCC does not vectorise a plain running max (max is not associative
 // once NaNs are taken into account), so eight lanes go through a GCC/Clang vector type by hand:
@@ -72,7 +73,7 @@ void scores(const Head& hd, int64_t i0, int64_t m, int64_t j0, int64_t n, int64_
 }  // namespace
 
 void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a) {
-  const int64_t L = a.tokens, D = a.head_dim, nk = key_block(D), blocks = (L + kRows - 1) / kRows;
+  const int64_t L = a.tokens, D = a.head_dim, nk = key_block(D, L), blocks = (L + kRows - 1) / kRows;
   const int64_t tasks = a.batch * a.heads * blocks;
 #pragma omp parallel if (tasks > 1)
   {
@@ -120,7 +121,7 @@ void attention_fwd(const float* qkv, float* out, float* lse, const AttnDims& a) 
 // on one thread (deterministic, no atomics). B * heads is >= the core count when training.
 void attention_bwd(const float* qkv, const float* out, const float* lse, const float* dout, float* delta,
                    float* dqkv, const AttnDims& a) {
-  const int64_t L = a.tokens, D = a.head_dim, C = a.channels(), nk = key_block(D), bhs = a.batch * a.heads;
+  const int64_t L = a.tokens, D = a.head_dim, C = a.channels(), nk = key_block(D, L), bhs = a.batch * a.heads;
   const float scale = 1.0f / std::sqrt(float(D));
 #pragma omp parallel for schedule(static) if (bhs * L * D > 65536)
   for (int64_t r = 0; r < a.batch * L * a.heads; ++r) {  // r = (b * L + i) * heads + h

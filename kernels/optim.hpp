@@ -52,11 +52,6 @@ struct AdamWStep {
 
 // torch.optim.AdamW's element update, in its operation order: decoupled decay, m by lerp toward
 // g, v by mul + addcmul, then p -= step_size * m / (sqrt(v) / bc2_sqrt + eps).
-// The gradient of element i: g, g_low (already widened by the caller: `low`), or their sum.
-DDPM_HD float adamw_grad(const AdamWSlot& t, int64_t i, float low) {
-  return t.g ? (t.g_low ? t.g[i] + low : t.g[i]) : low;
-}
-
 DDPM_HD void adamw_update(float& p, float g, float& m, float& v, const AdamWStep& s) {
   p *= s.decay;
   m += s.one_minus_beta1 * (g - m);

@@ -1,4 +1,7 @@
 // CPU reference for kernels/optim.hpp: tensor by tensor, OpenMP over each tensor's elements.
+#include <vector>
+
+#include "kernels/elementwise.hpp"
 #include "kernels/optim.hpp"
 
 namespace ddpm::kernels::cpu {
@@ -6,11 +9,20 @@ namespace ddpm::kernels::cpu {
 void adamw(const AdamWSlot* slots, int64_t count, const AdamWStep& s) {
   for (int64_t k = 0; k < count; ++k) {
     const AdamWSlot& t = slots[k];
-#pragma omp parallel for schedule(static) if (t.n > 65536)
-    for (int64_t i = 0; i < t.n; ++i) {
-      adamw_update(t.p[i], adamw_grad(t, i, t.g_low ? bf16_to_float(t.g_low[i]) : 0.0f), t.m[i], t.v[i], s);
-      if (t.copy) t.copy[i] = float_to_bf16(t.p[i]);
+    // A bf16 gradient is widened first (and added to the f32 one where both are given), so the
+    // update is one straight loop that the compiler vectorises.
+    std::vector<float> wide;
+    const float* g = t.g;
+    if (t.g_low) {
+      wide.resize(size_t(t.n));
+      bf16_to_f32(t.g_low, wide.data(), t.n);
+      if (t.g)
+        for (int64_t i = 0; i < t.n; ++i) wide[size_t(i)] = t.g[i] + wide[size_t(i)];
+      g = wide.data();
     }
+#pragma omp parallel for schedule(static) if (t.n > 65536)
+    for (int64_t i = 0; i < t.n; ++i) adamw_update(t.p[i], g[i], t.m[i], t.v[i], s);
+    if (t.copy) f32_to_bf16(t.p, t.copy, t.n);
   }
 }
 

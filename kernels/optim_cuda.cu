@@ -23,7 +23,8 @@ using ddpm::cuda::to_f32;
 constexpr int64_t kChunk = 8192;  // 32 elements per thread: amortises the slot search
 
 __device__ void apply(const AdamWSlot& t, int64_t i, const AdamWStep& s) {
-  adamw_update(t.p[i], adamw_grad(t, i, t.g_low ? to_f32(t.g_low[i]) : 0.0f), t.m[i], t.v[i], s);
+  const float g = t.g ? (t.g_low ? t.g[i] + to_f32(t.g_low[i]) : t.g[i]) : to_f32(t.g_low[i]);
+  adamw_update(t.p[i], g, t.m[i], t.v[i], s);
   if (t.copy) t.copy[i] = from_f32<bf16>(t.p[i]);
 }
 __device__ void apply(const EmaSlot& t, int64_t i, const EmaStep& s) { t.shadow[i] = ema_update(t.shadow[i], t.p[i], s); }
