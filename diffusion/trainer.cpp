@@ -212,9 +212,14 @@ Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const 
   // Where the recording reads each weight and writes each gradient: the parameters, and the bf16
   // copies of those a bf16 model casts (made during the graph's first, eager run).
   std::vector<Tensor> holders;
-  for (const Tensor& p : params_) {
-    holders.push_back(p);
-    if (Tensor copy = optimizer_.weight_copies().find(p); copy.defined()) holders.push_back(copy);
+  std::vector<size_t> owner;  // the parameter each holder stands for
+  for (size_t i = 0; i < params_.size(); ++i) {
+    holders.push_back(params_[i]);
+    owner.push_back(i);
+    if (Tensor copy = optimizer_.weight_copies().find(params_[i]); copy.defined()) {
+      holders.push_back(copy);
+      owner.push_back(i);
+    }
   }
   if (first)
     for (const Tensor& h : holders) {
@@ -226,13 +231,14 @@ Tensor Trainer::recorded_step(const NoisedBatch& noised, const Tensor& t, const 
     // A GPU replay reads the weights and writes the gradients the recording saw: had something
     // replaced them since (zero_grad, a move of the model), the step would silently read stale
     // weights or AdamW skip those parameters. (On the CPU a replay runs the step's code again.)
-    DDPM_CHECK(device_ == Device::CPU || holders[i].raw() == r.weights[i], "train", holders[i].desc(),
-               ", a weight of the model, moved between recorded steps");
+    const char* what = holders[i].same(params_[owner[i]]) ? "" : "'s bf16 copy";
+    DDPM_CHECK(device_ == Device::CPU || holders[i].raw() == r.weights[i], "train", "parameter #", owner[i], what,
+               " moved between recorded steps");
     if (!r.grads[i]) {
       holders[i].zero_grad();
     } else if (device_ != Device::CPU) {
-      DDPM_CHECK(holders[i].grad().defined() && holders[i].grad().raw() == r.grads[i], "train", "the gradient of ",
-                 holders[i].desc(), ", a weight of the model, was replaced between recorded steps");
+      DDPM_CHECK(holders[i].grad().defined() && holders[i].grad().raw() == r.grads[i], "train", "parameter #",
+                 owner[i], what, ": its gradient was replaced between recorded steps");
     }
   }
   if (e.requires_grad()) e.backward(r.e.grad());

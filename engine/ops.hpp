@@ -41,16 +41,18 @@ Tensor cast(const Tensor& x, DType dtype);
 // - A plain cache serves inference (grad mode off; under grad mode it is bypassed, so gradients
 //   flow as without it). The weights must not change while it is in use, or the copies go stale:
 //   the sampler keeps one for one chain (diffusion/sampler.cpp).
-// - A trainable cache serves training: its copies are leaves that require grad, so backward
-//   leaves a parameter's gradient on its copy, in the copy's dtype, instead of casting it back.
-//   For a weight used once per step that is the same number (the product that made it rounded it
-//   to bf16 already); a weight used twice has its two gradients summed in bf16. AdamW owns such a
-//   cache: it reads the gradients from the copies and writes the copies anew with the weights
-//   (engine/optim.hpp).
+// - A trainable cache serves training, for the parameters it is given only (any other leaf that
+//   requires grad is cast as usual): its copies are leaves that require grad, so backward leaves
+//   a parameter's gradient on its copy, in the copy's dtype, instead of casting it back. For a
+//   weight used once per backward that is the same number (the product that made it rounded it to
+//   bf16 already); gradients that meet on a copy (a weight used twice, or several backward passes
+//   without zero_grad) are summed in bf16. AdamW owns such a cache: it reads the gradients from
+//   the copies and writes the copies anew with the weights (engine/optim.hpp).
 // Uses nest; the innermost cache in use answers.
 class CastCache {
  public:
-  explicit CastCache(bool trainable = false);
+  CastCache();                                             // plain: for inference
+  explicit CastCache(const std::vector<Tensor>& params);  // trainable, for these parameters
   ~CastCache();
   CastCache(const CastCache&) = delete;
   CastCache& operator=(const CastCache&) = delete;
@@ -58,7 +60,7 @@ class CastCache {
   static int64_t copies_made();
   Tensor lookup(const Tensor& x, DType dtype);  // cast()'s: x's copy in dtype, made on first use
   Tensor find(const Tensor& x) const;           // x's copy (in any dtype), or an undefined tensor
-  bool trainable() const { return trainable_; }
+  bool serves(const Tensor& x) const;           // whether cast() of x, a leaf that requires grad, asks this cache
 
   // Puts a cache in use on this thread for the guard's scope.
   class Use {
@@ -75,7 +77,6 @@ class CastCache {
  private:
   struct Entries;
   std::unique_ptr<Entries> entries_;
-  bool trainable_;
 };
 
 // ---- matrix products (ops/matmul.cpp) ----

@@ -53,7 +53,7 @@ const Slot* device_slots(SlotCache<Slot>& cache, const std::vector<Slot>& slots)
 }  // namespace
 
 AdamW::AdamW(std::vector<Tensor> params, AdamWConfig config)
-    : params_(std::move(params)), config_(config), device_(common_device(params_, "AdamW")) {
+    : params_(std::move(params)), copies_(params_), config_(config), device_(common_device(params_, "AdamW")) {
   for (const Tensor& p : params_) {
     m_.push_back(Tensor::zeros(p.shape(), DType::F32, device_));
     v_.push_back(Tensor::zeros(p.shape(), DType::F32, device_));

@@ -16,7 +16,9 @@
 // of them. AdamW keeps those copies (weight_copies(), a trainable CastCache, engine/ops.hpp): put
 // it in use around the forward and backward, and the backward leaves each copied parameter's
 // gradient on its copy; step() reads it there and writes the copy anew from the updated weight,
-// in the same pass. So no step converts a weight or a gradient on its own.
+// in the same pass. So no step converts a weight or a gradient on its own. One backward per step
+// (zero_grad before each): gradients of several backward passes would be summed on the copies in
+// bf16, not in f32.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -65,7 +67,7 @@ class AdamW {
 
  private:
   std::vector<Tensor> params_, m_, v_;
-  CastCache copies_{/*trainable=*/true};
+  CastCache copies_;  // trainable, for params_
   AdamWConfig config_;
   int64_t step_ = 0;
   Device device_;

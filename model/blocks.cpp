@@ -9,9 +9,10 @@ namespace ddpm {
 namespace {
 
 // A weight in the dtype of the data it meets. In a bf16 run the matrix products (conv, linear,
-// attention projections) take bf16 copies of the f32 master weights, made on every forward (cheap
-// next to the activations) so the optimizer only ever sees f32; gradients come back through the
-// cast as f32. Norm parameters stay f32 (the norm kernels read them as f32 either way).
+// attention projections, with their biases) take bf16 copies of the f32 master weights. Without a
+// CastCache in use each forward makes them and the gradients come back through the cast as f32;
+// the sampler and the trainer keep one copy per weight instead (engine/ops.hpp, engine/optim.hpp).
+// Norm parameters stay f32 (the norm kernels read them as f32 either way).
 Tensor like(const Tensor& w, const Tensor& x) { return cast(w, x.dtype()); }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // AdamW and EMA against the published update rules, evaluated in double in the test.
 #include <cmath>
 
-#include "engine/ops.hpp"
+#include "bf16_training.hpp"
 #include "engine/optim.hpp"
 #include "helpers.hpp"
 
@@ -122,66 +122,52 @@ TEST_CASE("AdamW state round-trips through load_state", "[optim]") {
 
 TEST_CASE("AdamW with bf16 weight copies steps as casting every weight every step does, bit for bit",
           "[optim][bf16]") {
-  Generator gen = fresh_generator();
-  CAPTURE(gen.seed());
-  AdamWConfig cfg{0.02f, 0.9f, 0.999f, 1e-8f, 0.1f};
-  // w and b reach the bf16 layer through cast(); s (like a norm's weight) is used as f32.
-  auto make = [&] {
-    return std::vector<Tensor>{randn({6, 9}, gen).set_requires_grad(true), randn({6}, gen).set_requires_grad(true),
-                               randn({6}, gen).set_requires_grad(true)};
-  };
-  std::vector<Tensor> plain = make(), copied;
-  for (const Tensor& p : plain) copied.push_back(p.detach().clone().set_requires_grad(true));
-  auto loss = [](const std::vector<Tensor>& p, const Tensor& x, const Tensor& target) {
-    Tensor y = cast(linear(x, cast(p[0], DType::BF16), cast(p[1], DType::BF16)), DType::F32);
-    return mse_loss(mul(y, p[2]), target);
-  };
-  AdamW a(plain, cfg), b(copied, cfg);
-  const std::vector<float> w0 = plain[0].to_floats();
-  for (int t = 1; t <= 4; ++t) {
-    CAPTURE(t);
-    Tensor x = randn({4, 9}, gen).to(DType::BF16), target = randn({4, 6}, gen);
-    a.zero_grad();
-    loss(plain, x, target).backward();
-    a.step();
-    {
-      CastCache::Use use(b.weight_copies());
-      Tensor l = loss(copied, x, target);
-      b.zero_grad();
-      l.backward();
-    }
-    b.step();
-    for (size_t k = 0; k < plain.size(); ++k) {
+  const uint64_t seed = fresh_seed();
+  CAPTURE(seed);
+  for (int steps = 1; steps <= 4; ++steps) {
+    CAPTURE(steps);
+    Bf16Run plain = train_bf16_linear(seed, Device::CPU, false, steps);
+    Bf16Run copied = train_bf16_linear(seed, Device::CPU, true, steps);
+    AdamW& b = *copied.opt;
+    for (size_t k = 0; k < plain.params.size(); ++k) {
       CAPTURE(k);
-      CHECK(copied[k].to_floats() == plain[k].to_floats());
-      CHECK(b.exp_avg()[k].to_floats() == a.exp_avg()[k].to_floats());
-      CHECK(b.exp_avg_sq()[k].to_floats() == a.exp_avg_sq()[k].to_floats());
+      CHECK(copied.params[k].to_floats() == plain.params[k].to_floats());
+      CHECK(b.exp_avg()[k].to_floats() == plain.opt->exp_avg()[k].to_floats());
+      CHECK(b.exp_avg_sq()[k].to_floats() == plain.opt->exp_avg_sq()[k].to_floats());
     }
-    // The copies follow the weights; the f32 one has none.
-    CHECK(b.weight_copies().find(copied[0]).to_floats() == copied[0].to(DType::BF16).to_floats());
-    CHECK(b.weight_copies().find(copied[1]).to_floats() == copied[1].to(DType::BF16).to_floats());
-    CHECK_FALSE(b.weight_copies().find(copied[2]).defined());
+    // The copies follow the weights; the f32 one has none; the weights did move.
+    CHECK(b.weight_copies().find(copied.params[0]).to_floats() == copied.params[0].to(DType::BF16).to_floats());
+    CHECK(b.weight_copies().find(copied.params[1]).to_floats() == copied.params[1].to(DType::BF16).to_floats());
+    CHECK_FALSE(b.weight_copies().find(copied.params[2]).defined());
+    CHECK(copied.params[0].to_floats() != train_bf16_linear(seed, Device::CPU, true, 0).params[0].to_floats());
   }
-  CHECK(copied[0].to_floats() != w0);  // the comparison is not of weights that never moved
-  b.zero_grad();
-  CHECK_FALSE(b.weight_copies().find(copied[0]).grad().defined());
 
   // A parameter with gradients on itself and on its copy gets their sum; load_state makes the copies
-  // again from the weights it is given with.
+  // again from the weights it is given with; zero_grad clears the copies' gradients.
+  Generator gen(seed + 1);
+  Bf16Run run = train_bf16_linear(seed, Device::CPU, true, 2);
+  AdamW& b = *run.opt;
+  Tensor& w = run.params[0];
   Tensor g = randn({6, 9}, gen), g_low = randn({6, 9}, gen).to(DType::BF16);
-  Tensor p_ref = copied[0].detach().clone().set_requires_grad(true);
-  AdamW ref({p_ref}, cfg);
+  Tensor p_ref = w.detach().clone().set_requires_grad(true);
+  AdamW ref({p_ref}, b.config());
   ref.load_state({b.exp_avg()[0]}, {b.exp_avg_sq()[0]}, b.steps());
   p_ref.set_grad(add(g, g_low.to(DType::F32)));
   ref.step();
-  copied[0].set_grad(g);
-  b.weight_copies().find(copied[0]).set_grad(g_low);
+  w.set_grad(g);
+  b.weight_copies().find(w).set_grad(g_low);
   b.step();
-  CHECK(copied[0].to_floats() == p_ref.to_floats());
-  copied[0].detach().copy_from(randn({6, 9}, gen));
-  b.load_state({b.exp_avg()[0].clone(), b.exp_avg()[1].clone(), b.exp_avg()[2].clone()},
-               {b.exp_avg_sq()[0].clone(), b.exp_avg_sq()[1].clone(), b.exp_avg_sq()[2].clone()}, b.steps());
-  CHECK(b.weight_copies().find(copied[0]).to_floats() == copied[0].to(DType::BF16).to_floats());
+  CHECK(w.to_floats() == p_ref.to_floats());
+  b.zero_grad();
+  CHECK_FALSE(b.weight_copies().find(w).grad().defined());
+  w.detach().copy_from(randn({6, 9}, gen));
+  std::vector<Tensor> m, v;
+  for (size_t k = 0; k < run.params.size(); ++k) {
+    m.push_back(b.exp_avg()[k].clone());
+    v.push_back(b.exp_avg_sq()[k].clone());
+  }
+  b.load_state(m, v, b.steps());
+  CHECK(b.weight_copies().find(w).to_floats() == w.to(DType::BF16).to_floats());
 }
 
 TEST_CASE("AdamW rejects bad parameters, grads and state", "[optim][errors]") {

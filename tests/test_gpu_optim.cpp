@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bf16_training.hpp"
 #include "engine/ops.hpp"
 #include "engine/optim.hpp"
 #include "gpu_helpers.hpp"
@@ -140,6 +141,21 @@ TEST_CASE("gpu: AdamW with bf16 weight copies matches the CPU: gradients from co
       CHECK(gpu_opt.weight_copies().find(gpu[k]).same(gpu_copy[k]));
     }
   }
+}
+
+TEST_CASE("gpu: bf16 training through AdamW's weight copies gives the casting path's weights", "[gpu][optim][bf16]") {
+  const uint64_t seed = fresh_seed();
+  CAPTURE(seed);
+  Bf16Run copied = train_bf16_linear(seed, Device::CUDA, true, 3), plain = train_bf16_linear(seed, Device::CUDA, false, 3);
+  Bf16Run cpu = train_bf16_linear(seed, Device::CPU, false, 3);
+  for (size_t k = 0; k < cpu.params.size(); ++k) {
+    CAPTURE(k);
+    // The same kernels in the same order but for where the bf16 gradient is widened.
+    CHECK(rel_err(copied.params[k].to_floats(), plain.params[k].to_floats()) < kTolF32);
+    // The CPU's bf16 products round their sums from another order.
+    CHECK(rel_err(copied.params[k].to_floats(), cpu.params[k].to_floats()) < kTolBF16);
+  }
+  CHECK(copied.params[0].to_floats() != train_bf16_linear(seed, Device::CUDA, true, 0).params[0].to_floats());
 }
 
 TEST_CASE("gpu: EMA over many odd-sized tensors matches the CPU", "[gpu][optim][ema]") {

@@ -174,7 +174,8 @@ TEST_CASE("a trainable CastCache leaves a weight's gradient on its copy: the cas
   w.zero_grad();
   b.zero_grad();
 
-  CastCache cache(/*trainable=*/true);
+  CastCache cache({w, b});
+  Tensor other = randn({6, 9}, gen).set_requires_grad(true);  // a leaf the cache does not serve
   {
     CastCache::Use use(cache);
     Tensor cw = cast(w, DType::BF16);
@@ -182,6 +183,11 @@ TEST_CASE("a trainable CastCache leaves a weight's gradient on its copy: the cas
     CHECK(cw.data<bf16>() == cast(w, DType::BF16).data<bf16>());  // one copy, also with grad mode on
     CHECK(cw.to_floats() == w.to(DType::BF16).to_floats());
     loss().backward();
+    Tensor co = cast(other, DType::BF16);
+    CHECK(co.data<bf16>() != cast(other, DType::BF16).data<bf16>());
+    cast(co, DType::F32).backward(Tensor::full({6, 9}, 1.0f));
+    CHECK(other.grad().dtype() == DType::F32);  // through the recorded cast, as without a cache
+    CHECK_FALSE(cache.find(other).defined());
   }
   CHECK_FALSE(w.grad().defined());
   CHECK_FALSE(b.grad().defined());

@@ -1,6 +1,7 @@
 // Elementwise ops: activations, broadcast arithmetic and the f32/bf16 cast. Kernels:
 // kernels/elementwise.hpp.
 #include <map>
+#include <set>
 
 #include "engine/autograd.hpp"
 #include "engine/dispatch.hpp"
@@ -124,8 +125,7 @@ Tensor cast(const Tensor& x, DType dtype) {
              dtype_name(dtype));
   if (x.dtype() == dtype) return x;
   // A parameter: a leaf that requires grad (under grad mode activations require grad too).
-  if (g_cast_cache && x.requires_grad() && !x.grad_fn() && (g_cast_cache->trainable() || !grad_enabled()))
-    return g_cast_cache->lookup(x, dtype);
+  if (g_cast_cache && x.requires_grad() && !x.grad_fn() && g_cast_cache->serves(x)) return g_cast_cache->lookup(x, dtype);
   return record(x.to(dtype), "cast", {x}, [from = x.dtype()](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
 }
 
@@ -133,17 +133,27 @@ Tensor cast(const Tensor& x, DType dtype) {
 // one copy at most: of the two float dtypes, cast() to its own returns the source itself.
 struct CastCache::Entries {
   std::map<const TensorImpl*, std::pair<Tensor, Tensor>> copies;
+  bool trainable = false;
+  std::set<const TensorImpl*> params;  // trainable: the parameters it serves
 };
 
-CastCache::CastCache(bool trainable) : entries_(std::make_unique<Entries>()), trainable_(trainable) {}
+CastCache::CastCache() : entries_(std::make_unique<Entries>()) {}
+CastCache::CastCache(const std::vector<Tensor>& params) : CastCache() {
+  entries_->trainable = true;
+  for (const Tensor& p : params) entries_->params.insert(p.impl());
+}
 CastCache::~CastCache() = default;
 int64_t CastCache::copies_made() { return g_cast_copies; }
+
+bool CastCache::serves(const Tensor& x) const {
+  return entries_->trainable ? entries_->params.count(x.impl()) > 0 : !grad_enabled();
+}
 
 Tensor CastCache::lookup(const Tensor& x, DType dtype) {
   auto [it, fresh] = entries_->copies.try_emplace(x.impl());
   if (fresh) {
     Tensor copy = x.to(dtype);
-    if (trainable_) copy.set_requires_grad();
+    if (entries_->trainable) copy.set_requires_grad();
     it->second = {x, copy};
     ++g_cast_copies;
   }
