@@ -4,6 +4,7 @@
 // DDPM_TEST_SEED=<n> replays one run.
 #pragma once
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -32,6 +33,13 @@ inline Tensor randn(const Shape& s, Generator& g, float scale = 1.0f) {
     for (int64_t i = 0; i < t.numel(); ++i) p[i] *= scale;
   }
   return t;
+}
+
+// n class labels uniform in [0, k), as an i64 tensor.
+inline Tensor random_labels(int64_t n, int64_t k, Generator& gen) {
+  std::vector<int64_t> y;
+  for (float u : Tensor::rand({n}, gen).to_floats()) y.push_back(std::min(k - 1, int64_t(u * float(k))));
+  return Tensor::from_ints(y, {n});
 }
 
 // ||a - b|| / ||b|| in double.

@@ -8,12 +8,6 @@ using namespace ddpm::test;
 
 namespace {
 
-Tensor random_labels(int64_t n, int64_t k, Generator& gen) {
-  std::vector<int64_t> y;
-  for (float u : Tensor::rand({n}, gen).to_floats()) y.push_back(std::min(k - 1, int64_t(u * float(k))));
-  return Tensor::from_ints(y, {n});
-}
-
 auto xent_fn = [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); };
 
 }  // namespace

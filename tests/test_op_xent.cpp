@@ -9,13 +9,6 @@ using namespace ddpm::test;
 
 namespace {
 
-// n labels uniform in [0, k).
-Tensor random_labels(int64_t n, int64_t k, Generator& gen) {
-  std::vector<int64_t> y;
-  for (float u : Tensor::rand({n}, gen).to_floats()) y.push_back(std::min(k - 1, int64_t(u * float(k))));
-  return Tensor::from_ints(y, {n});
-}
-
 // Row i's log-sum-exp in double, shifted by the row maximum.
 double naive_lse(const std::vector<float>& z, int64_t i, int64_t k) {
   double m = z[size_t(i * k)];
