@@ -146,8 +146,8 @@ TEST_CASE("gpu: AdamW with bf16 weight copies matches the CPU: gradients from co
 TEST_CASE("gpu: bf16 training through AdamW's weight copies gives the casting path's weights", "[gpu][optim][bf16]") {
   const uint64_t seed = fresh_seed();
   CAPTURE(seed);
-  Bf16Run copied = train_bf16_linear(seed, Device::CUDA, true, 3), plain = train_bf16_linear(seed, Device::CUDA, false, 3);
-  Bf16Run cpu = train_bf16_linear(seed, Device::CPU, false, 3);
+  Bf16Run copied = train_bf16_linear(seed, Device::CUDA, true, 3);
+  Bf16Run plain = train_bf16_linear(seed, Device::CUDA, false, 3), cpu = train_bf16_linear(seed, Device::CPU, false, 3);
   for (size_t k = 0; k < cpu.params.size(); ++k) {
     CAPTURE(k);
     // The same kernels in the same order but for where the bf16 gradient is widened.

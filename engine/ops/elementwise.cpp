@@ -125,7 +125,8 @@ Tensor cast(const Tensor& x, DType dtype) {
              dtype_name(dtype));
   if (x.dtype() == dtype) return x;
   // A parameter: a leaf that requires grad (under grad mode activations require grad too).
-  if (g_cast_cache && x.requires_grad() && !x.grad_fn() && g_cast_cache->serves(x)) return g_cast_cache->lookup(x, dtype);
+  if (g_cast_cache && x.requires_grad() && !x.grad_fn() && g_cast_cache->serves(x))
+    return g_cast_cache->lookup(x, dtype);
   return record(x.to(dtype), "cast", {x}, [from = x.dtype()](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
 }
 
