@@ -32,6 +32,9 @@
 #            benchmarks/report.py conv), then bench_train and bench_sample with --conv cudnn,
 #            measured and ours in bf16 and TF32; v4 only (DDPM_CONV_WGMMA=0) once v6 failed a
 #            test or ended bench_conv                                              (~5 min)
+#   profile  Nsight Compute (ncu) on the bf16 attention at 4096 tokens (forward, dK/dV, dQ) and
+#            the group norm + GELU at 64x64, forward and backward: stall reasons, occupancy,
+#            issue, the most sampled SASS                                           (~2 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
 # and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
 # STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
@@ -41,7 +44,7 @@
 # the eval JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: tools/gpu-session.sh check|compare|run|all|more|quick|graphs|conv [OUT_DIR]}
+stage=${1:?usage: tools/gpu-session.sh check|compare|run|all|more|quick|graphs|conv|profile [OUT_DIR]}
 out=${2:-${OUT:?give OUT_DIR or set OUT}}
 mkdir -p "$out"
 
@@ -258,6 +261,37 @@ conv_stage() {
   return $((trc != 0 || mrc != 0))
 }
 
+# profile_stage: Nsight Compute on the kernels whose distance from their napkin floor is not yet
+# understood (docs/kernels.md): the bf16 attention at 4096 tokens / D = 16 (the forward and both
+# backward kernels; 1.7x and 1.3x their floors at fc776d5, "limited by neither bound") and the
+# group norm + GELU at 64x64x64x64 (version 2's column sums and pass, forward and backward). The
+# first NCU_LAUNCHES launches of each kernel in a one-run bench_kernels, at the clocks the card
+# runs (--clock-control none); sections: speed of light, occupancy, launch, warp states (the stall
+# reasons), scheduler, instruction mix, source counters (the most sampled SASS). One text report a
+# kernel (ncu-NAME.txt, its headline numbers in the summary); the .ncu-rep files are dropped.
+profile_stage() {
+  local entry name filter kernel rc=0
+  for entry in "attn-fwd|attention 64x4096x192|attention_fwd_k" "attn-dkv|attention 64x4096x192|attention_dkv_k" \
+    "attn-dq|attention 64x4096x192|attention_dq_k" "gn-sums|group_norm+gelu 64x64x64x64|column_sums_k" \
+    "gn-pass|group_norm+gelu 64x64x64x64|gn_pass_k"; do
+    IFS='|' read -r name filter kernel <<<"$entry"
+    if ! timeout 100 ncu --clock-control none -k "regex:$kernel" -c "${NCU_LAUNCHES:-2}" --section SpeedOfLight \
+      --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+      --section InstructionStats --section SourceCounters -f -o "$out/ncu-$name" \
+      build/benchmarks/bench_kernels --precision bf16 --runs 1 --filter "$filter" >"$out/ncu-$name.log" 2>&1; then
+      rc=1
+      echo "gpu-session: ncu $name failed (ncu-$name.log)" | tee -a "$out/summary.txt"
+      continue
+    fi
+    ncu --import "$out/ncu-$name.ncu-rep" --page details >"$out/ncu-$name.txt" 2>&1 || rc=1
+    rm -f "$out/ncu-$name.ncu-rep"
+    { echo "ncu $name:"
+      grep -E "^  [^ ].*\(|Duration|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Issued Warp|No Eligible|Memory Throughput|Compute \(SM\) Throughput" \
+        "$out/ncu-$name.txt" | head -40; } | tee -a "$out/summary.txt"
+  done
+  return $rc
+}
+
 rc=0
 case $stage in
   check) bash tools/gpu-check.sh "$out/check" || rc=$? ;;
@@ -287,6 +321,7 @@ case $stage in
     ;;
   graphs) graphs_stage || rc=$? ;;
   conv) conv_stage || rc=$? ;;
-  *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more, quick, graphs or conv)" >&2; exit 2 ;;
+  profile) profile_stage || rc=$? ;;
+  *) echo "gpu-session: unknown stage '$stage' (check, compare, run, all, more, quick, graphs, conv or profile)" >&2; exit 2 ;;
 esac
 exit $rc
