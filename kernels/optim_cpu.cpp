@@ -7,11 +7,11 @@
 namespace ddpm::kernels::cpu {
 
 void adamw(const AdamWSlot* slots, int64_t count, const AdamWStep& s) {
+  std::vector<float> wide;  // one buffer for the whole list
   for (int64_t k = 0; k < count; ++k) {
     const AdamWSlot& t = slots[k];
     // A bf16 gradient is widened first (and added to the f32 one where both are given), so the
     // update is one straight loop that the compiler vectorises.
-    std::vector<float> wide;
     const float* g = t.g;
     if (t.g_low) {
       wide.resize(size_t(t.n));
