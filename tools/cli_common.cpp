@@ -29,7 +29,9 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
   cmd->add_option("--device", o.device, "auto (CUDA when present), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_flag("--tf32", o.tf32,
                 "GPU: f32 convolutions, matrix products and attention on TF32 tensor cores (~1e-3 error)");
   cmd->add_option("--conv", o.conv,
@@ -53,10 +55,15 @@ Device apply_device_options(const DeviceOptions& o) {
   return parse_device(o.device);
 }
 
+std::string model_file(const std::string& path) {
+  const std::string file = std::filesystem::is_directory(path) ? path + "/model.safetensors" : path;
+  DDPM_CHECK(std::filesystem::is_regular_file(file), "checkpoint", file, ": file not found");
+  return file;
+}
+
 LoadedModel load_checkpoint(const std::string& path, Device device, DType compute, int64_t image_size, bool use_ema) {
   LoadedModel m;
-  m.path = std::filesystem::is_directory(path) ? path + "/model.safetensors" : path;
-  DDPM_CHECK(std::filesystem::is_regular_file(m.path), "checkpoint", m.path, ": file not found");
+  m.path = model_file(path);
   const auto meta = load_safetensors(m.path).metadata;
   m.model = load_model(m.path, device);
   m.model->set_compute_dtype(compute);
@@ -82,7 +89,9 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
   cmd->add_option("--steps", o.steps, "timesteps to visit (0 = all T-1; fewer respaces the schedule)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--eta", o.eta, "DDIM noise: 0 deterministic, 1 like DDPM")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--eta", o.eta, "DDIM noise: 0 deterministic, 1 like DDPM")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--schedule", o.schedule, "linear or cosine (default: the one the model was trained with)")
       ->check(CLI::IsMember({"linear", "cosine"}));
   cmd->add_option("--guidance", o.guidance, "classifier-free guidance scale s (0 = conditional only)")

@@ -38,6 +38,8 @@ struct LoadedModel {
   std::vector<std::string> class_names;  // empty when unknown
   bool ema = false;                      // EMA weights loaded from the state file
 };
+// The model file of `path`: `path` itself, or a training folder's model.safetensors.
+std::string model_file(const std::string& path);
 // `path` is a model file or a training folder holding model.safetensors. image_size = 0 takes it
 // from the metadata (PyTorch checkpoints have none: then the flag is required). The model runs
 // on `device` with activations in `compute` (f32 or bf16).

@@ -21,7 +21,7 @@ void add_check_reference(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("check-reference",
                                      "Run one training step on ddpm-reference files and compare with PyTorch's");
   cmd->add_option("files", o->files, "ddpm-reference v1 safetensors files")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--precision", o->precision, "f32, or bf16 (mixed precision, with bf16's tolerances)")
       ->transform(CLI::CheckedTransformer(precision_names()))
       ->default_str("f32");

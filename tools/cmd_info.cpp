@@ -5,8 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "diffusion/trainer.hpp"
 #include "model/checkpoint.hpp"
 #include "model/info.hpp"
+#include "tools/cli_common.hpp"
 #include "tools/commands.hpp"
 
 namespace ddpm::cli {
@@ -19,18 +21,28 @@ void add_info(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("info", "Parameters and forward FLOPs per module of the U-Net");
-  cmd->add_option("--image-size", o->image_size, "image side (a multiple of 8)")->capture_default_str();
-  cmd->add_option("--checkpoint", o->checkpoint, "take the config from this checkpoint")->check(CLI::ExistingFile);
+  cmd->add_option("--image-size", o->image_size, "image side (a multiple of 8; default: the checkpoint's, else 64)")
+      ->capture_default_str();
+  cmd->add_option("--checkpoint", o->checkpoint,
+                  "take the config (and image size) from this model file or training folder");
   cmd->add_option("--in-channels", o->config.in_channels)->capture_default_str();
   cmd->add_option("--out-channels", o->config.out_channels)->capture_default_str();
   cmd->add_option("--base-channels", o->config.base_channels)->capture_default_str();
   cmd->add_option("--time-dim", o->config.time_dim)->capture_default_str();
   cmd->add_option("--num-classes", o->config.num_classes, "0 = unconditional")->capture_default_str();
   cmd->add_option("--heads", o->config.heads)->capture_default_str();
-  cmd->callback([o] {
+  cmd->callback([o, cmd] {
     std::unique_ptr<UNet> model;
     if (!o->checkpoint.empty()) {
-      model = load_model(o->checkpoint, Device::CPU);
+      const std::string path = model_file(o->checkpoint);
+      model = load_model(path, Device::CPU);
+      // What training wrote beside the config (step, data, image size, schedule, T, class names).
+      const auto meta = load_safetensors(path).metadata;
+      const auto config_keys = config_metadata(model->config());
+      std::printf("checkpoint %s\n", path.c_str());
+      for (const auto& [key, value] : meta)
+        if (!config_keys.count(key)) std::printf("  %s: %s\n", key.c_str(), value.c_str());
+      if (!cmd->count("--image-size") && meta.count("image_size")) o->image_size = metadata_int(meta, "image_size", path);
     } else {
       Generator gen(0);
       model = std::make_unique<UNet>(o->config, gen);

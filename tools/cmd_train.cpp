@@ -234,7 +234,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--out", o->out, "output folder: model.safetensors, its .state file, loss.csv, sample grids")
       ->capture_default_str();
   cmd->add_option("--sample-every", o->sample_every, "write a sample grid every N steps (0 = never)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--save-every", o->save_every, "checkpoint every N steps (0 = only at the end)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -243,7 +244,8 @@ void add_train(CLI::App& app) {
                 "GPU: record the network's forward and backward once as a CUDA graph and replay it each step "
                 "(the same numbers, fewer launches; not yet run on hardware)");
   cmd->add_option("--max-minutes", o->max_minutes,
-                  "stop after this many minutes of training (saved like a finished run; --resume continues)")
+                  "stop after this many minutes of training (saved like a finished run; --resume continues; "
+                  "default: no limit)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--log-every", o->log_every, "seconds between progress lines")
       ->check(CLI::PositiveNumber)
@@ -251,7 +253,7 @@ void add_train(CLI::App& app) {
   add_device_options(cmd, o->dev);
   cmd->callback([o, cmd] {
     if (!cmd->count("--steps") && !cmd->count("--epochs"))
-      throw CLI::RequiredError("train: one of --steps or --epochs is required");
+      throw CLI::RequiredError("train: one of --steps or --epochs");
     run(*o, *cmd);
   });
 }
