@@ -28,6 +28,7 @@ Dataset load_cifar10(const std::string& dir) {
   d.channels = 3;
   d.class_names = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   for (const std::string& path : files) {
+    DDPM_CHECK(std::filesystem::is_regular_file(path), "cifar10", path, ": not a regular file");
     std::ifstream in(path, std::ios::binary);
     DDPM_CHECK(in, "cifar10", path, ": cannot open");
     std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "kernels/error.hpp"
 
@@ -32,6 +34,8 @@ Image image_grid(const Tensor& images, int64_t cols, int64_t pad) {
   const int64_t n = images.size(0), h = images.size(1), w = images.size(2), c = images.size(3);
   const int64_t rows = (n + cols - 1) / cols;
   std::vector<float> px = images.to_floats();
+  DDPM_CHECK(std::all_of(px.begin(), px.end(), [](float v) { return std::isfinite(v); }), "image_grid",
+             "the images hold NaN or infinity (a diverged model?)");
   Image grid(pad + cols * (w + pad), pad + rows * (h + pad), c, 255);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t x0 = pad + (i % cols) * (w + pad), y0 = pad + (i / cols) * (h + pad);
@@ -45,9 +49,19 @@ Image image_grid(const Tensor& images, int64_t cols, int64_t pad) {
 
 void write_png(const std::string& path, const Image& image) {
   DDPM_CHECK(!image.pixels.empty(), "write_png", "empty image for ", path);
-  int ok = stbi_write_png(path.c_str(), int(image.width), int(image.height), int(image.channels),
-                          image.pixels.data(), int(image.width * image.channels));
-  DDPM_CHECK(ok, "write_png", "cannot write ", path);
+  // Encoded in memory, then written here: stb's own file writer does not report failed writes
+  // (a full disk would leave a truncated PNG behind a success).
+  std::string png;
+  const auto append = [](void* out, void* data, int size) {
+    static_cast<std::string*>(out)->append(static_cast<const char*>(data), size_t(size));
+  };
+  const int ok = stbi_write_png_to_func(append, &png, int(image.width), int(image.height), int(image.channels),
+                                        image.pixels.data(), int(image.width * image.channels));
+  DDPM_CHECK(ok, "write_png", "cannot encode ", path);
+  std::ofstream f(path, std::ios::binary);
+  f.write(png.data(), std::streamsize(png.size()));
+  f.close();
+  DDPM_CHECK(!f.fail(), "write_png", "cannot write ", path, ": ", std::strerror(errno));
 }
 
 Image read_image(const std::string& path, int64_t channels) {

@@ -39,6 +39,8 @@ GaussianFit fit_gaussian(const Tensor& features) {
   const int64_t n = features.size(0), d = features.size(1);
   DDPM_CHECK(n >= 2 && d >= 1, "fit_gaussian", "needs at least 2 feature vectors, got ", features.desc());
   const std::vector<float> f = features.to_floats();
+  DDPM_CHECK(std::all_of(f.begin(), f.end(), [](float v) { return std::isfinite(v); }), "fit_gaussian",
+             "features hold NaN or infinity (a diverged classifier or generator?)");
   Matrix x = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(f.data(), n, d)
                  .cast<double>();
   const Eigen::RowVectorXd mu = x.colwise().mean();
@@ -63,7 +65,9 @@ double frechet_distance(const GaussianFit& a, const GaussianFit& b) {
   const Eigen::VectorXd lambda = Eigen::SelfAdjointEigenSolver<Matrix>(sym, Eigen::EigenvaluesOnly).eigenvalues();
   const double tr_sqrt = lambda.cwiseMax(0.0).cwiseSqrt().sum();
   // Mathematically >= 0; round-off can leave a tiny negative value for identical fits.
-  return std::max(0.0, mean_term + s1.trace() + s2.trace() - 2.0 * tr_sqrt);
+  const double fd = mean_term + s1.trace() + s2.trace() - 2.0 * tr_sqrt;
+  DDPM_CHECK(std::isfinite(fd), "frechet_distance", "the distance is not finite");
+  return std::max(0.0, fd);  // rounding can take an FD of (nearly) equal fits just below 0
 }
 
 Classification classify(const Classifier& model, const Tensor& images, int64_t batch) {

@@ -20,7 +20,7 @@ Tensor Schedule::tensor(const std::vector<double>& table, Device device) {
 }
 
 Schedule make_schedule(ScheduleKind kind, int64_t T) {
-  DDPM_CHECK(T >= 2, "schedule", "T must be at least 2, got ", T);
+  DDPM_CHECK(T >= 2 && T <= kMaxT, "schedule", "T must be in [2, ", kMaxT, "], got ", T);
   Schedule s;
   s.kind = kind;
   s.T = T;

@@ -33,6 +33,9 @@ struct Schedule {
   static Tensor tensor(const std::vector<double>& table, Device device);
 };
 
+// T in [2, kMaxT]: far past any useful chain (the seed uses 1000), and a bound on the tables a
+// corrupt checkpoint's T could ask for.
+constexpr int64_t kMaxT = 100000;
 Schedule make_schedule(ScheduleKind kind, int64_t T = 1000);
 
 }  // namespace ddpm

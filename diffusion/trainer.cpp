@@ -72,7 +72,8 @@ std::string metadata_value(const std::map<std::string, std::string>& metadata, c
 int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
                      const std::string& path) {
   const double v = number(metadata, key, path);
-  DDPM_CHECK(v == std::floor(v), "checkpoint", path, ": metadata '", key, "' is not an integer");
+  DDPM_CHECK(v == std::floor(v) && std::abs(v) < 9e18, "checkpoint", path, ": metadata '", key,
+             "' is not an integer in range");
   return int64_t(v);
 }
 
@@ -289,10 +290,32 @@ void Trainer::save(const std::string& model_path, const std::map<std::string, st
     for (auto& nt : to_pytorch_layout(model_, optimizer_.exp_avg(), "adamw.exp_avg.")) tensors.push_back(nt);
     for (auto& nt : to_pytorch_layout(model_, optimizer_.exp_avg_sq(), "adamw.exp_avg_sq.")) tensors.push_back(nt);
   }
-  // State first: a crash between the two writes leaves a model file whose step does not match,
-  // which load_state reports, rather than a state silently newer than its model.
-  save_safetensors(state_path(model_path), tensors, state);
-  save_model(model_path, model_, common);
+  // Both files are written in full before either replaces its old version, so a crash or a kill
+  // while writing leaves the previous pair intact. Between the two renames (state first) a crash
+  // leaves a state one save ahead of its model and the model's finished .tmp beside it, which
+  // finish_interrupted_save puts in place.
+  save_safetensors(state_path(model_path), tensors, state, Commit::Later);
+  save_model(model_path, model_, common, Commit::Later);
+  commit_safetensors(state_path(model_path));
+  commit_safetensors(model_path);
+}
+
+bool finish_interrupted_save(const std::string& model_path) {
+  const std::string tmp = model_path + ".tmp", state = state_path(model_path);
+  if (!std::filesystem::is_regular_file(tmp) || !std::filesystem::is_regular_file(state) ||
+      !std::filesystem::is_regular_file(model_path))
+    return false;
+  const auto step_of = [](const std::string& path) {
+    try {
+      return load_safetensors(path).metadata.at("step");
+    } catch (const std::exception&) {
+      return std::string();  // an unfinished or foreign file: not the one to put in place
+    }
+  };
+  const std::string state_step = step_of(state);
+  if (state_step.empty() || step_of(model_path) == state_step || step_of(tmp) != state_step) return false;
+  commit_safetensors(model_path);
+  return true;
 }
 
 void Trainer::load_state(const std::string& model_path) {
@@ -326,6 +349,8 @@ void Trainer::load_state(const std::string& model_path) {
   step_ = metadata_int(m, "step", path);
   epoch_ = metadata_int(m, "epoch", path);
   position_ = metadata_int(m, "position", path);
+  DDPM_CHECK(step_ >= 0 && epoch_ >= 0 && position_ >= 0 && position_ <= data_.count(), "checkpoint", path,
+             ": step, epoch or position out of range for ", data_.count(), " images");
   order_.clear();
   gen_.set_offset(unsigned_number(m, "generator_offset", path));
 }
@@ -334,6 +359,11 @@ bool load_ema_weights(UNet& model, const std::string& model_path) {
   const std::string path = state_path(model_path);
   if (!std::filesystem::is_regular_file(path)) return false;
   SafeTensors file = load_safetensors(path);
+  const std::string model_step = metadata_value(load_safetensors(model_path).metadata, "step", model_path),
+                    state_step = metadata_value(file.metadata, "step", path);
+  DDPM_CHECK(model_step == state_step, "checkpoint", path, " (step ", state_step, ") does not belong to ", model_path,
+             " (step ", model_step, "): a save was interrupted (`ddpm train --resume` repairs it) or the files "
+             "were mixed; --no-ema uses the model file alone");
   std::vector<Tensor> params = model.parameters(), ema;
   for (const Tensor& p : params) ema.push_back(Tensor::empty(p.shape(), DType::F32, p.device()));
   from_pytorch_layout(model, file, ema, "ema.");

@@ -107,8 +107,13 @@ class Trainer {
 // Metadata of a state file: the TrainConfig it was saved with (throws naming the file if absent).
 TrainConfig train_config_from_state(const std::map<std::string, std::string>& metadata, const std::string& path);
 
+// Completes a save that a crash interrupted between its two renames (Trainer::save): when the
+// state is one save ahead of the model and the model's finished .tmp matches it, the .tmp becomes
+// the model file. True if it did. Call before loading a run to resume it.
+bool finish_interrupted_save(const std::string& model_path);
+
 // Copies the EMA weights saved beside `model_path` into the model; false (and no change) when
-// there is no state file.
+// there is no state file. Throws when the state is from another step than the model file.
 bool load_ema_weights(UNet& model, const std::string& model_path);
 
 // Metadata helpers: a required value (the error names the file and key), and class-name lists.

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -198,6 +199,10 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
 }
 
 SafeTensors load_safetensors(const std::string& path) {
+  // Opening a FIFO or a device would block or read forever: only plain files are read.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) bad(path, "not a regular file");
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) bad(path, std::string("cannot open: ") + std::strerror(errno));
   std::streamoff end = f.tellg();
@@ -227,7 +232,7 @@ SafeTensors load_safetensors(const std::string& path) {
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata, Commit commit) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<Tensor> host;
@@ -246,8 +251,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
 
-  // Atomic: write PATH.tmp, flush it to disk, then rename over PATH.
-  std::string tmp = path + ".tmp";
+  const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   DDPM_CHECK(fd >= 0, "save_safetensors", "cannot create ", tmp, ": ", std::strerror(errno));
   auto write_all = [&](const void* p, size_t n) {
@@ -264,13 +268,19 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   bool ok = write_all(len, 8) && write_all(text.data(), text.size());
   for (const Tensor& t : host) ok = ok && write_all(t.raw(), size_t(t.numel()) * dtype_size(t.dtype()));
   ok = ok && ::fsync(fd) == 0;
-  int err = errno;
+  const int err = errno;
   ok = ::close(fd) == 0 && ok;
-  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ok = false;
-    err = errno;
-  }
   if (!ok) {
+    std::remove(tmp.c_str());
+    detail::fail("save_safetensors", "cannot write ", path, ": ", std::strerror(err));
+  }
+  if (commit == Commit::Now) commit_safetensors(path);
+}
+
+void commit_safetensors(const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
     std::remove(tmp.c_str());
     detail::fail("save_safetensors", "cannot write ", path, ": ", std::strerror(err));
   }

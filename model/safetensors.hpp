@@ -27,7 +27,13 @@ struct SafeTensors {
 SafeTensors load_safetensors(const std::string& path);
 // The same from a whole file held in memory; `name` labels the errors (the fuzz target's entry).
 SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& name);
+// Atomic: the file is written in full to PATH.tmp and flushed to disk, then renamed over PATH, so
+// PATH holds the old file or the new one, never part of one. Commit::Later stops before the rename:
+// files that must change together (a training run's model and state) are all written first, then
+// each committed with commit_safetensors, which leaves only the short gap between two renames.
+enum class Commit { Now, Later };
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {}, Commit commit = Commit::Now);
+void commit_safetensors(const std::string& path);  // renames PATH.tmp over PATH
 
 }  // namespace ddpm

@@ -88,6 +88,16 @@ TEST_CASE("ddpm: help exits 0, bad flags exit 2 with a message", "[cli]") {
   CHECK(ddpm_cli(dir, "sample --conv fast").code == 2);
   CHECK(ddpm_cli(dir, "sample --precision fp16").code == 2);
   CHECK(ddpm_cli(dir, "classifier train --precision bf16").code == 2);  // the classifier runs in f32 only
+  // Numbers: NaN, infinity and values past a flag's bounds are refused before any work.
+  for (const char* flags : {"--steps 1 --lr nan", "--steps 1 --weight-decay inf", "--steps 1 --max-minutes nan",
+                            "--epochs nan", "--steps 99999999999999999999", "--steps 1 --seed -1",
+                            "--steps 1 --threads 100000"}) {
+    Run r = ddpm_cli(dir, "train " + std::string(flags) + " --out " + (dir / "x"));
+    CHECK(r.code == 2);
+    CHECK_FALSE(fs::exists(dir / "x"));
+  }
+  CHECK_THAT(ddpm_cli(dir, "sample --guidance nan").output, Catch::Contains("not a finite number"));
+  CHECK_THAT(ddpm_cli(dir, "train --steps abc").output, Catch::Contains("'abc' is not a number"));
 }
 
 TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
@@ -170,7 +180,8 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   CAPTURE(gen.seed());
   TempDir dir;
   const std::string data = write_folder_data(dir, gen), run = dir / "run";
-  const std::string tiny = " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 --T 20 --device cpu --out " + run;
+  const std::string model = " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 --T 20 --device cpu",
+                    tiny = model + " --out " + run;
   Run train = ddpm_cli(dir, "train --data " + data + tiny + " --steps 4 --save-every 2");
   REQUIRE(train.code == 0);
   CHECK(fs::exists(run + "/model.safetensors"));
@@ -195,6 +206,16 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   CHECK(bad_class.code == 2);
   CHECK_THAT(bad_class.output, Catch::Contains("out of range"));
 
+  // Outputs are checked before sampling; non-PNG failures to write are errors, not "wrote".
+  Run no_dir = ddpm_cli(dir, "sample --checkpoint " + run + " --out " + (dir / "none/s.png"));
+  CHECK(no_dir.code == 1);
+  CHECK_THAT(no_dir.output, Catch::Contains("does not exist") && !Catch::Contains("row 0"));
+  if (fs::exists("/dev/full")) {
+    Run full = ddpm_cli(dir, "sample --checkpoint " + run + " --steps 1 --per-class 1 --device cpu --out /dev/full");
+    CHECK(full.code == 1);
+    CHECK_THAT(full.output, Catch::Contains("cannot write /dev/full"));
+  }
+
   // info takes the folder, prints what training saved and costs the checkpoint's image size.
   Run info = ddpm_cli(dir, "info --checkpoint " + run);
   REQUIRE(info.code == 0);
@@ -207,6 +228,20 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   CHECK(strip.width == 2 + 4 * 10);  // 3 frames and the sample
   CHECK(strip.height == 2 + 2 * 10);
   CHECK(ddpm_cli(dir, "trace --checkpoint " + run + " --class 2").code == 1);
+
+  // An unconditional model takes no class flags; a run that diverges stops with an error and
+  // saves nothing after the divergence.
+  const std::string uncond = dir / "uncond";
+  REQUIRE(ddpm_cli(dir, "train --unconditional --data " + data + model + " --steps 1 --out " +
+                            uncond).code == 0);
+  CHECK_THAT(ddpm_cli(dir, "sample --checkpoint " + uncond + " --classes 3").output, Catch::Contains("unconditional"));
+  CHECK_THAT(ddpm_cli(dir, "trace --checkpoint " + uncond + " --class 3").output, Catch::Contains("unconditional"));
+  const std::string diverged = dir / "diverged";
+  Run nan = ddpm_cli(dir, "train --lr 1e30 --data " + data + model + " --steps 4 --out " +
+                              diverged);
+  CHECK(nan.code == 1);
+  CHECK_THAT(nan.output, Catch::Contains("diverged") && Catch::Contains("no checkpoint was saved"));
+  CHECK_FALSE(fs::exists(diverged + "/model.safetensors"));
 
   // Checkpoints hold f32 weights whatever the precision: an f32 run continues in bf16.
   Run resume = ddpm_cli(dir, "train --resume --steps 6 --device cpu --precision bf16 --out " + run);
@@ -235,16 +270,18 @@ TEST_CASE("ddpm train --max-minutes stops on time, saves, and --resume continues
   CHECK(ddpm_cli(dir, "train --max-minutes 0 --steps 1").code == 2);
 }
 
-TEST_CASE("ddpm train: Ctrl-C finishes the step, saves and exits 130", "[cli][model]") {
+TEST_CASE("ddpm train: Ctrl-C or SIGTERM finishes the step, saves and exits 130", "[cli][model]") {
+  const std::string signal = GENERATE("INT", "TERM");
   Generator gen = fresh_generator();
   TempDir dir;
   const std::string data = write_folder_data(dir, gen), run = dir / "run";
   Run r = ddpm_cli(dir,
                    "train --data " + data + " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 --T 20 "
                    "--device cpu --steps 100000000 --out " + run,
-                   // --foreground: otherwise timeout sends SIGINT to the child and again to its process
-                   // group, and the second one is "a second Ctrl-C", which kills at once (a flaky test).
-                   "timeout --foreground --preserve-status -s INT 5");
+                   // --foreground: otherwise timeout sends the signal to the child and again to its
+                   // process group, and the second one is "a second Ctrl-C", which kills at once (a
+                   // flaky test).
+                   "timeout --foreground --preserve-status -s " + signal + " 5");
   CHECK(r.code == 130);
   CHECK_THAT(r.output, Catch::Contains("interrupted") && Catch::Contains("--resume"));
   REQUIRE(fs::exists(run + "/model.safetensors"));

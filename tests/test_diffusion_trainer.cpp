@@ -167,9 +167,35 @@ TEST_CASE("training checkpoints reject mismatched files", "[diffusion][trainer][
   fs::copy_file(path, old);
   t.step();
   t.save(path);
+  fs::copy_file(path, path + ".tmp");
   fs::copy_file(old, path, fs::copy_options::overwrite_existing);  // model from step 1, state from step 2
   Trainer fresh(model, data, cfg);
   CHECK_THROWS_WITH(fresh.load_state(path), Catch::Contains("different steps"));
+  CHECK_THROWS_WITH(load_ema_weights(model, path), Catch::Contains("does not belong"));
+
+  // A crash between Trainer::save's two renames leaves exactly this, with the model's finished
+  // .tmp beside: finish_interrupted_save puts it in place, and only that file.
+  fs::path foreign = dir / "model.safetensors.tmp";
+  fs::copy_file(old, dir / "step1.tmp");
+  fs::rename(foreign, dir / "step2.tmp");
+  fs::copy_file(dir / "step1.tmp", foreign);  // a .tmp of another step is not taken
+  CHECK_FALSE(finish_interrupted_save(path));
+  fs::copy_file(dir / "step2.tmp", foreign, fs::copy_options::overwrite_existing);
+  CHECK(finish_interrupted_save(path));
+  CHECK_FALSE(fs::exists(foreign));
+  CHECK(load_safetensors(path).metadata.at("step") == "2");
+  CHECK_NOTHROW(fresh.load_state(path));
+  CHECK(fresh.steps_done() == 2);
+  CHECK_FALSE(finish_interrupted_save(path));  // nothing left to finish
+
+  // A state whose position lies outside the data (corrupt or edited) is refused, not followed.
+  SafeTensors state = load_safetensors(state_path(path));
+  state.metadata["position"] = "-100";
+  save_safetensors(state_path(path), state.tensors, state.metadata);
+  CHECK_THROWS_WITH(fresh.load_state(path), Catch::Contains("out of range"));
+  state.metadata["position"] = "1e30";
+  save_safetensors(state_path(path), state.tensors, state.metadata);
+  CHECK_THROWS_WITH(fresh.load_state(path), Catch::Contains("not an integer in range"));
   CHECK_THROWS_WITH(fresh.load_state(dir / "missing.safetensors"), Catch::Contains("not found"));
   TrainConfig other = cfg;
   other.seed = 8;

@@ -2,9 +2,13 @@
 
 #include <omp.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include "diffusion/trainer.hpp"
 #include "engine/gpu_settings.hpp"
@@ -13,6 +17,21 @@
 namespace ddpm::cli {
 
 namespace {
+
+CLI::Validator number_check(const std::string& name, const std::function<bool(double)>& ok,
+                            const std::string& expected) {
+  return CLI::Validator(
+      [ok, expected](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size()) return "'" + text + "' is not a number";
+        if (!std::isfinite(v)) return text + " is not a finite number";
+        return ok(v) ? std::string() : text + " is not " + expected;
+      },
+      name);
+}
+
+}  // namespace
 
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::CPU;
@@ -23,14 +42,29 @@ Device parse_device(const std::string& name) {
   return Device::CUDA;
 }
 
-}  // namespace
+CLI::Validator in_range(double lo, double hi) {
+  std::ostringstream bounds;
+  bounds << "in [" << lo << ", " << hi << "]";
+  return number_check("RANGE", [lo, hi](double v) { return v >= lo && v <= hi; }, bounds.str());
+}
+CLI::Validator positive() { return number_check("POSITIVE", [](double v) { return v > 0; }, "positive"); }
+CLI::Validator non_negative() { return number_check("NONNEGATIVE", [](double v) { return v >= 0; }, ">= 0"); }
+
+void check_output_file(const std::string& path) {
+  DDPM_CHECK(!path.empty(), "output", "the output path is empty");
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  DDPM_CHECK(std::filesystem::is_directory(dir), "output", path, ": folder ", dir, " does not exist");
+  DDPM_CHECK(::access(dir.c_str(), W_OK) == 0, "output", path, ": folder ", dir, " is not writable");
+  DDPM_CHECK(!std::filesystem::is_directory(path), "output", path, " is a folder, not a file");
+}
 
 void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
   cmd->add_option("--device", o.device, "auto (CUDA when present), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(in_range(0, kMaxThreads))
       ->capture_default_str();
   cmd->add_flag("--tf32", o.tf32,
                 "GPU: f32 convolutions, matrix products and attention on TF32 tensor cores (~1e-3 error)");
@@ -87,26 +121,26 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
       ->check(CLI::IsMember({"ddpm", "ddim"}))
       ->capture_default_str();
   cmd->add_option("--steps", o.steps, "timesteps to visit (0 = all T-1; fewer respaces the schedule)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--eta", o.eta, "DDIM noise: 0 deterministic, 1 like DDPM")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--schedule", o.schedule, "linear or cosine (default: the one the model was trained with)")
       ->check(CLI::IsMember({"linear", "cosine"}));
   cmd->add_option("--guidance", o.guidance, "classifier-free guidance scale s (0 = conditional only)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_flag("--no-clip", o.no_clip,
                 "do not clamp the predicted x0 to [-1, 1] at each step (with ddpm: exactly the seed's loop)");
   cmd->add_flag("--no-graph", o.no_graph,
                 "GPU: launch the network's kernels one by one instead of replaying them as a CUDA graph");
-  cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed")->check(non_negative())->capture_default_str();
   cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
   cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
   cmd->add_option("--batch", o.batch,
                   "images sampled at once (with guidance a network call runs twice as many: both predictions)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   add_device_options(cmd, o.dev);
 }

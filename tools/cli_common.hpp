@@ -15,6 +15,18 @@
 
 namespace ddpm::cli {
 
+// Numeric checks for flags: the value must be a finite number (CLI11's own range checks let NaN
+// through) within the bounds, and the message is short: "--lr: nan is not a finite number".
+CLI::Validator in_range(double lo, double hi);
+CLI::Validator positive();      // > 0
+CLI::Validator non_negative();  // >= 0
+constexpr double kMaxThreads = 1024;  // --threads: more only stalls (or crashes) the thread pool
+constexpr double kMaxSteps = 1e12;    // training steps: past any run, and clear of int64 overflow
+
+// Fails (ddpm::Error) unless `path`'s folder exists and can be written: checked before long work
+// so that a typo in --out does not cost the run.
+void check_output_file(const std::string& path);
+
 // Where and how a command runs: --device, --threads (CPU), --tf32 and --conv (GPU;
 // engine/gpu_settings.hpp), and for the commands that run the U-Net --precision.
 struct DeviceOptions {
@@ -25,6 +37,9 @@ struct DeviceOptions {
   DType precision = DType::F32;  // f32 or bf16, the U-Net's compute dtype (UNet::set_compute_dtype)
 };
 void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision = true);
+// "cpu", "cuda" or "auto" (CUDA when built and present); a clear error when CUDA is asked for and
+// cannot run.
+Device parse_device(const std::string& name);
 // Applies the threads and GPU settings and returns the device, with a clear error for bad choices.
 Device apply_device_options(const DeviceOptions& o);
 

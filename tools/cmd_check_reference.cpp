@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/reference.hpp"
+#include "tools/cli_common.hpp"
 #include "tools/commands.hpp"
 
 namespace ddpm::cli {
@@ -26,7 +27,7 @@ void add_check_reference(CLI::App& app) {
       ->transform(CLI::CheckedTransformer(precision_names()))
       ->default_str("f32");
   cmd->callback([o] {
-    Device device = o->device == "cuda" ? Device::CUDA : Device::CPU;
+    const Device device = parse_device(o->device);
     int64_t failed = 0, rows = 0;
     for (const std::string& path : o->files) {
       ReferenceReport r = check_reference(path, device, o->precision);

@@ -91,22 +91,24 @@ void add_classifier(CLI::App& app) {
   cmd->require_subcommand(1, 1);
   CLI::App* tr = cmd->add_subcommand("train", "Train it on the train split; report test accuracy; save");
   tr->add_option("--epochs", o->train.epochs, "passes over the 60000 training images")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
-  tr->add_option("--batch", o->train.batch, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
+  tr->add_option("--batch", o->train.batch, "images per step")->check(positive())->capture_default_str();
   tr->add_option("--lr", o->train.adamw.lr, "AdamW peak learning rate (cosine decay to 0)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--weight-decay", o->train.adamw.weight_decay, "AdamW weight decay")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   tr->add_option("--width", o->model.width, "channels of the first stage (a multiple of 8)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--feature-dim", o->model.feature_dim, "size of the feature vector the FD is computed on")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
-  tr->add_option("--seed", o->train.seed, "random seed (weights and data order)")->capture_default_str();
+  tr->add_option("--seed", o->train.seed, "random seed (weights and data order)")
+      ->check(non_negative())
+      ->capture_default_str();
   tr->add_option("--out", o->out, "weights file (safetensors)")->capture_default_str();
   CLI::App* te = cmd->add_subcommand("test", "Measure a weights file on the test split");
   te->add_option("--classifier", o->weights, "weights file")->capture_default_str();

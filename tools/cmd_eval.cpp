@@ -35,6 +35,12 @@ constexpr uint64_t kCalibrationOffset = uint64_t(1) << 44;
 
 void run(const EvalOptions& o) {
   const Device device = apply_device_options(o.s.dev);
+  // The outputs' folders first: sampling may take minutes.
+  if (!o.json.empty()) check_output_file(o.json);
+  if (o.worst > 0) {
+    std::filesystem::create_directories(o.out);
+    check_output_file(o.out + "/worst.png");
+  }
   LoadedClassifier clf = load_classifier(o.classifier, device);
   const ClassifierConfig& cc = clf.model->config();
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
@@ -101,7 +107,6 @@ void run(const EvalOptions& o) {
     worst_json.push_back({{"index", i}, {"class", labels[size_t(i)]}, {"p_class", q.label_prob[size_t(i)]}});
   }
   if (!worst.empty()) {
-    std::filesystem::create_directories(o.out);
     const std::string png = o.out + "/worst.png";
     const Shape shape{int64_t(worst.size()), cc.image_size, cc.image_size, 1};
     write_png(png, image_grid(Tensor::from_floats(worst_pixels, shape), 8));
@@ -132,8 +137,9 @@ void run(const EvalOptions& o) {
         {"per_class_accuracy", per_class_json},
         {"worst", worst_json}};
     std::ofstream f(o.json);
-    DDPM_CHECK(f.good(), "eval", "cannot write ", o.json);
     f << j.dump(2) << "\n";
+    f.close();
+    DDPM_CHECK(!f.fail(), "eval", "cannot write ", o.json);
     std::printf("wrote %s\n", o.json.c_str());
   }
 }
@@ -145,14 +151,14 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Measure sample quality: conditional accuracy and FD (docs/quality.md)");
   add_sampling_options(cmd, o->s);
   cmd->add_option("--samples", o->samples, "images to generate (a multiple of the classes; >= 1000 for a stable FD)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--classifier", o->classifier, "classifier weights")->capture_default_str();
   cmd->add_option("--data-dir", o->data_dir, "folder of the Fashion-MNIST IDX .gz files")->capture_default_str();
   cmd->add_option("--out", o->out, "folder for worst.png")->capture_default_str();
   cmd->add_option("--json", o->json, "also write the results as JSON to this file");
   cmd->add_option("--worst", o->worst, "samples in the worst-classified grid (0 = none)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->callback([o] { run(*o); });
 }

@@ -22,6 +22,7 @@ struct ForwardOptions {
 };
 
 void run(const ForwardOptions& o) {
+  check_output_file(o.out);
   Dataset data = load_dataset(o.data, o.image_size);
   DDPM_CHECK(o.index < data.count(), "forward", "--index ", o.index, " is out of range: ", o.data, " has ",
              data.count(), " images");
@@ -59,10 +60,10 @@ void add_forward(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("forward", "Show the forward (noising) process on a training image");
   cmd->add_option("--data", o->data, "fashion-mnist[:DIR], cifar10:DIR or folder:DIR")->capture_default_str();
   cmd->add_option("--image-size", o->image_size, "image side, a multiple of 8")->capture_default_str();
-  cmd->add_option("--index", o->index, "which image of the data set")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--frames", o->frames, "noised frames per row")->check(CLI::Range(2, 100))->capture_default_str();
-  cmd->add_option("--T", o->T, "diffusion timesteps")->check(CLI::Range(2, 100000))->capture_default_str();
-  cmd->add_option("--seed", o->seed, "noise seed")->capture_default_str();
+  cmd->add_option("--index", o->index, "which image of the data set")->check(non_negative())->capture_default_str();
+  cmd->add_option("--frames", o->frames, "noised frames per row")->check(in_range(2, 100))->capture_default_str();
+  cmd->add_option("--T", o->T, "diffusion timesteps")->check(in_range(2, double(kMaxT)))->capture_default_str();
+  cmd->add_option("--seed", o->seed, "noise seed")->check(non_negative())->capture_default_str();
   cmd->add_option("--out", o->out, "PNG file")->capture_default_str();
   cmd->callback([o] { run(*o); });
 }

@@ -23,14 +23,17 @@ void add_info(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("info", "Parameters and forward FLOPs per module of the U-Net");
   cmd->add_option("--image-size", o->image_size, "image side (a multiple of 8; default: the checkpoint's, else 64)")
       ->capture_default_str();
-  cmd->add_option("--checkpoint", o->checkpoint,
-                  "take the config (and image size) from this model file or training folder");
-  cmd->add_option("--in-channels", o->config.in_channels)->capture_default_str();
-  cmd->add_option("--out-channels", o->config.out_channels)->capture_default_str();
-  cmd->add_option("--base-channels", o->config.base_channels)->capture_default_str();
-  cmd->add_option("--time-dim", o->config.time_dim)->capture_default_str();
-  cmd->add_option("--num-classes", o->config.num_classes, "0 = unconditional")->capture_default_str();
-  cmd->add_option("--heads", o->config.heads)->capture_default_str();
+  CLI::Option* checkpoint = cmd->add_option("--checkpoint", o->checkpoint,
+                                            "take the config (and image size) from this model file or training folder");
+  // The config flags describe a model of their own: with a checkpoint they would be ignored.
+  cmd->add_option("--in-channels", o->config.in_channels)->capture_default_str()->excludes(checkpoint);
+  cmd->add_option("--out-channels", o->config.out_channels)->capture_default_str()->excludes(checkpoint);
+  cmd->add_option("--base-channels", o->config.base_channels)->capture_default_str()->excludes(checkpoint);
+  cmd->add_option("--time-dim", o->config.time_dim)->capture_default_str()->excludes(checkpoint);
+  cmd->add_option("--num-classes", o->config.num_classes, "0 = unconditional")
+      ->capture_default_str()
+      ->excludes(checkpoint);
+  cmd->add_option("--heads", o->config.heads)->capture_default_str()->excludes(checkpoint);
   cmd->callback([o, cmd] {
     std::unique_ptr<UNet> model;
     if (!o->checkpoint.empty()) {

@@ -15,10 +15,13 @@ struct SampleOptions {
   std::string out = "samples.png";
 };
 
-void run(const SampleOptions& o) {
+void run(const SampleOptions& o, bool classes_given) {
   const Device device = apply_device_options(o.s.dev);
+  check_output_file(o.out);
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
   const int64_t num_classes = m.model->config().num_classes;
+  DDPM_CHECK(num_classes > 0 || !classes_given || o.classes == "all", "sample", m.path,
+             " is an unconditional model: it takes no --classes");
   std::vector<int64_t> classes = num_classes > 0 ? parse_classes(o.classes, num_classes) : std::vector<int64_t>{};
   const SamplerConfig config = sampler_config(o.s);
   const Schedule schedule = sampling_schedule(o.s, m);
@@ -43,10 +46,10 @@ void add_sample(CLI::App& app) {
   add_sampling_options(cmd, o->s);
   cmd->add_option("--classes", o->classes, "class ids, e.g. 0,3,7, or all")->capture_default_str();
   cmd->add_option("--per-class", o->per_class, "images per class (the grid's columns)")
-      ->check(CLI::PositiveNumber)
+      ->check(in_range(1, 1000))
       ->capture_default_str();
   cmd->add_option("--out", o->out, "PNG file")->capture_default_str();
-  cmd->callback([o] { run(*o); });
+  cmd->callback([o, cmd] { run(*o, cmd->count("--classes") > 0); });
 }
 
 }  // namespace ddpm::cli

@@ -1,6 +1,7 @@
 // `ddpm schedule`: a schedule's per-timestep coefficients as CSV, and a line plot of
 // alpha_bar, sqrt(alpha_bar), sqrt(1 - alpha_bar) and 50 beta against t.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "diffusion/image_io.hpp"
@@ -26,7 +27,8 @@ void write_csv(const Schedule& s, const std::string& path) {
   for (size_t t = 0; t < size_t(s.T); ++t)
     out << t << ',' << s.beta[t] << ',' << s.alpha[t] << ',' << s.alpha_bar[t] << ',' << s.sqrt_abar[t] << ','
         << s.sqrt_1m_abar[t] << '\n';
-  DDPM_CHECK(out.good(), "schedule", "cannot write ", path);
+  out.close();
+  DDPM_CHECK(!out.fail(), "schedule", "cannot write ", path);
 }
 
 // A line plot on [0, T-1] x [0, 1]: axes, grid lines every 0.25 in y and T/4 in x, a legend.
@@ -78,6 +80,10 @@ Image plot(const Schedule& s) {
 }
 
 void run(const ScheduleOptions& o) {
+  DDPM_CHECK(std::filesystem::absolute(o.csv) != std::filesystem::absolute(o.png), "schedule",
+             "--csv and --png name the same file, ", o.csv);
+  check_output_file(o.csv);
+  check_output_file(o.png);
   Schedule s = make_schedule(parse_schedule(o.schedule), o.T);
   write_csv(s, o.csv);
   write_png(o.png, plot(s));
@@ -94,7 +100,7 @@ void add_schedule(CLI::App& app) {
   cmd->add_option("--schedule", o->schedule, "linear or cosine")
       ->check(CLI::IsMember({"linear", "cosine"}))
       ->capture_default_str();
-  cmd->add_option("--T", o->T, "diffusion timesteps")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_option("--T", o->T, "diffusion timesteps")->check(in_range(2, double(kMaxT)))->capture_default_str();
   cmd->add_option("--csv", o->csv, "CSV file")->capture_default_str();
   cmd->add_option("--png", o->png, "PNG file")->capture_default_str();
   cmd->callback([o] { run(*o); });

@@ -16,10 +16,12 @@ struct TraceOptions {
   std::string out = "trace.png";
 };
 
-void run(const TraceOptions& o) {
+void run(const TraceOptions& o, bool class_given) {
   const Device device = apply_device_options(o.s.dev);
+  check_output_file(o.out);
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
   const int64_t num_classes = m.model->config().num_classes;
+  DDPM_CHECK(num_classes > 0 || !class_given, "trace", m.path, " is an unconditional model: it takes no --class");
   DDPM_CHECK(num_classes == 0 || (o.label >= 0 && o.label < num_classes), "trace", "--class ", o.label,
              " is out of range [0, ", num_classes, ")");
   const SamplerConfig config = sampler_config(o.s);
@@ -62,10 +64,10 @@ void add_trace(CLI::App& app) {
   auto o = std::make_shared<TraceOptions>();
   CLI::App* cmd = app.add_subcommand("trace", "Show the reverse process of one sample, with the predicted x_0");
   add_sampling_options(cmd, o->s);
-  cmd->add_option("--class", o->label, "class id of the sample")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--frames", o->frames, "frames shown")->check(CLI::Range(1, 100))->capture_default_str();
+  cmd->add_option("--class", o->label, "class id of the sample")->check(non_negative())->capture_default_str();
+  cmd->add_option("--frames", o->frames, "frames shown")->check(in_range(1, 100))->capture_default_str();
   cmd->add_option("--out", o->out, "PNG file")->capture_default_str();
-  cmd->callback([o] { run(*o); });
+  cmd->callback([o, cmd] { run(*o, cmd->count("--class") > 0); });
 }
 
 }  // namespace ddpm::cli

@@ -1,5 +1,6 @@
 // `ddpm train`: trains a (class-conditional) U-Net with the seed's recipe; checkpoints, a loss
-// log and optional sample grids go to --out. Ctrl-C finishes the step, saves and exits (130).
+// log and optional sample grids go to --out. Ctrl-C (or SIGTERM: `timeout`, a job scheduler)
+// finishes the step, saves and exits (130).
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -21,9 +22,10 @@ namespace {
 
 volatile std::sig_atomic_t g_interrupted = 0;
 
-void on_sigint(int) {
+void on_interrupt(int) {
   g_interrupted = 1;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills at once
+  std::signal(SIGINT, SIG_DFL);  // a second signal kills at once
+  std::signal(SIGTERM, SIG_DFL);
 }
 
 struct TrainOptions {
@@ -44,6 +46,13 @@ struct TrainOptions {
   DeviceOptions dev;
 };
 
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  f.close();
+  DDPM_CHECK(!f.fail(), "train", "cannot write ", path);
+}
+
 // Keeps the loss log's rows up to `step` (a resumed run rewrites what came after its checkpoint).
 void truncate_loss_log(const std::string& path, int64_t step) {
   std::ifstream in(path);
@@ -53,14 +62,14 @@ void truncate_loss_log(const std::string& path, int64_t step) {
     if (header || (!line.empty() && std::strtoll(line.c_str(), nullptr, 10) <= step)) kept += line + "\n";
   }
   in.close();
-  std::ofstream(path) << (kept.empty() ? "step,loss\n" : kept);
+  write_text(path, kept.empty() ? "step,loss\n" : kept);
 }
 
 void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data, Device device,
                        const std::string& path) {
   SamplerConfig sc;
   sc.kind = SamplerKind::DDPM;  // respaced, x0 clipped: robust early in training (docs/diffusion.md)
-  sc.steps = 100;
+  sc.steps = std::min<int64_t>(100, trainer.config().T - 1);
   sc.guidance = model.config().num_classes > 0 ? 3.0f : 0.0f;
   std::vector<int64_t> classes;
   for (int64_t c = 0; c < model.config().num_classes; ++c) classes.push_back(c);
@@ -75,7 +84,10 @@ void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data,
 
 void run(TrainOptions& o, const CLI::App& cmd) {
   const Device device = apply_device_options(o.dev);
+  DDPM_CHECK(!o.out.empty(), "train", "--out is empty");
   const std::string model_path = o.out + "/model.safetensors", log_path = o.out + "/loss.csv";
+  if (o.resume && finish_interrupted_save(model_path))
+    std::fprintf(stderr, "completed the save that was interrupted last time: %s\n", model_path.c_str());
   const bool have_checkpoint = std::filesystem::exists(model_path);
 
   std::unique_ptr<UNet> model;
@@ -115,11 +127,14 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     truncate_loss_log(log_path, trainer.steps_done());
   } else {
     std::filesystem::create_directories(o.out);
-    std::ofstream(log_path) << "step,loss\n";
+    write_text(log_path, "step,loss\n");  // also proves --out writable before any training
   }
 
   const int64_t steps_per_epoch = data.count() / o.train.batch;
-  const int64_t total = cmd.count("--epochs") ? int64_t(std::ceil(o.epochs * double(steps_per_epoch))) : o.steps;
+  const double epoch_steps = std::ceil(o.epochs * double(steps_per_epoch));
+  DDPM_CHECK(!cmd.count("--epochs") || epoch_steps <= kMaxSteps, "train", "--epochs ", o.epochs, " is ",
+             epoch_steps, " steps, more than ", kMaxSteps);
+  const int64_t total = cmd.count("--epochs") ? int64_t(epoch_steps) : o.steps;
   const UNetConfig& mc = model->config();
   // On the GPU, the settings that decide which kernels run.
   const std::string gpu = device == Device::CUDA ? std::string(o.dev.tf32 ? " tf32" : "") + " conv " + o.dev.conv : "";
@@ -134,7 +149,8 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   std::ofstream log(log_path, std::ios::app);
   const std::map<std::string, std::string> meta{{"data", o.data}};
   g_interrupted = 0;
-  std::signal(SIGINT, on_sigint);
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
   Progress progress("step", total, trainer.steps_done(), double(o.train.batch), "img", o.log_every);
   double loss_sum = 0;
   int64_t loss_count = 0;
@@ -148,9 +164,17 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   // keep the host from queuing the next step while the GPU runs this one.
   constexpr size_t kLossBatch = 32;
   std::vector<std::pair<int64_t, Tensor>> pending;
+  int64_t saved_step = o.resume ? trainer.steps_done() : -1;  // the checkpoint on disk
+  const auto kept = [&] {
+    return saved_step < 0 ? "no checkpoint was saved"
+                          : "the checkpoint of step " + std::to_string(saved_step) + " in " + o.out + " is kept";
+  };
   auto read_losses = [&] {
     for (const auto& [step, loss] : pending) {
       const float v = loss.item();
+      // Nothing after a diverged step is saved: the last checkpoint stays the run's state.
+      DDPM_CHECK(std::isfinite(v), "train", "the loss of step ", step, " is ", v,
+                 ": training diverged (a smaller --lr?); ", kept());
       log << step << ',' << v << '\n';
       loss_sum += v;
       ++loss_count;
@@ -174,13 +198,18 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     if (o.sample_every > 0 && step % o.sample_every == 0)
       write_sample_grid(trainer, *model, data, device, o.out + "/samples_" + std::to_string(step) + ".png");
     if (o.save_every > 0 && step % o.save_every == 0 && step < total) {
-      read_losses();  // the log holds every step up to the checkpoint
+      read_losses();  // the log holds every step up to the checkpoint, on disk before it
+      log.flush();
+      DDPM_CHECK(log.good(), "train", "cannot write ", log_path);
       trainer.save(model_path, meta);
+      saved_step = step;
     }
   }
   std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   read_losses();
   log.flush();
+  DDPM_CHECK(log.good(), "train", "cannot write ", log_path);
   trainer.save(model_path, meta);
   if (g_interrupted) {
     std::fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ddpm train --resume --out %s\n",
@@ -201,43 +230,45 @@ void add_train(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("train", "Train a class-conditional DDPM (the seed's recipe)");
   cmd->add_option("--data", o->data, "fashion-mnist[:DIR], cifar10:DIR or folder:DIR")->capture_default_str();
   cmd->add_option("--image-size", o->image_size, "image side, a multiple of 8")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--base-channels", o->base_channels, "U-Net width b (64 = the seed)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--time-dim", o->time_dim, "timestep embedding size (even)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_flag("--unconditional", o->unconditional, "ignore the labels (no classifier-free guidance)");
-  cmd->add_option("--batch", o->train.batch, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
-  auto* steps = cmd->add_option("--steps", o->steps, "total training steps")->check(CLI::PositiveNumber);
-  auto* epochs = cmd->add_option("--epochs", o->epochs, "total epochs instead of --steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", o->train.batch, "images per step")->check(positive())->capture_default_str();
+  auto* steps = cmd->add_option("--steps", o->steps, "total training steps")->check(in_range(1, kMaxSteps));
+  auto* epochs = cmd->add_option("--epochs", o->epochs, "total epochs instead of --steps")->check(positive());
   steps->excludes(epochs);
-  cmd->add_option("--lr", o->train.adamw.lr, "AdamW learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--lr", o->train.adamw.lr, "AdamW learning rate")->check(positive())->capture_default_str();
   cmd->add_option("--weight-decay", o->train.adamw.weight_decay, "AdamW weight decay")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
-  cmd->add_option("--ema-decay", o->train.ema_decay, "EMA decay")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--ema-decay", o->train.ema_decay, "EMA decay")->check(in_range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--ema-start", o->train.ema_start, "steps during which the EMA just copies the weights")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--p-uncond", o->train.p_uncond, "probability of a label-free batch (for guidance)")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(in_range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--schedule", o->train.schedule, "noise schedule")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, ScheduleKind>{{"linear", ScheduleKind::Linear}, {"cosine", ScheduleKind::Cosine}}))
       ->default_str("linear");
-  cmd->add_option("--T", o->train.T, "diffusion timesteps")->check(CLI::Range(2, 100000))->capture_default_str();
-  cmd->add_option("--seed", o->train.seed, "random seed (weights, data order, noise)")->capture_default_str();
+  cmd->add_option("--T", o->train.T, "diffusion timesteps")->check(in_range(2, double(kMaxT)))->capture_default_str();
+  cmd->add_option("--seed", o->train.seed, "random seed (weights, data order, noise)")
+      ->check(non_negative())
+      ->capture_default_str();
   cmd->add_option("--out", o->out, "output folder: model.safetensors, its .state file, loss.csv, sample grids")
       ->capture_default_str();
   cmd->add_option("--sample-every", o->sample_every, "write a sample grid every N steps (0 = never)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--save-every", o->save_every, "checkpoint every N steps (0 = only at the end)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "continue the run in --out with its saved settings");
   cmd->add_flag("--graph", o->train.graph,
@@ -246,9 +277,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--max-minutes", o->max_minutes,
                   "stop after this many minutes of training (saved like a finished run; --resume continues; "
                   "default: no limit)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--log-every", o->log_every, "seconds between progress lines")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   add_device_options(cmd, o->dev);
   cmd->callback([o, cmd] {
