@@ -1,8 +1,10 @@
 #include "diffusion/trainer.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "engine/autograd.hpp"
@@ -56,6 +58,26 @@ uint64_t unsigned_number(const std::map<std::string, std::string>& m, const std:
 
 Generator model_init_generator(uint64_t seed) { return Generator(seed ^ kInitStream); }
 
+namespace {
+
+// A model file and a state file of two different runs can share a step; their run ids differ.
+void check_same_run(const std::map<std::string, std::string>& model_meta,
+                    const std::map<std::string, std::string>& state_meta, const std::string& model_path,
+                    const std::string& state_path) {
+  if (!model_meta.count("run") || !state_meta.count("run")) return;  // files of earlier versions
+  DDPM_CHECK(model_meta.at("run") == state_meta.at("run"), "checkpoint", state_path, " and ", model_path,
+             " are from different training runs (run ", state_meta.at("run"), " and ", model_meta.at("run"), ")");
+}
+
+std::string new_run_id() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
+
+}  // namespace
+
 std::string state_path(const std::string& model_path) {
   const std::string ext = ".safetensors";
   std::string base = model_path.ends_with(ext) ? model_path.substr(0, model_path.size() - ext.size()) : model_path;
@@ -77,7 +99,13 @@ int64_t metadata_int(const std::map<std::string, std::string>& metadata, const s
   return int64_t(v);
 }
 
-std::string join_names(const std::vector<std::string>& names) { return nlohmann::json(names).dump(); }
+std::string join_names(const std::vector<std::string>& names) {
+  try {
+    return nlohmann::json(names).dump();
+  } catch (const nlohmann::json::exception&) {  // JSON text is UTF-8
+    detail::fail("checkpoint", "the class names (a folder data set's folder names) are not valid UTF-8");
+  }
+}
 
 std::vector<std::string> split_names(const std::string& json, const std::string& path) {
   try {
@@ -117,12 +145,20 @@ Trainer::Trainer(UNet& model, const Dataset& data, const TrainConfig& config)
       params_(model.parameters()),
       optimizer_(params_, config.adamw),
       ema_(params_, config.ema_decay, config.ema_start),
-      gen_(config.seed) {
+      gen_(config.seed),
+      run_id_(new_run_id()) {
   const UNetConfig& mc = model.config();
   DDPM_CHECK(config.batch >= 1 && config.batch <= data.count(), "train", "batch ", config.batch,
              " must be in [1, ", data.count(), "] (the data set's size)");
   DDPM_CHECK(config.p_uncond >= 0.0f && config.p_uncond <= 1.0f, "train", "p_uncond must be in [0, 1], got ",
              config.p_uncond);
+  const AdamWConfig& a = config.adamw;
+  DDPM_CHECK(std::isfinite(a.lr) && a.lr > 0 && std::isfinite(a.weight_decay) && a.weight_decay >= 0 && a.eps > 0 &&
+                 a.beta1 >= 0 && a.beta1 < 1 && a.beta2 >= 0 && a.beta2 < 1,
+             "train", "bad AdamW settings: lr ", a.lr, ", weight decay ", a.weight_decay, ", eps ", a.eps, ", betas ",
+             a.beta1, ", ", a.beta2);
+  DDPM_CHECK(config.ema_decay >= 0.0f && config.ema_decay <= 1.0f && config.ema_start >= 0, "train",
+             "bad EMA settings: decay ", config.ema_decay, ", start ", config.ema_start);
   DDPM_CHECK(mc.in_channels == data.channels && mc.out_channels == data.channels, "train", "the model has ",
              mc.in_channels, " input and ", mc.out_channels, " output channels but ", data.name, " images have ",
              data.channels);
@@ -261,7 +297,12 @@ void Trainer::with_ema_weights(const std::function<void()>& fn) {
 }
 
 void Trainer::save(const std::string& model_path, const std::map<std::string, std::string>& metadata) const {
+  for (const std::vector<Tensor>* list : {&params_, &ema_.shadow()})
+    for (const Tensor& p : *list)
+      DDPM_CHECK(p.all_finite(), "train", "the weights hold NaN or infinity at step ", step_,
+                 " (training diverged): not saved to ", model_path);
   std::map<std::string, std::string> common = metadata;
+  common["run"] = run_id_;
   common["step"] = str(step_);
   common["image_size"] = str(data_.size);
   common["schedule"] = schedule_name(config_.schedule);
@@ -285,6 +326,7 @@ void Trainer::save(const std::string& model_path, const std::map<std::string, st
   state["ema_start"] = str(config_.ema_start);
   state["p_uncond"] = str(config_.p_uncond);
   state["seed"] = str(config_.seed);
+  state["data_count"] = str(data_.count());
   auto tensors = to_pytorch_layout(model_, ema_.shadow(), "ema.");
   if (optimizer_.exp_avg().size() == params_.size()) {  // no moments before the first step
     for (auto& nt : to_pytorch_layout(model_, optimizer_.exp_avg(), "adamw.exp_avg.")) tensors.push_back(nt);
@@ -295,7 +337,12 @@ void Trainer::save(const std::string& model_path, const std::map<std::string, st
   // leaves a state one save ahead of its model and the model's finished .tmp beside it, which
   // finish_interrupted_save puts in place.
   save_safetensors(state_path(model_path), tensors, state, Commit::Later);
-  save_model(model_path, model_, common, Commit::Later);
+  try {
+    save_model(model_path, model_, common, Commit::Later);
+  } catch (const std::exception&) {
+    std::remove((state_path(model_path) + ".tmp").c_str());  // e.g. a full disk: leave nothing half done
+    throw;
+  }
   commit_safetensors(state_path(model_path));
   commit_safetensors(model_path);
 }
@@ -327,9 +374,15 @@ void Trainer::load_state(const std::string& model_path) {
   DDPM_CHECK(saved.seed == config_.seed && saved.batch == config_.batch && saved.T == config_.T &&
                  saved.schedule == config_.schedule,
              "checkpoint", path, ": saved with a different seed, batch, T or schedule than this trainer's");
-  const std::string model_step = metadata_value(load_safetensors(model_path).metadata, "step", model_path);
+  const auto model_meta = load_safetensors(model_path).metadata;
+  const std::string model_step = metadata_value(model_meta, "step", model_path);
   DDPM_CHECK(model_step == metadata_value(m, "step", path), "checkpoint", model_path, " (step ", model_step,
              ") and ", path, " (step ", metadata_value(m, "step", path), ") are from different steps");
+  check_same_run(model_meta, m, model_path, path);
+  if (m.count("data_count"))  // files of earlier versions have none
+    DDPM_CHECK(metadata_int(m, "data_count", path) == data_.count(), "checkpoint", path, ": the run was saved with ",
+               m.at("data_count"), " training images, the data now has ", data_.count(),
+               " (resuming needs the same data: its shuffles depend on the count)");
 
   std::vector<Tensor> shadow;
   for (const Tensor& p : params_) shadow.push_back(Tensor::empty(p.shape(), DType::F32, device_));
@@ -353,17 +406,20 @@ void Trainer::load_state(const std::string& model_path) {
              ": step, epoch or position out of range for ", data_.count(), " images");
   order_.clear();
   gen_.set_offset(unsigned_number(m, "generator_offset", path));
+  if (m.count("run")) run_id_ = m.at("run");
 }
 
 bool load_ema_weights(UNet& model, const std::string& model_path) {
   const std::string path = state_path(model_path);
   if (!std::filesystem::is_regular_file(path)) return false;
   SafeTensors file = load_safetensors(path);
-  const std::string model_step = metadata_value(load_safetensors(model_path).metadata, "step", model_path),
+  const auto model_meta = load_safetensors(model_path).metadata;
+  const std::string model_step = metadata_value(model_meta, "step", model_path),
                     state_step = metadata_value(file.metadata, "step", path);
   DDPM_CHECK(model_step == state_step, "checkpoint", path, " (step ", state_step, ") does not belong to ", model_path,
-             " (step ", model_step, "): a save was interrupted (`ddpm train --resume` repairs it) or the files "
-             "were mixed; --no-ema uses the model file alone");
+             " (step ", model_step, "): a save was interrupted (`ddpm train --resume --out DIR --steps N` ",
+             "completes it) or the files were mixed; --no-ema uses the model file alone");
+  check_same_run(model_meta, file.metadata, model_path, path);
   std::vector<Tensor> params = model.parameters(), ema;
   for (const Tensor& p : params) ema.push_back(Tensor::empty(p.shape(), DType::F32, p.device()));
   from_pytorch_layout(model, file, ema, "ema.");

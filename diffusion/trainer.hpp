@@ -10,7 +10,9 @@
 // and beside it, "<name>.state.safetensors" with everything needed to continue bit-exactly:
 // the EMA weights ("ema.<name>"), the AdamW moments ("adamw.exp_avg.<name>",
 // "adamw.exp_avg_sq.<name>"), and in the metadata the step, the generator's offset, the position in
-// the data order and the TrainConfig. Both are written atomically (temporary file + rename).
+// the data order, the data's image count and the TrainConfig. Both files carry the step and the
+// run's random id, so a mismatched pair is refused. Both are written in full (temporary files)
+// before either is renamed into place (model/safetensors.hpp, Commit::Later).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -68,9 +70,13 @@ class Trainer {
   // Runs fn with the EMA weights in the model, then puts the trained weights back.
   void with_ema_weights(const std::function<void()>& fn);
 
-  // Writes the model file and its state file; `metadata` goes into both (e.g. the data spec).
+  // Writes the model file and its state file; `metadata` goes into both (e.g. the data spec),
+  // with the run's id, so that a model and a state from different runs are told apart. Refuses
+  // (ddpm::Error, nothing written) weights that hold NaN or infinity: a diverged run keeps its
+  // last good checkpoint.
   void save(const std::string& model_path, const std::map<std::string, std::string>& metadata = {}) const;
   // Restores the state saved beside `model_path`; the model's weights must already be that file's.
+  // The data must be the run's (the same number of images: the shuffles depend on it).
   void load_state(const std::string& model_path);
 
  private:
@@ -87,6 +93,7 @@ class Trainer {
   AdamW optimizer_;
   EMA ema_;
   Generator gen_;
+  std::string run_id_;  // random per run; kept across resumes
   int64_t step_ = 0;
   int64_t epoch_ = 0, position_ = 0;  // next batch starts at order_[position_] of epoch_
   std::vector<int64_t> order_;        // epoch_'s shuffle of the data

@@ -1,5 +1,7 @@
 #include "engine/tensor.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -222,6 +224,11 @@ std::vector<float> Tensor::to_floats() const {
   Tensor h = to(Device::CPU).to(DType::F32);
   const float* p = h.data<float>();
   return std::vector<float>(p, p + h.numel());
+}
+
+bool Tensor::all_finite() const {
+  const std::vector<float> v = to_floats();
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
 }
 
 std::vector<int64_t> Tensor::to_ints() const {

@@ -64,6 +64,7 @@ class Tensor {
   Tensor clone() const;
   void copy_from(const Tensor& src);  // same shape and dtype, any devices
   std::vector<float> to_floats() const;  // f32/bf16 -> host floats
+  bool all_finite() const;               // no NaN or infinity (f32/bf16; a host copy: not for hot loops)
   std::vector<int64_t> to_ints() const;  // i32/i64 -> host ints
   float item() const;
 

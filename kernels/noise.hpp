@@ -27,12 +27,16 @@ DDPM_HD float guided_eps(float eps_c, const float* eps_u, int64_t j, float s) {
   return eps_u ? eps_u[j] + s * (eps_c - eps_u[j]) : eps_c;
 }
 
+// Clamps to [-1, 1] but lets NaN through (fminf/fmaxf would turn it into -1): a diverged model's
+// samples must stay visibly broken, not become a black image.
+DDPM_HD float clamp_unit(float v) { return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v); }
+
 DDPM_HD float reverse_value(float x, float eps, const ReverseStep& c, uint64_t seed, uint64_t index) {
   float x0 = c.x0_c_x * x - c.x0_c_eps * eps;
-  if (c.clip_x0) x0 = fminf(fmaxf(x0, -1.0f), 1.0f);
+  if (c.clip_x0) x0 = clamp_unit(x0);
   float y = c.c_x0 * x0 + c.c_xt * x;
   if (c.sigma != 0.0f) y += c.sigma * philox_normal(seed, index);
-  return c.clamp ? fminf(fmaxf(y, -1.0f), 1.0f) : y;
+  return c.clamp ? clamp_unit(y) : y;
 }
 
 namespace cpu {

@@ -120,6 +120,8 @@ void from_pytorch_layout(const UNet& model, const SafeTensors& file, std::vector
     DDPM_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, "checkpoint", file.path, ": tensor '", name,
                "' is ", t.desc(), ", expected f32");
     t = t.to(DType::F32);
+    DDPM_CHECK(t.all_finite(), "checkpoint", file.path, ": tensor '", name,
+               "' holds NaN or infinity (saved from a diverged run?)");
     values[i].copy_from(t.dim() == 4 ? nchw_to_nhwc(t) : t);
   }
 }

@@ -246,12 +246,34 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     header[name] = {{"dtype", file_dtype_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  std::string text = header.dump();
+  // JSON text is UTF-8: a data path or class folder with other bytes cannot be stored as they are.
+  for (const auto& [key, value] : metadata)
+    for (const std::string* s : {&key, &value}) {
+      try {
+        (void)json(*s).dump();
+      } catch (const json::exception&) {
+        detail::fail("save_safetensors", path, ": metadata '", key, "' is not valid UTF-8");
+      }
+    }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception&) {
+    detail::fail("save_safetensors", path, ": a tensor name is not valid UTF-8");
+  }
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
 
   const std::string tmp = path + ".tmp";
+  // The rename would replace whatever PATH is (a device, a FIFO, a link), and opening a FIFO .tmp
+  // would block: only plain files, or nothing yet, are written.
+  for (const std::string& p : {path, tmp}) {
+    std::error_code ec;
+    const auto status = std::filesystem::symlink_status(p, ec);
+    DDPM_CHECK(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status), "save_safetensors", p,
+               " exists and is not a regular file");
+  }
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   DDPM_CHECK(fd >= 0, "save_safetensors", "cannot create ", tmp, ": ", std::strerror(errno));
   auto write_all = [&](const void* p, size_t n) {

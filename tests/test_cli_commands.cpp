@@ -1,6 +1,9 @@
 // The `ddpm` binary end to end: exit codes (0 ok, 1 ddpm::Error, 2 bad flags, 130 Ctrl-C),
 // messages, and the files each command writes. DDPM_CLI is the built binary's path.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -90,7 +93,7 @@ TEST_CASE("ddpm: help exits 0, bad flags exit 2 with a message", "[cli]") {
   CHECK(ddpm_cli(dir, "classifier train --precision bf16").code == 2);  // the classifier runs in f32 only
   // Numbers: NaN, infinity and values past a flag's bounds are refused before any work.
   for (const char* flags : {"--steps 1 --lr nan", "--steps 1 --weight-decay inf", "--steps 1 --max-minutes nan",
-                            "--epochs nan", "--steps 99999999999999999999", "--steps 1 --seed -1",
+                            "--epochs nan", "--epochs 1e300", "--steps 99999999999999999999", "--steps 1 --seed -1",
                             "--steps 1 --threads 100000"}) {
     Run r = ddpm_cli(dir, "train " + std::string(flags) + " --out " + (dir / "x"));
     CHECK(r.code == 2);
@@ -128,6 +131,18 @@ TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
   Run measured = ddpm_cli(dir, "sample --conv measured --checkpoint " + (dir / "junk.safetensors"));
   CHECK(measured.code == 1);
   CHECK_THAT(measured.output, Catch::Contains("junk.safetensors") && !Catch::Contains("--conv"));
+  // A class folder whose name is not UTF-8 cannot go into the checkpoint's metadata: the run stops
+  // at its first (step 0) save, before any training.
+  Generator gen = fresh_generator();
+  const std::string folder = write_folder_data(dir, gen);
+  fs::rename(dir / "data/b", dir / "data/b\xff");
+  Run utf8 = ddpm_cli(dir, "train --data " + folder + " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 "
+                           "--device cpu --steps 1000000 --out " + (dir / "utf8"));
+  CHECK(utf8.code == 1);
+  CHECK_THAT(utf8.output, Catch::Contains("not valid UTF-8") && !Catch::Contains("step 1/"));
+  Run clf_out = ddpm_cli(dir, "classifier train --out " + (dir / "none/c.safetensors"));
+  CHECK(clf_out.code == 1);
+  CHECK_THAT(clf_out.output, Catch::Contains("does not exist"));
   if (!cuda_available()) {
     Run cuda = ddpm_cli(dir, "sample --device cuda");
     CHECK(cuda.code == 1);
@@ -240,8 +255,28 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   Run nan = ddpm_cli(dir, "train --lr 1e30 --data " + data + model + " --steps 4 --out " +
                               diverged);
   CHECK(nan.code == 1);
-  CHECK_THAT(nan.output, Catch::Contains("diverged") && Catch::Contains("no checkpoint was saved"));
-  CHECK_FALSE(fs::exists(diverged + "/model.safetensors"));
+  CHECK_THAT(nan.output, Catch::Contains("diverged") && Catch::Contains("the checkpoint of step 0"));
+  CHECK(load_safetensors(diverged + "/model.safetensors").metadata.at("step") == "0");
+
+  // A sample must not replace the checkpoint it came from; a resumed run says which flags its saved
+  // settings override, and one that is already there trains nothing.
+  CHECK_THAT(ddpm_cli(dir, "sample --checkpoint " + run + " --out " + run + "/model.safetensors").output,
+             Catch::Contains("are the same file"));
+  Run done = ddpm_cli(dir, "train --resume --steps 3 --lr 0.5 --batch 3 --out " + run);
+  CHECK(done.code == 0);
+  CHECK_THAT(done.output, Catch::Contains("ignored: --batch, --lr") && Catch::Contains("nothing to train"));
+  CHECK(load_safetensors(run + "/model.safetensors").metadata.at("step") == "4");
+
+  // One run per folder: a second `ddpm train` on a folder in use stops at once.
+  {
+    const int fd = ::open((run + "/.lock").c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);  // as a running `ddpm train` holds it
+    Run busy = ddpm_cli(dir, "train --resume --steps 6 --out " + run);
+    CHECK(busy.code == 1);
+    CHECK_THAT(busy.output, Catch::Contains("in use by another"));
+    ::close(fd);
+  }
 
   // Checkpoints hold f32 weights whatever the precision: an f32 run continues in bf16.
   Run resume = ddpm_cli(dir, "train --resume --steps 6 --device cpu --precision bf16 --out " + run);

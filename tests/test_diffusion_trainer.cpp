@@ -201,6 +201,30 @@ TEST_CASE("training checkpoints reject mismatched files", "[diffusion][trainer][
   other.seed = 8;
   Trainer wrong(model, data, other);
   CHECK_THROWS_WITH(wrong.load_state(path), Catch::Contains("different seed"));
+
+  // Another run's state at the same step, and a run resumed on data of another size, are refused.
+  const std::string second = dir / "second.safetensors";
+  Trainer t2(model, data, cfg);  // a new run: another run id
+  t2.step();
+  t2.step();
+  t2.save(second);
+  t.save(path);  // run t's model and state at step 2 again
+  fs::copy_file(state_path(second), state_path(path), fs::copy_options::overwrite_existing);
+  CHECK_THROWS_WITH(fresh.load_state(path), Catch::Contains("different training runs"));
+  CHECK_THROWS_WITH(load_ema_weights(model, path), Catch::Contains("different training runs"));
+  Dataset more = stripes(12, gen);
+  Trainer grown(model, more, cfg);
+  CHECK_THROWS_WITH(grown.load_state(second), Catch::Contains("8 training images, the data now has 12"));
+
+  // A run whose weights diverged is not saved: its last good checkpoint stays.
+  const std::string before = load_safetensors(second).metadata.at("step");
+  std::vector<float> w = model.parameters()[0].to_floats();
+  w[0] = NAN;
+  model.parameters()[0].detach().copy_from(Tensor::from_floats(w, model.parameters()[0].shape()));
+  CHECK_THROWS_WITH(t2.save(second), Catch::Contains("NaN or infinity") && Catch::Contains("not saved"));
+  CHECK(load_safetensors(second).metadata.at("step") == before);
+  CHECK_FALSE(fs::exists(second + ".tmp"));
+  CHECK_FALSE(fs::exists(state_path(second) + ".tmp"));
 }
 
 TEST_CASE("the trainer rejects data that does not fit the model", "[diffusion][trainer][errors]") {
@@ -212,6 +236,14 @@ TEST_CASE("the trainer rejects data that does not fit the model", "[diffusion][t
   cfg.batch = 7;
   CHECK_THROWS_WITH(Trainer(model, data, cfg), Catch::Contains("batch 7"));
   cfg.batch = 2;
+  for (float lr : {-1.0f, 0.0f, NAN, INFINITY}) {
+    TrainConfig bad = cfg;
+    bad.adamw.lr = lr;
+    CHECK_THROWS_WITH(Trainer(model, data, bad), Catch::Contains("bad AdamW settings"));
+  }
+  TrainConfig bad_ema = cfg;
+  bad_ema.ema_start = -5;
+  CHECK_THROWS_WITH(Trainer(model, data, bad_ema), Catch::Contains("bad EMA settings"));
   UNet three(tiny_config(3), init);
   CHECK_THROWS_WITH(Trainer(three, data, cfg), Catch::Contains("3 classes"));
   UNetConfig rgb = tiny_config(2);

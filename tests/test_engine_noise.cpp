@@ -133,6 +133,17 @@ TEST_CASE("reverse_step with sigma 0 draws nothing, and clamps", "[noise]") {
   CHECK(rel_err(yv, ref) < 1e-6);
   CHECK(std::count(yv.begin(), yv.end(), 1.0f) + std::count(yv.begin(), yv.end(), -1.0f) > 0);
   for (float v : yv) CHECK((v >= -1.0f && v <= 1.0f));
+
+  // A NaN from a diverged network stays NaN through both clamps: a sample must not turn it into a
+  // plausible -1 (a black image).
+  c.clip_x0 = true;
+  std::vector<float> bad = ecv;
+  bad[7] = NAN;
+  y = x.clone();
+  reverse_step(y, Tensor::from_floats(bad, s), Tensor(), c, g);
+  yv = y.to_floats();
+  CHECK(std::isnan(yv[7]));
+  CHECK(std::count_if(yv.begin(), yv.end(), [](float v) { return std::isnan(v); }) == 1);
 }
 
 TEST_CASE("reverse_step rejects mismatched inputs", "[noise][errors]") {

@@ -204,6 +204,12 @@ TEST_CASE("save_safetensors rejects bad input and leaves no temporary file", "[m
   CHECK_THROWS_WITH(save_safetensors(path, {{"", x}}), Contains("bad tensor name"));
   CHECK_THROWS_WITH(save_safetensors(path, {{"u", Tensor()}}), Contains("undefined"));
   CHECK_THROWS_WITH(save_safetensors(tmp.file("no/such/dir/x.safetensors"), {{"a", x}}), Contains("cannot create"));
+  CHECK_THROWS_WITH(save_safetensors(path, {{"a", x}}, {{"data", "folder:caf\xe9"}}),
+                    Contains("metadata 'data' is not valid UTF-8"));
+  CHECK_THROWS_WITH(save_safetensors(path, {{"caf\xe9", x}}), Contains("not valid UTF-8"));
+  fs::create_directory(tmp.file("folder.safetensors"));  // the rename would replace what is not a file
+  CHECK_THROWS_WITH(save_safetensors(tmp.file("folder.safetensors"), {{"a", x}}), Contains("not a regular file"));
+  CHECK(fs::is_directory(tmp.file("folder.safetensors")));
   CHECK_FALSE(fs::exists(path));
   CHECK_FALSE(fs::exists(path + ".tmp"));
 }
@@ -325,6 +331,13 @@ TEST_CASE("load_model rejects files for another model with clear errors", "[mode
     auto ts = tensors;
     ts[0].second = Tensor::zeros({4, 2, 3, 1});
     save_and_expect(ts, meta, "has shape [4, 2, 3, 1], the model expects [4, 2, 3, 3]");
+  }
+  {
+    auto ts = tensors;
+    std::vector<float> v = ts[5].second.to_floats();
+    v[v.size() / 2] = NAN;  // one weight of a diverged run
+    ts[5].second = Tensor::from_floats(v, ts[5].second.shape());
+    save_and_expect(ts, meta, "'" + tensors[5].first + "' holds NaN");
   }
   {
     auto ts = tensors;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +27,9 @@ CLI::Validator number_check(const std::string& name, const std::function<bool(do
         const double v = std::strtod(text.c_str(), &end);
         if (text.empty() || end != text.c_str() + text.size()) return "'" + text + "' is not a number";
         if (!std::isfinite(v)) return text + " is not a finite number";
+        // The flags land in floats, int64s or uint64s: a value a float cannot hold would quietly
+        // become infinity or 0.
+        if (std::abs(v) > FLT_MAX || (v != 0 && std::abs(v) < FLT_MIN)) return text + " is out of range";
         return ok(v) ? std::string() : text + " is not " + expected;
       },
       name);
@@ -59,6 +63,13 @@ void check_output_file(const std::string& path) {
   DDPM_CHECK(!std::filesystem::is_directory(path), "output", path, " is a folder, not a file");
 }
 
+void check_distinct(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  std::error_code ea, eb;
+  const fs::path ca = fs::weakly_canonical(a, ea), cb = fs::weakly_canonical(b, eb);
+  DDPM_CHECK(ea || eb || ca != cb, "output", a, " and ", b, " are the same file");
+}
+
 void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
   cmd->add_option("--device", o.device, "auto (CUDA when present), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
@@ -89,9 +100,21 @@ Device apply_device_options(const DeviceOptions& o) {
   return parse_device(o.device);
 }
 
+std::string asset_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path) || fs::path(path).is_absolute()) return path;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return path;
+  for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path())
+    if (fs::exists(dir / path)) return (dir / path).string();
+  return path;
+}
+
 std::string model_file(const std::string& path) {
   const std::string file = std::filesystem::is_directory(path) ? path + "/model.safetensors" : path;
-  DDPM_CHECK(std::filesystem::is_regular_file(file), "checkpoint", file, ": file not found");
+  DDPM_CHECK(std::filesystem::exists(file), "checkpoint", file, ": file not found");
+  DDPM_CHECK(std::filesystem::is_regular_file(file), "checkpoint", file, ": not a regular file");
   return file;
 }
 
@@ -106,6 +129,11 @@ LoadedModel load_checkpoint(const std::string& path, Device device, DType comput
   if (m.image_size == 0) {
     DDPM_CHECK(!get("image_size").empty(), "checkpoint", m.path, ": no image_size in the metadata; pass --image-size");
     m.image_size = metadata_int(meta, "image_size", m.path);
+  } else if (!get("image_size").empty() && metadata_int(meta, "image_size", m.path) != m.image_size) {
+    // Allowed (the network is convolutional), but rarely meant: its images were another size.
+    std::fprintf(stderr, "note: %s was trained on %sx%s images; sampling at %ldx%ld as --image-size asks\n",
+                 m.path.c_str(), get("image_size").c_str(), get("image_size").c_str(), long(m.image_size),
+                 long(m.image_size));
   }
   if (!get("schedule").empty()) m.schedule = parse_schedule(get("schedule"));
   if (!get("T").empty()) m.T = metadata_int(meta, "T", m.path);
@@ -135,7 +163,7 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
                 "do not clamp the predicted x0 to [-1, 1] at each step (with ddpm: exactly the seed's loop)");
   cmd->add_flag("--no-graph", o.no_graph,
                 "GPU: launch the network's kernels one by one instead of replaying them as a CUDA graph");
-  cmd->add_option("--seed", o.seed, "random seed")->check(non_negative())->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed")->check(in_range(0, kMaxSeed))->capture_default_str();
   cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
   cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
   cmd->add_option("--batch", o.batch,

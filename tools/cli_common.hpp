@@ -22,10 +22,21 @@ CLI::Validator positive();      // > 0
 CLI::Validator non_negative();  // >= 0
 constexpr double kMaxThreads = 1024;  // --threads: more only stalls (or crashes) the thread pool
 constexpr double kMaxSteps = 1e12;    // training steps: past any run, and clear of int64 overflow
+constexpr double kMaxSeed = 18446744073709549568.0;  // the largest double below 2^64 (seeds are uint64)
 
 // Fails (ddpm::Error) unless `path`'s folder exists and can be written: checked before long work
 // so that a typo in --out does not cost the run.
 void check_output_file(const std::string& path);
+// Fails unless the two paths name different files (through ".", "..", links): one output would
+// silently replace the other, or an output its own input.
+void check_distinct(const std::string& a, const std::string& b);
+
+// The committed Fashion-MNIST classifier, relative to the repository root.
+constexpr const char* kClassifierAsset = "assets/classifier.safetensors";
+// `path` if it exists; else, for a relative path, the same path under the repository that holds
+// this binary (build/tools/ddpm -> the repository root), so that the default classifier is found
+// from any working directory.
+std::string asset_path(const std::string& path);
 
 // Where and how a command runs: --device, --threads (CPU), --tf32 and --conv (GPU;
 // engine/gpu_settings.hpp), and for the commands that run the U-Net --precision.

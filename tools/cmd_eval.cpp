@@ -22,7 +22,7 @@ namespace {
 struct EvalOptions {
   SamplingOptions s;
   int64_t samples = 1000;
-  std::string classifier = "assets/classifier.safetensors";
+  std::string classifier = kClassifierAsset;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string out = "eval";
   std::string json;
@@ -38,10 +38,13 @@ void run(const EvalOptions& o) {
   // The outputs' folders first: sampling may take minutes.
   if (!o.json.empty()) check_output_file(o.json);
   if (o.worst > 0) {
+    DDPM_CHECK(!std::filesystem::exists(o.out) || std::filesystem::is_directory(o.out), "eval", "--out ", o.out,
+               " is a file; worst.png needs a folder");
     std::filesystem::create_directories(o.out);
     check_output_file(o.out + "/worst.png");
+    if (!o.json.empty()) check_distinct(o.json, o.out + "/worst.png");
   }
-  LoadedClassifier clf = load_classifier(o.classifier, device);
+  LoadedClassifier clf = load_classifier(asset_path(o.classifier), device);
   const ClassifierConfig& cc = clf.model->config();
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
   const UNetConfig& mc = m.model->config();
@@ -54,6 +57,10 @@ void run(const EvalOptions& o) {
   DDPM_CHECK(o.samples % k == 0, "eval", "--samples ", o.samples, " must be a multiple of the ", k,
              " classes (class-balanced sets)");
   const int64_t per_class = o.samples / k;
+  if (o.samples < 2 * cc.feature_dim)
+    std::fprintf(stderr, "note: %ld samples for %ld-d features: the FDs below rest on a poorly estimated "
+                 "covariance; compare them only at equal N, and prefer --samples 1000 or more\n",
+                 long(o.samples), long(cc.feature_dim));
 
   const SamplerConfig config = sampler_config(o.s);
   const Schedule schedule = sampling_schedule(o.s, m);
@@ -68,6 +75,11 @@ void run(const EvalOptions& o) {
   for (int64_t i = 0; i < test.count(); ++i) all[size_t(i)] = i;
   const GaussianFit reference = fit_gaussian(classify(*clf.model, test.batch(all, Device::CPU).images).features);
 
+  // The real images of the floor, chosen before sampling: a data folder that lacks them fails now.
+  Generator calib(o.s.seed, kCalibrationOffset);
+  const Dataset train = load_fashion_mnist(o.data_dir, "train");
+  const std::vector<int64_t> floor_images = balanced_indices(train, per_class, calib);
+
   std::vector<int64_t> classes, labels;
   for (int64_t c = 0; c < k; ++c) {
     classes.push_back(c);
@@ -79,11 +91,7 @@ void run(const EvalOptions& o) {
              "samples are ", x.desc(), "; the classifier needs [N, ", cc.image_size, ", ", cc.image_size, ", 1]");
   const SetQuality q = measure_set(*clf.model, x, labels, reference);
 
-  Generator calib(o.s.seed, kCalibrationOffset);
-  const Dataset train = load_fashion_mnist(o.data_dir, "train");
-  const SetQuality floor =
-      measure_set(*clf.model, train.batch(balanced_indices(train, per_class, calib), Device::CPU).images, labels,
-                  reference);
+  const SetQuality floor = measure_set(*clf.model, train.batch(floor_images, Device::CPU).images, labels, reference);
   const SetQuality noise = measure_set(*clf.model, noise_images(o.samples, cc.image_size, calib), labels, reference);
 
   std::printf("N = %ld per set (%ld per class); reference: %ld test images; FD on %ld-d classifier features\n\n",

@@ -80,8 +80,7 @@ Image plot(const Schedule& s) {
 }
 
 void run(const ScheduleOptions& o) {
-  DDPM_CHECK(std::filesystem::absolute(o.csv) != std::filesystem::absolute(o.png), "schedule",
-             "--csv and --png name the same file, ", o.csv);
+  check_distinct(o.csv, o.png);
   check_output_file(o.csv);
   check_output_file(o.png);
   Schedule s = make_schedule(parse_schedule(o.schedule), o.T);

@@ -1,7 +1,13 @@
 // `ddpm train`: trains a (class-conditional) U-Net with the seed's recipe; checkpoints, a loss
 // log and optional sample grids go to --out. Ctrl-C (or SIGTERM: `timeout`, a job scheduler)
 // finishes the step, saves and exits (130).
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -82,9 +88,48 @@ void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data,
   std::fprintf(stderr, "wrote %s\n", path.c_str());
 }
 
+// Holds an exclusive lock on OUT/.lock while a run trains there: a second `ddpm train` on the same
+// folder would interleave its saves and its loss log with this one's. The kernel drops the lock
+// when the process ends, however it ends.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& dir) : fd_(::open((dir + "/.lock").c_str(), O_CREAT | O_RDWR, 0644)) {
+    DDPM_CHECK(fd_ >= 0, "train", "cannot create ", dir, "/.lock: ", std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      detail::fail("train", dir, " is in use by another `ddpm train`");
+    }
+  }
+  ~RunLock() { ::close(fd_); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+// The flags a resumed run takes from its state file instead.
+constexpr const char* kSavedSettings[] = {"--data",      "--image-size", "--base-channels", "--time-dim",
+                                          "--unconditional", "--batch", "--lr",          "--weight-decay",
+                                          "--ema-decay", "--ema-start",  "--p-uncond",    "--schedule",
+                                          "--T",         "--seed"};
+
 void run(TrainOptions& o, const CLI::App& cmd) {
   const Device device = apply_device_options(o.dev);
   DDPM_CHECK(!o.out.empty(), "train", "--out is empty");
+  DDPM_CHECK(!std::filesystem::exists(o.out) || std::filesystem::is_directory(o.out), "train", "--out ", o.out,
+             " is a file; the run needs a folder");
+  if (o.resume) {
+    DDPM_CHECK(std::filesystem::is_directory(o.out), "train", "--resume: no run in ", o.out);
+    std::string ignored;
+    for (const char* flag : kSavedSettings)
+      if (cmd.count(flag)) ignored += std::string(ignored.empty() ? "" : ", ") + flag;
+    if (!ignored.empty())
+      std::fprintf(stderr, "note: a resumed run keeps its saved settings; ignored: %s\n", ignored.c_str());
+  } else {
+    std::filesystem::create_directories(o.out);
+  }
+  const RunLock lock(o.out);
   const std::string model_path = o.out + "/model.safetensors", log_path = o.out + "/loss.csv";
   if (o.resume && finish_interrupted_save(model_path))
     std::fprintf(stderr, "completed the save that was interrupted last time: %s\n", model_path.c_str());
@@ -122,12 +167,15 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   }
   model->set_compute_dtype(o.dev.precision);
   Trainer trainer(*model, data, o.train);
+  const std::map<std::string, std::string> meta{{"data", o.data}};
   if (o.resume) {
     trainer.load_state(model_path);
     truncate_loss_log(log_path, trainer.steps_done());
   } else {
-    std::filesystem::create_directories(o.out);
-    write_text(log_path, "step,loss\n");  // also proves --out writable before any training
+    // A checkpoint of the untrained model first: it proves --out writable and the metadata
+    // sound before any training, and a run stopped before its first save resumes from it.
+    write_text(log_path, "step,loss\n");
+    trainer.save(model_path, meta);
   }
 
   const int64_t steps_per_epoch = data.count() / o.train.batch;
@@ -146,8 +194,12 @@ void run(TrainOptions& o, const CLI::App& cmd) {
                device_name(device), dtype_name(model->compute_dtype()), gpu.c_str(), long(o.train.batch), long(total),
                double(total) / double(steps_per_epoch));
 
+  if (trainer.steps_done() >= total) {
+    std::fprintf(stderr, "%s is at step %ld already (of %ld): nothing to train\n", model_path.c_str(),
+                 long(trainer.steps_done()), long(total));
+    return;
+  }
   std::ofstream log(log_path, std::ios::app);
-  const std::map<std::string, std::string> meta{{"data", o.data}};
   g_interrupted = 0;
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
@@ -164,10 +216,17 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   // keep the host from queuing the next step while the GPU runs this one.
   constexpr size_t kLossBatch = 32;
   std::vector<std::pair<int64_t, Tensor>> pending;
-  int64_t saved_step = o.resume ? trainer.steps_done() : -1;  // the checkpoint on disk
+  int64_t saved_step = trainer.steps_done();  // the checkpoint on disk
   const auto kept = [&] {
-    return saved_step < 0 ? "no checkpoint was saved"
-                          : "the checkpoint of step " + std::to_string(saved_step) + " in " + o.out + " is kept";
+    return "the checkpoint of step " + std::to_string(saved_step) + " in " + o.out + " is kept";
+  };
+  const auto save = [&] {
+    try {
+      trainer.save(model_path, meta);
+    } catch (const std::exception& e) {
+      detail::fail("train", e.what(), "; ", kept());
+    }
+    saved_step = trainer.steps_done();
   };
   auto read_losses = [&] {
     for (const auto& [step, loss] : pending) {
@@ -195,14 +254,18 @@ void run(TrainOptions& o, const CLI::App& cmd) {
       loss_count = 0;
       return std::string(buf);
     });
-    if (o.sample_every > 0 && step % o.sample_every == 0)
-      write_sample_grid(trainer, *model, data, device, o.out + "/samples_" + std::to_string(step) + ".png");
+    if (o.sample_every > 0 && step % o.sample_every == 0) {
+      try {
+        write_sample_grid(trainer, *model, data, device, o.out + "/samples_" + std::to_string(step) + ".png");
+      } catch (const Error& e) {  // a picture is not worth the run: say so and go on
+        std::fprintf(stderr, "warning: no sample grid at step %ld: %s\n", long(step), e.what());
+      }
+    }
     if (o.save_every > 0 && step % o.save_every == 0 && step < total) {
       read_losses();  // the log holds every step up to the checkpoint, on disk before it
       log.flush();
       DDPM_CHECK(log.good(), "train", "cannot write ", log_path);
-      trainer.save(model_path, meta);
-      saved_step = step;
+      save();
     }
   }
   std::signal(SIGINT, SIG_DFL);
@@ -210,7 +273,7 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   read_losses();
   log.flush();
   DDPM_CHECK(log.good(), "train", "cannot write ", log_path);
-  trainer.save(model_path, meta);
+  save();
   if (g_interrupted) {
     std::fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ddpm train --resume --out %s\n",
                  model_path.c_str(), long(trainer.steps_done()), o.out.c_str());
@@ -241,7 +304,9 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--unconditional", o->unconditional, "ignore the labels (no classifier-free guidance)");
   cmd->add_option("--batch", o->train.batch, "images per step")->check(positive())->capture_default_str();
   auto* steps = cmd->add_option("--steps", o->steps, "total training steps")->check(in_range(1, kMaxSteps));
-  auto* epochs = cmd->add_option("--epochs", o->epochs, "total epochs instead of --steps")->check(positive());
+  auto* epochs = cmd->add_option("--epochs", o->epochs, "total epochs instead of --steps")
+                     ->check(positive())
+                     ->check(in_range(0, 1e6));
   steps->excludes(epochs);
   cmd->add_option("--lr", o->train.adamw.lr, "AdamW learning rate")->check(positive())->capture_default_str();
   cmd->add_option("--weight-decay", o->train.adamw.weight_decay, "AdamW weight decay")
@@ -260,7 +325,7 @@ void add_train(CLI::App& app) {
       ->default_str("linear");
   cmd->add_option("--T", o->train.T, "diffusion timesteps")->check(in_range(2, double(kMaxT)))->capture_default_str();
   cmd->add_option("--seed", o->train.seed, "random seed (weights, data order, noise)")
-      ->check(non_negative())
+      ->check(in_range(0, kMaxSeed))
       ->capture_default_str();
   cmd->add_option("--out", o->out, "output folder: model.safetensors, its .state file, loss.csv, sample grids")
       ->capture_default_str();

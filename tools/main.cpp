@@ -3,6 +3,7 @@
 // 130 training stopped by Ctrl-C or SIGTERM (after saving).
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include "kernels/error.hpp"
 #include "tools/commands.hpp"
@@ -33,7 +34,10 @@ int main(int argc, char** argv) {
     return e.get_exit_code();  // a command's own exit code, message already printed
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help prints and returns 0
-  } catch (const std::exception& e) {  // ddpm::Error and anything else (out of memory, ...)
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of host memory (a smaller --batch, --image-size or model?)\n");
+    return 1;
+  } catch (const std::exception& e) {  // ddpm::Error and anything else
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
