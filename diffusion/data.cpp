@@ -1,6 +1,7 @@
 #include "diffusion/data.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "diffusion/image_io.hpp"
 #include "kernels/error.hpp"
@@ -40,6 +41,12 @@ void resize_all(Dataset& d, int64_t size) {
 }
 
 }  // namespace
+
+std::string absolute_data_spec(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos || colon + 1 == spec.size()) return spec;
+  return spec.substr(0, colon + 1) + std::filesystem::absolute(spec.substr(colon + 1)).lexically_normal().string();
+}
 
 Dataset load_dataset(const std::string& spec, int64_t image_size) {
   DDPM_CHECK(image_size > 0 && image_size % 8 == 0, "data",

@@ -39,6 +39,9 @@ struct Dataset {
 
 // `spec` as above; image_size must be a positive multiple of 8 (the U-Net halves it three times).
 Dataset load_dataset(const std::string& spec, int64_t image_size);
+// The same spec with its folder made absolute ("folder:data" -> "folder:/home/me/data"), as a
+// training run records it: --resume then finds the data from any working directory.
+std::string absolute_data_spec(const std::string& spec);
 
 // ---- IDX files (data_idx.cpp) ----
 // An IDX array of unsigned bytes: magic 0x00 0x00 0x08 <ndim>, ndim big-endian u32 sizes, data.

@@ -251,3 +251,11 @@ TEST_CASE("image I/O: byte mapping, grids, PNG round trip, drawing", "[data][ima
   fill_rect(canvas, -5, -5, 100, 100, {1, 2, 3});  // clipped, not out of bounds
   CHECK(canvas.at(39, 19)[2] == 3);
 }
+
+TEST_CASE("a run records its data spec with an absolute folder", "[data]") {
+  const std::string cwd = fs::current_path().string();
+  CHECK(absolute_data_spec("folder:pics/cats") == "folder:" + cwd + "/pics/cats");
+  CHECK(absolute_data_spec("cifar10:./c/../cifar") == "cifar10:" + cwd + "/cifar");
+  CHECK(absolute_data_spec("fashion-mnist:/usr/share/x") == "fashion-mnist:/usr/share/x");
+  CHECK(absolute_data_spec("fashion-mnist") == "fashion-mnist");  // the default location
+}

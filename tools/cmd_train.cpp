@@ -155,6 +155,7 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   } else {
     DDPM_CHECK(!have_checkpoint, "train", model_path,
                " exists: pass --resume to continue it, or choose another --out");
+    o.data = absolute_data_spec(o.data);
     data = load_dataset(o.data, o.image_size);
     UNetConfig mc;
     mc.in_channels = mc.out_channels = data.channels;
