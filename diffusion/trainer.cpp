@@ -1,11 +1,13 @@
 #include "diffusion/trainer.hpp"
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "engine/autograd.hpp"
 #include "engine/noise.hpp"
@@ -300,7 +302,7 @@ void Trainer::save(const std::string& model_path, const std::map<std::string, st
   for (const std::vector<Tensor>* list : {&params_, &ema_.shadow()})
     for (const Tensor& p : *list)
       DDPM_CHECK(p.all_finite(), "train", "the weights hold NaN or infinity at step ", step_,
-                 " (training diverged): not saved to ", model_path);
+                 " (training diverged): not saved to ", model_path, "; the previous checkpoint is intact");
   std::map<std::string, std::string> common = metadata;
   common["run"] = run_id_;
   common["step"] = str(step_);
@@ -336,31 +338,38 @@ void Trainer::save(const std::string& model_path, const std::map<std::string, st
   // while writing leaves the previous pair intact. Between the two renames (state first) a crash
   // leaves a state one save ahead of its model and the model's finished .tmp beside it, which
   // finish_interrupted_save puts in place.
-  save_safetensors(state_path(model_path), tensors, state, Commit::Later);
+  const std::string state_file = state_path(model_path);
   try {
+    save_safetensors(state_file, tensors, state, Commit::Later);
     save_model(model_path, model_, common, Commit::Later);
-  } catch (const std::exception&) {
-    std::remove((state_path(model_path) + ".tmp").c_str());  // e.g. a full disk: leave nothing half done
-    throw;
+    commit_safetensors(state_file);
+  } catch (const Error& e) {  // e.g. a full disk: nothing of this save is in place
+    std::remove((state_file + ".tmp").c_str());
+    std::remove((model_path + ".tmp").c_str());
+    detail::fail("train", e.what(), "; the previous checkpoint is intact");
   }
-  commit_safetensors(state_path(model_path));
-  commit_safetensors(model_path);
+  try {
+    commit_safetensors(model_path);
+  } catch (const Error& e) {  // the state is in place, the model's finished .tmp beside it
+    detail::fail("train", e.what(), "; the state is saved: `ddpm train --resume` completes the model file");
+  }
 }
 
 bool finish_interrupted_save(const std::string& model_path) {
   const std::string tmp = model_path + ".tmp", state = state_path(model_path);
-  if (!std::filesystem::is_regular_file(tmp) || !std::filesystem::is_regular_file(state) ||
-      !std::filesystem::is_regular_file(model_path))
-    return false;
-  const auto step_of = [](const std::string& path) {
+  if (!std::filesystem::is_regular_file(tmp) || !std::filesystem::is_regular_file(state)) return false;
+  // "step" and "run" of a file; empty for a missing, unfinished or foreign one.
+  const auto id_of = [](const std::string& path) {
     try {
-      return load_safetensors(path).metadata.at("step");
+      const auto m = load_safetensors(path).metadata;
+      return m.at("step") + "/" + (m.count("run") ? m.at("run") : std::string());
     } catch (const std::exception&) {
-      return std::string();  // an unfinished or foreign file: not the one to put in place
+      return std::string();
     }
   };
-  const std::string state_step = step_of(state);
-  if (state_step.empty() || step_of(model_path) == state_step || step_of(tmp) != state_step) return false;
+  const std::string state_id = id_of(state);
+  // The model file may be missing: a crash between the renames of a run's first (step 0) save.
+  if (state_id.empty() || id_of(model_path) == state_id || id_of(tmp) != state_id) return false;
   commit_safetensors(model_path);
   return true;
 }
@@ -412,10 +421,17 @@ void Trainer::load_state(const std::string& model_path) {
 bool load_ema_weights(UNet& model, const std::string& model_path) {
   const std::string path = state_path(model_path);
   if (!std::filesystem::is_regular_file(path)) return false;
-  SafeTensors file = load_safetensors(path);
-  const auto model_meta = load_safetensors(model_path).metadata;
-  const std::string model_step = metadata_value(model_meta, "step", model_path),
-                    state_step = metadata_value(file.metadata, "step", path);
+  SafeTensors file;
+  std::map<std::string, std::string> model_meta;
+  std::string model_step, state_step;
+  // A run that is training may commit a save between the two reads: then the next try sees both new.
+  for (int attempt = 0; attempt < 3 && (attempt == 0 || model_step != state_step); ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    file = load_safetensors(path);
+    model_meta = load_safetensors(model_path).metadata;
+    model_step = metadata_value(model_meta, "step", model_path);
+    state_step = metadata_value(file.metadata, "step", path);
+  }
   DDPM_CHECK(model_step == state_step, "checkpoint", path, " (step ", state_step, ") does not belong to ", model_path,
              " (step ", model_step, "): a save was interrupted (`ddpm train --resume --out DIR --steps N` ",
              "completes it) or the files were mixed; --no-ema uses the model file alone");

@@ -296,16 +296,19 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     std::remove(tmp.c_str());
     detail::fail("save_safetensors", "cannot write ", path, ": ", std::strerror(err));
   }
-  if (commit == Commit::Now) commit_safetensors(path);
+  if (commit == Commit::Later) return;
+  try {
+    commit_safetensors(path);
+  } catch (const Error&) {
+    std::remove(tmp.c_str());
+    throw;
+  }
 }
 
 void commit_safetensors(const std::string& path) {
   const std::string tmp = path + ".tmp";
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    detail::fail("save_safetensors", "cannot write ", path, ": ", std::strerror(err));
-  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    detail::fail("save_safetensors", "cannot write ", path, ": ", std::strerror(errno));
 }
 
 }  // namespace ddpm

@@ -34,6 +34,7 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
 enum class Commit { Now, Later };
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {}, Commit commit = Commit::Now);
-void commit_safetensors(const std::string& path);  // renames PATH.tmp over PATH
+// Renames PATH.tmp over PATH; on failure PATH.tmp stays (a complete file a later run may commit).
+void commit_safetensors(const std::string& path);
 
 }  // namespace ddpm

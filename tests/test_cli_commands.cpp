@@ -100,6 +100,10 @@ TEST_CASE("ddpm: help exits 0, bad flags exit 2 with a message", "[cli]") {
     CHECK_FALSE(fs::exists(dir / "x"));
   }
   CHECK_THAT(ddpm_cli(dir, "sample --guidance nan").output, Catch::Contains("not a finite number"));
+  // Seeds are checked as integers: the largest uint64 is a seed, one more is not.
+  const std::string no_data = " --data fashion-mnist:" + (dir / "none");
+  CHECK(ddpm_cli(dir, "forward --seed 18446744073709551615" + no_data).code == 1);  // got as far as the data
+  CHECK(ddpm_cli(dir, "forward --seed 18446744073709551616" + no_data).code == 2);
   CHECK_THAT(ddpm_cli(dir, "train --steps abc").output, Catch::Contains("'abc' is not a number"));
 }
 
@@ -257,6 +261,8 @@ TEST_CASE("ddpm train, sample, trace and resume on a tiny model", "[cli][model]"
   CHECK(nan.code == 1);
   CHECK_THAT(nan.output, Catch::Contains("diverged") && Catch::Contains("the checkpoint of step 0"));
   CHECK(load_safetensors(diverged + "/model.safetensors").metadata.at("step") == "0");
+  // That untrained step-0 checkpoint does not block a retry with other settings.
+  CHECK(ddpm_cli(dir, "train --lr 1e-4 --data " + data + model + " --steps 1 --out " + diverged).code == 0);
 
   // A sample must not replace the checkpoint it came from; a resumed run says which flags its saved
   // settings override, and one that is already there trains nothing.

@@ -187,6 +187,11 @@ TEST_CASE("training checkpoints reject mismatched files", "[diffusion][trainer][
   CHECK_NOTHROW(fresh.load_state(path));
   CHECK(fresh.steps_done() == 2);
   CHECK_FALSE(finish_interrupted_save(path));  // nothing left to finish
+  // A crash between the renames of a run's first save leaves no model file at all.
+  fs::copy_file(path, foreign);
+  fs::remove(path);
+  CHECK(finish_interrupted_save(path));
+  CHECK(fs::exists(path));
 
   // A state whose position lies outside the data (corrupt or edited) is refused, not followed.
   SafeTensors state = load_safetensors(state_path(path));

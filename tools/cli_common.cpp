@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -19,7 +20,8 @@ namespace ddpm::cli {
 
 namespace {
 
-CLI::Validator number_check(const std::string& name, const std::function<bool(double)>& ok,
+// `help` shows in --help after the type (INT:[2, 100000]); `expected` ends the error message.
+CLI::Validator number_check(const std::string& help, const std::function<bool(double)>& ok,
                             const std::string& expected) {
   return CLI::Validator(
       [ok, expected](std::string& text) -> std::string {
@@ -32,7 +34,7 @@ CLI::Validator number_check(const std::string& name, const std::function<bool(do
         if (std::abs(v) > FLT_MAX || (v != 0 && std::abs(v) < FLT_MIN)) return text + " is out of range";
         return ok(v) ? std::string() : text + " is not " + expected;
       },
-      name);
+      help);
 }
 
 }  // namespace
@@ -48,19 +50,41 @@ Device parse_device(const std::string& name) {
 
 CLI::Validator in_range(double lo, double hi) {
   std::ostringstream bounds;
-  bounds << "in [" << lo << ", " << hi << "]";
-  return number_check("RANGE", [lo, hi](double v) { return v >= lo && v <= hi; }, bounds.str());
+  bounds << "[" << lo << ", " << hi << "]";
+  return number_check(bounds.str(), [lo, hi](double v) { return v >= lo && v <= hi; }, "in " + bounds.str());
+}
+
+CLI::Validator seed_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        (void)std::strtoull(text.c_str(), &end, 10);
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        if (!digits || errno == ERANGE) return "'" + text + "' is not a seed (an integer in [0, 2^64))";
+        return std::string();
+      },
+      "[0, 2^64)");
 }
 CLI::Validator positive() { return number_check("POSITIVE", [](double v) { return v > 0; }, "positive"); }
 CLI::Validator non_negative() { return number_check("NONNEGATIVE", [](double v) { return v >= 0; }, ">= 0"); }
 
 void check_output_file(const std::string& path) {
   DDPM_CHECK(!path.empty(), "output", "the output path is empty");
+  DDPM_CHECK(!std::filesystem::is_directory(path), "output", path, " is a folder, not a file");
+  if (std::filesystem::exists(path)) {  // written in place: the file itself must take writes
+    DDPM_CHECK(::access(path.c_str(), W_OK) == 0, "output", path, " is not writable");
+    return;
+  }
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   const std::string dir = parent.empty() ? "." : parent.string();
   DDPM_CHECK(std::filesystem::is_directory(dir), "output", path, ": folder ", dir, " does not exist");
   DDPM_CHECK(::access(dir.c_str(), W_OK) == 0, "output", path, ": folder ", dir, " is not writable");
-  DDPM_CHECK(!std::filesystem::is_directory(path), "output", path, " is a folder, not a file");
+}
+
+void check_not_checkpoint(const std::string& out, const LoadedModel& m) {
+  check_distinct(out, m.path);
+  check_distinct(out, state_path(m.path));
 }
 
 void check_distinct(const std::string& a, const std::string& b) {
@@ -163,7 +187,7 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
                 "do not clamp the predicted x0 to [-1, 1] at each step (with ddpm: exactly the seed's loop)");
   cmd->add_flag("--no-graph", o.no_graph,
                 "GPU: launch the network's kernels one by one instead of replaying them as a CUDA graph");
-  cmd->add_option("--seed", o.seed, "random seed")->check(in_range(0, kMaxSeed))->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed")->check(seed_check())->capture_default_str();
   cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
   cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
   cmd->add_option("--batch", o.batch,

@@ -22,7 +22,7 @@ CLI::Validator positive();      // > 0
 CLI::Validator non_negative();  // >= 0
 constexpr double kMaxThreads = 1024;  // --threads: more only stalls (or crashes) the thread pool
 constexpr double kMaxSteps = 1e12;    // training steps: past any run, and clear of int64 overflow
-constexpr double kMaxSeed = 18446744073709549568.0;  // the largest double below 2^64 (seeds are uint64)
+CLI::Validator seed_check();  // an unsigned 64-bit integer, checked exactly (not through a double)
 
 // Fails (ddpm::Error) unless `path`'s folder exists and can be written: checked before long work
 // so that a typo in --out does not cost the run.
@@ -70,6 +70,8 @@ std::string model_file(const std::string& path);
 // from the metadata (PyTorch checkpoints have none: then the flag is required). The model runs
 // on `device` with activations in `compute` (f32 or bf16).
 LoadedModel load_checkpoint(const std::string& path, Device device, DType compute, int64_t image_size, bool use_ema);
+// Fails when `out` would replace the model file or the training state it came from.
+void check_not_checkpoint(const std::string& out, const LoadedModel& m);
 
 // The flags of `sample` and `trace`.
 struct SamplingOptions {

@@ -111,7 +111,7 @@ void add_classifier(CLI::App& app) {
       ->check(positive())
       ->capture_default_str();
   tr->add_option("--seed", o->train.seed, "random seed (weights and data order)")
-      ->check(in_range(0, kMaxSeed))
+      ->check(seed_check())
       ->capture_default_str();
   tr->add_option("--out", o->out, "weights file (safetensors)")->capture_default_str();
   CLI::App* te = cmd->add_subcommand("test", "Measure a weights file on the test split");

@@ -38,15 +38,21 @@ void run(const EvalOptions& o) {
   // The outputs' folders first: sampling may take minutes.
   if (!o.json.empty()) check_output_file(o.json);
   if (o.worst > 0) {
-    DDPM_CHECK(!std::filesystem::exists(o.out) || std::filesystem::is_directory(o.out), "eval", "--out ", o.out,
-               " is a file; worst.png needs a folder");
-    std::filesystem::create_directories(o.out);
-    check_output_file(o.out + "/worst.png");
+    if (std::filesystem::exists(o.out)) {
+      DDPM_CHECK(std::filesystem::is_directory(o.out), "eval", "--out ", o.out, " is a file; worst.png needs a folder");
+      check_output_file(o.out + "/worst.png");
+    } else {
+      check_output_file(o.out);  // its parent takes the folder, made when worst.png is written
+    }
     if (!o.json.empty()) check_distinct(o.json, o.out + "/worst.png");
   }
   LoadedClassifier clf = load_classifier(asset_path(o.classifier), device);
   const ClassifierConfig& cc = clf.model->config();
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
+  if (!o.json.empty()) {
+    check_not_checkpoint(o.json, m);
+    check_distinct(o.json, asset_path(o.classifier));
+  }
   const UNetConfig& mc = m.model->config();
   DDPM_CHECK(mc.out_channels == 1 && m.image_size == cc.image_size, "eval", "the classifier measures ",
              cc.image_size, "x", cc.image_size, "x1 images; ", m.path, " makes ", m.image_size, "x", m.image_size, "x",
@@ -115,6 +121,7 @@ void run(const EvalOptions& o) {
     worst_json.push_back({{"index", i}, {"class", labels[size_t(i)]}, {"p_class", q.label_prob[size_t(i)]}});
   }
   if (!worst.empty()) {
+    std::filesystem::create_directories(o.out);
     const std::string png = o.out + "/worst.png";
     const Shape shape{int64_t(worst.size()), cc.image_size, cc.image_size, 1};
     write_png(png, image_grid(Tensor::from_floats(worst_pixels, shape), 8));

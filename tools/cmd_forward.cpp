@@ -63,7 +63,7 @@ void add_forward(CLI::App& app) {
   cmd->add_option("--index", o->index, "which image of the data set")->check(non_negative())->capture_default_str();
   cmd->add_option("--frames", o->frames, "noised frames per row")->check(in_range(2, 100))->capture_default_str();
   cmd->add_option("--T", o->T, "diffusion timesteps")->check(in_range(2, double(kMaxT)))->capture_default_str();
-  cmd->add_option("--seed", o->seed, "noise seed")->check(in_range(0, kMaxSeed))->capture_default_str();
+  cmd->add_option("--seed", o->seed, "noise seed")->check(seed_check())->capture_default_str();
   cmd->add_option("--out", o->out, "PNG file")->capture_default_str();
   cmd->callback([o] { run(*o); });
 }

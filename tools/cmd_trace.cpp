@@ -20,7 +20,7 @@ void run(const TraceOptions& o, bool class_given) {
   const Device device = apply_device_options(o.s.dev);
   check_output_file(o.out);
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
-  check_distinct(o.out, m.path);
+  check_not_checkpoint(o.out, m);
   const int64_t num_classes = m.model->config().num_classes;
   DDPM_CHECK(num_classes > 0 || !class_given, "trace", m.path, " is an unconditional model: it takes no --class");
   DDPM_CHECK(num_classes == 0 || (o.label >= 0 && o.label < num_classes), "trace", "--class ", o.label,

@@ -59,6 +59,12 @@ void write_text(const std::string& path, const std::string& text) {
   DDPM_CHECK(!f.fail(), "train", "cannot write ", path);
 }
 
+// The step a model file was saved at; -1 when it has none.
+int64_t checkpoint_step(const std::string& model_path) {
+  const auto meta = load_safetensors(model_path).metadata;
+  return meta.count("step") ? metadata_int(meta, "step", model_path) : -1;
+}
+
 // Keeps the loss log's rows up to `step` (a resumed run rewrites what came after its checkpoint).
 void truncate_loss_log(const std::string& path, int64_t step) {
   std::ifstream in(path);
@@ -153,7 +159,9 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     data = load_dataset(o.data, o.image_size);
     model = load_model(model_path, device);
   } else {
-    DDPM_CHECK(!have_checkpoint, "train", model_path,
+    // A step-0 checkpoint is only the untrained model a new run saves first: a retry with other
+    // flags (a run that failed on its first step, say) may replace it.
+    DDPM_CHECK(!have_checkpoint || checkpoint_step(model_path) == 0, "train", model_path,
                " exists: pass --resume to continue it, or choose another --out");
     o.data = absolute_data_spec(o.data);
     data = load_dataset(o.data, o.image_size);
@@ -222,11 +230,7 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     return "the checkpoint of step " + std::to_string(saved_step) + " in " + o.out + " is kept";
   };
   const auto save = [&] {
-    try {
-      trainer.save(model_path, meta);
-    } catch (const std::exception& e) {
-      detail::fail("train", e.what(), "; ", kept());
-    }
+    trainer.save(model_path, meta);  // its errors say what stays on disk
     saved_step = trainer.steps_done();
   };
   auto read_losses = [&] {
@@ -269,13 +273,13 @@ void run(TrainOptions& o, const CLI::App& cmd) {
       save();
     }
   }
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
   read_losses();
   log.flush();
   DDPM_CHECK(log.good(), "train", "cannot write ", log_path);
-  save();
-  if (g_interrupted) {
+  save();  // a first signal during it is noted, not fatal
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (g_interrupted && trainer.steps_done() < total) {
     std::fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ddpm train --resume --out %s\n",
                  model_path.c_str(), long(trainer.steps_done()), o.out.c_str());
     throw CLI::RuntimeError(130);
@@ -306,8 +310,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--batch", o->train.batch, "images per step")->check(positive())->capture_default_str();
   auto* steps = cmd->add_option("--steps", o->steps, "total training steps")->check(in_range(1, kMaxSteps));
   auto* epochs = cmd->add_option("--epochs", o->epochs, "total epochs instead of --steps")
-                     ->check(positive())
-                     ->check(in_range(0, 1e6));
+                     ->check(in_range(1e-6, 1e6));
   steps->excludes(epochs);
   cmd->add_option("--lr", o->train.adamw.lr, "AdamW learning rate")->check(positive())->capture_default_str();
   cmd->add_option("--weight-decay", o->train.adamw.weight_decay, "AdamW weight decay")
@@ -326,7 +329,7 @@ void add_train(CLI::App& app) {
       ->default_str("linear");
   cmd->add_option("--T", o->train.T, "diffusion timesteps")->check(in_range(2, double(kMaxT)))->capture_default_str();
   cmd->add_option("--seed", o->train.seed, "random seed (weights, data order, noise)")
-      ->check(in_range(0, kMaxSeed))
+      ->check(seed_check())
       ->capture_default_str();
   cmd->add_option("--out", o->out, "output folder: model.safetensors, its .state file, loss.csv, sample grids")
       ->capture_default_str();
