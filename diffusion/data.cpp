@@ -55,7 +55,7 @@ Dataset load_dataset(const std::string& spec, int64_t image_size) {
   const std::string kind = spec.substr(0, colon), dir = colon == std::string::npos ? "" : spec.substr(colon + 1);
   Dataset d;
   if (kind == "fashion-mnist") {
-    d = load_fashion_mnist(dir.empty() ? "/usr/share/datasets/fashion-mnist" : dir);
+    d = load_fashion_mnist(dir.empty() ? kFashionMnistDir : dir);
   } else if (kind == "cifar10" || kind == "folder") {
     DDPM_CHECK(!dir.empty(), "data", "'", spec, "' needs a folder: ", kind, ":DIR");
     d = kind == "cifar10" ? load_cifar10(dir) : load_image_folder(dir, image_size);

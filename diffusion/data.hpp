@@ -43,6 +43,9 @@ Dataset load_dataset(const std::string& spec, int64_t image_size);
 // training run records it: --resume then finds the data from any working directory.
 std::string absolute_data_spec(const std::string& spec);
 
+// Where Debian's dataset-fashion-mnist package puts the IDX files: the default everywhere.
+constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
 // ---- IDX files (data_idx.cpp) ----
 // An IDX array of unsigned bytes: magic 0x00 0x00 0x08 <ndim>, ndim big-endian u32 sizes, data.
 struct IdxArray {

@@ -57,8 +57,10 @@ Dataset load_fashion_mnist(const std::string& dir, const std::string& split) {
   const std::string images_path = dir + "/" + split + "-images-idx3-ubyte.gz";
   const std::string labels_path = dir + "/" + split + "-labels-idx1-ubyte.gz";
   for (const std::string& p : {images_path, labels_path})
-    DDPM_CHECK(std::filesystem::is_regular_file(p), "fashion-mnist", p, " not found (the default location is ",
-               "filled by the Debian package dataset-fashion-mnist: sudo apt install dataset-fashion-mnist)");
+    DDPM_CHECK(std::filesystem::is_regular_file(p), "fashion-mnist", p, " not found",
+               dir == kFashionMnistDir ? " (the Debian package dataset-fashion-mnist fills this folder: sudo apt "
+                                         "install dataset-fashion-mnist)"
+                                       : "");
   IdxArray images = read_idx(images_path), labels = read_idx(labels_path);
   DDPM_CHECK(images.dims.size() == 3, "fashion-mnist", images_path, ": expected images [N, rows, cols], got ",
              images.dims.size(), " dimensions");

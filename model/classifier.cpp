@@ -96,6 +96,7 @@ LoadedClassifier load_classifier(const std::string& path, Device device) {
     const Tensor& v = file.at(name);
     DDPM_CHECK(v.shape() == t.shape() && v.dtype() == DType::F32, "classifier", path, ": ", name, " is ", v.desc(),
                ", expected ", t.desc());
+    DDPM_CHECK(v.all_finite(), "classifier", path, ": ", name, " holds NaN or infinity");
     Tensor dst = t;
     dst.copy_from(v);
   }

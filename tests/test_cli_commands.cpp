@@ -2,6 +2,7 @@
 // messages, and the files each command writes. DDPM_CLI is the built binary's path.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,9 +113,14 @@ TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
   Run unknown = ddpm_cli(dir, "train --data nonsense --steps 1 --out " + (dir / "run"));
   CHECK(unknown.code == 1);
   CHECK_THAT(unknown.output, Catch::StartsWith("error: ") && Catch::Contains("unknown data set"));
+  CHECK_FALSE(fs::exists(dir / "run"));  // a new run's folder goes again when the run fails before its first save
+  REQUIRE(::mkfifo((dir / "fifo.png").c_str(), 0644) == 0);  // would block the write until a reader came
+  Run fifo = ddpm_cli(dir, "sample --out " + (dir / "fifo.png"), "timeout 60");
+  CHECK(fifo.code == 1);
+  CHECK_THAT(fifo.output, Catch::Contains("pipe or socket"));
   Run missing = ddpm_cli(dir, "forward --data fashion-mnist:" + (dir / "none"));
   CHECK(missing.code == 1);
-  CHECK_THAT(missing.output, Catch::Contains("dataset-fashion-mnist"));
+  CHECK_THAT(missing.output, Catch::Contains("none/train-images") && !Catch::Contains("apt install"));
   Run size = ddpm_cli(dir, "train --data fashion-mnist:" + (dir / "none") + " --image-size 30 --steps 1");
   CHECK(size.code == 1);
   CHECK_THAT(size.output, Catch::Contains("multiple of 8"));
@@ -311,8 +317,8 @@ TEST_CASE("ddpm train --max-minutes stops on time, saves, and --resume continues
   CHECK(ddpm_cli(dir, "train --max-minutes 0 --steps 1").code == 2);
 }
 
-TEST_CASE("ddpm train: Ctrl-C or SIGTERM finishes the step, saves and exits 130", "[cli][model]") {
-  const std::string signal = GENERATE("INT", "TERM");
+TEST_CASE("ddpm train: Ctrl-C, SIGTERM or SIGHUP finishes the step, saves and exits 130", "[cli][model]") {
+  const std::string signal = GENERATE("INT", "TERM", "HUP");
   Generator gen = fresh_generator();
   TempDir dir;
   const std::string data = write_folder_data(dir, gen), run = dir / "run";

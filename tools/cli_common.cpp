@@ -69,10 +69,12 @@ CLI::Validator seed_check() {
 CLI::Validator positive() { return number_check("POSITIVE", [](double v) { return v > 0; }, "positive"); }
 CLI::Validator non_negative() { return number_check("NONNEGATIVE", [](double v) { return v >= 0; }, ">= 0"); }
 
-void check_output_file(const std::string& path) {
+void check_output_file(const std::string& path, bool renamed_into_place) {
   DDPM_CHECK(!path.empty(), "output", "the output path is empty");
   DDPM_CHECK(!std::filesystem::is_directory(path), "output", path, " is a folder, not a file");
-  if (std::filesystem::exists(path)) {  // written in place: the file itself must take writes
+  DDPM_CHECK(!std::filesystem::is_fifo(path) && !std::filesystem::is_socket(path), "output", path,
+             " is a pipe or socket: it would wait for a reader");
+  if (std::filesystem::exists(path) && !renamed_into_place) {  // written in place: the file must take writes
     DDPM_CHECK(::access(path.c_str(), W_OK) == 0, "output", path, " is not writable");
     return;
   }
@@ -89,9 +91,10 @@ void check_not_checkpoint(const std::string& out, const LoadedModel& m) {
 
 void check_distinct(const std::string& a, const std::string& b) {
   namespace fs = std::filesystem;
-  std::error_code ea, eb;
-  const fs::path ca = fs::weakly_canonical(a, ea), cb = fs::weakly_canonical(b, eb);
-  DDPM_CHECK(ea || eb || ca != cb, "output", a, " and ", b, " are the same file");
+  std::error_code ea, eb, eq;
+  const fs::path ca = fs::weakly_canonical(fs::absolute(a), ea), cb = fs::weakly_canonical(fs::absolute(b), eb);
+  DDPM_CHECK((ea || eb || ca != cb) && !fs::equivalent(a, b, eq), "output", a, " and ", b,
+             " are the same file");
 }
 
 void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
@@ -188,7 +191,8 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
   cmd->add_flag("--no-graph", o.no_graph,
                 "GPU: launch the network's kernels one by one instead of replaying them as a CUDA graph");
   cmd->add_option("--seed", o.seed, "random seed")->check(seed_check())->capture_default_str();
-  cmd->add_option("--image-size", o.image_size, "image side (default: from the checkpoint)");
+  cmd->add_option("--image-size", o.image_size, "image side, a multiple of 8 (0: the checkpoint's)")
+      ->check(in_range(0, 4096));
   cmd->add_flag("--no-ema", o.no_ema, "use the trained weights, not their EMA");
   cmd->add_option("--batch", o.batch,
                   "images sampled at once (with guidance a network call runs twice as many: both predictions)")

@@ -24,9 +24,11 @@ constexpr double kMaxThreads = 1024;  // --threads: more only stalls (or crashes
 constexpr double kMaxSteps = 1e12;    // training steps: past any run, and clear of int64 overflow
 CLI::Validator seed_check();  // an unsigned 64-bit integer, checked exactly (not through a double)
 
-// Fails (ddpm::Error) unless `path`'s folder exists and can be written: checked before long work
-// so that a typo in --out does not cost the run.
-void check_output_file(const std::string& path);
+// Fails (ddpm::Error) unless `path` can be written: an existing file that takes writes, or a new
+// one in a folder that exists and takes writes (always the folder when the file is renamed into
+// place, as safetensors files are). Checked before long work, so that a typo in --out does not
+// cost the run.
+void check_output_file(const std::string& path, bool renamed_into_place = false);
 // Fails unless the two paths name different files (through ".", "..", links): one output would
 // silently replace the other, or an output its own input.
 void check_distinct(const std::string& a, const std::string& b);

@@ -14,10 +14,8 @@
 namespace ddpm::cli {
 namespace {
 
-constexpr const char* kDefaultDir = "/usr/share/datasets/fashion-mnist";
-
 struct ClassifierOptions {
-  std::string data_dir = kDefaultDir;
+  std::string data_dir = kFashionMnistDir;
   ClassifierConfig model;
   ClassifierTraining train;
   std::string out = "classifier.safetensors";  // not the committed one: replacing that is a choice
@@ -40,7 +38,7 @@ double report_test_accuracy(const Classifier& model, const std::string& dir) {
 
 void train(const ClassifierOptions& o) {
   const Device device = apply_device_options(o.dev);
-  check_output_file(o.out);
+  check_output_file(o.out, true);
   const Dataset data = load_fashion_mnist(o.data_dir, "train");
   Generator init(o.train.seed);
   Classifier model(o.model, init);

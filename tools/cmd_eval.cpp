@@ -23,7 +23,7 @@ struct EvalOptions {
   SamplingOptions s;
   int64_t samples = 1000;
   std::string classifier = kClassifierAsset;
-  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string data_dir = kFashionMnistDir;
   std::string out = "eval";
   std::string json;
   int64_t worst = 64;
@@ -49,9 +49,12 @@ void run(const EvalOptions& o) {
   LoadedClassifier clf = load_classifier(asset_path(o.classifier), device);
   const ClassifierConfig& cc = clf.model->config();
   LoadedModel m = load_checkpoint(o.s.checkpoint, device, o.s.dev.precision, o.s.image_size, !o.s.no_ema);
-  if (!o.json.empty()) {
-    check_not_checkpoint(o.json, m);
-    check_distinct(o.json, asset_path(o.classifier));
+  std::vector<std::string> outputs;
+  if (!o.json.empty()) outputs.push_back(o.json);
+  if (o.worst > 0) outputs.push_back(o.out + "/worst.png");
+  for (const std::string& out : outputs) {  // neither may replace an input
+    check_not_checkpoint(out, m);
+    check_distinct(out, asset_path(o.classifier));
   }
   const UNetConfig& mc = m.model->config();
   DDPM_CHECK(mc.out_channels == 1 && m.image_size == cc.image_size, "eval", "the classifier measures ",

@@ -1,6 +1,6 @@
 // `ddpm train`: trains a (class-conditional) U-Net with the seed's recipe; checkpoints, a loss
-// log and optional sample grids go to --out. Ctrl-C (or SIGTERM: `timeout`, a job scheduler)
-// finishes the step, saves and exits (130).
+// log and optional sample grids go to --out. Ctrl-C (or SIGTERM: `timeout`, a job scheduler; or
+// SIGHUP) finishes the step, saves and exits (130).
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -28,10 +28,12 @@ namespace {
 
 volatile std::sig_atomic_t g_interrupted = 0;
 
+// Ctrl-C, SIGTERM (timeout, job schedulers) and SIGHUP (a closed terminal or ssh session).
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
 void on_interrupt(int) {
   g_interrupted = 1;
-  std::signal(SIGINT, SIG_DFL);  // a second signal kills at once
-  std::signal(SIGTERM, SIG_DFL);
+  for (int s : kStopSignals) std::signal(s, SIG_DFL);  // a second signal kills at once
 }
 
 struct TrainOptions {
@@ -52,17 +54,22 @@ struct TrainOptions {
   DeviceOptions dev;
 };
 
+// Written beside PATH, then renamed over it: a kill while writing leaves the old file whole.
 void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path);
+  DDPM_CHECK(!std::filesystem::exists(path) || std::filesystem::is_regular_file(path), "train", path,
+             " is not a regular file");
+  const std::string tmp = path + ".tmp";
+  std::ofstream f(tmp);
   f << text;
   f.close();
-  DDPM_CHECK(!f.fail(), "train", "cannot write ", path);
+  DDPM_CHECK(!f.fail() && std::rename(tmp.c_str(), path.c_str()) == 0, "train", "cannot write ", path);
 }
 
-// The step a model file was saved at; -1 when it has none.
-int64_t checkpoint_step(const std::string& model_path) {
-  const auto meta = load_safetensors(model_path).metadata;
-  return meta.count("step") ? metadata_int(meta, "step", model_path) : -1;
+// The step a checkpoint file was saved at; -1 when it has none or is missing.
+int64_t checkpoint_step(const std::string& path) {
+  if (!std::filesystem::exists(path)) return -1;
+  const auto meta = load_safetensors(path).metadata;
+  return meta.count("step") ? metadata_int(meta, "step", path) : -1;
 }
 
 // Keeps the loss log's rows up to `step` (a resumed run rewrites what came after its checkpoint).
@@ -100,7 +107,8 @@ void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data,
 class RunLock {
  public:
   explicit RunLock(const std::string& dir) : fd_(::open((dir + "/.lock").c_str(), O_CREAT | O_RDWR, 0644)) {
-    DDPM_CHECK(fd_ >= 0, "train", "cannot create ", dir, "/.lock: ", std::strerror(errno));
+    if (fd_ < 0 && errno == EACCES) fd_ = ::open((dir + "/.lock").c_str(), O_RDONLY);  // another user's: flock works
+    DDPM_CHECK(fd_ >= 0, "train", "cannot open ", dir, "/.lock: ", std::strerror(errno));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd_);
       detail::fail("train", dir, " is in use by another `ddpm train`");
@@ -114,11 +122,27 @@ class RunLock {
   int fd_;
 };
 
-// The flags a resumed run takes from its state file instead.
-constexpr const char* kSavedSettings[] = {"--data",      "--image-size", "--base-channels", "--time-dim",
-                                          "--unconditional", "--batch", "--lr",          "--weight-decay",
-                                          "--ema-decay", "--ema-start",  "--p-uncond",    "--schedule",
-                                          "--T",         "--seed"};
+// The flags a resumed run takes from its state file instead (--data may move the data: the image
+// count is checked).
+constexpr const char* kSavedSettings[] = {"--image-size", "--base-channels", "--time-dim", "--unconditional",
+                                          "--batch",      "--lr",            "--weight-decay", "--ema-decay",
+                                          "--ema-start",  "--p-uncond",      "--schedule",     "--T",
+                                          "--seed"};
+
+void run(TrainOptions& o, const CLI::App& cmd);
+
+// A new run's folder, made by this call, goes again if the run fails before its first checkpoint:
+// a typo in --data should not leave a folder (and its lock) behind.
+void run_removing_new_folder(TrainOptions& o, const CLI::App& cmd) {
+  const bool made = !o.resume && !o.out.empty() && !std::filesystem::exists(o.out);
+  try {
+    run(o, cmd);
+  } catch (...) {
+    std::error_code ec;
+    if (made && !std::filesystem::exists(o.out + "/model.safetensors", ec)) std::filesystem::remove_all(o.out, ec);
+    throw;
+  }
+}
 
 void run(TrainOptions& o, const CLI::App& cmd) {
   const Device device = apply_device_options(o.dev);
@@ -137,7 +161,8 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   }
   const RunLock lock(o.out);
   const std::string model_path = o.out + "/model.safetensors", log_path = o.out + "/loss.csv";
-  if (o.resume && finish_interrupted_save(model_path))
+  // Also before a new run: a folder whose save was cut holds a run to resume, not a step-0 model.
+  if (finish_interrupted_save(model_path))
     std::fprintf(stderr, "completed the save that was interrupted last time: %s\n", model_path.c_str());
   const bool have_checkpoint = std::filesystem::exists(model_path);
 
@@ -151,7 +176,13 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     const bool graph = o.train.graph;  // a run option, not a saved setting
     o.train = train_config_from_state(meta, sp);
     o.train.graph = graph;
-    o.data = metadata_value(meta, "data", sp);
+    if (cmd.count("--data")) {
+      o.data = absolute_data_spec(o.data);
+      std::fprintf(stderr, "note: the data from --data %s instead of the saved %s\n", o.data.c_str(),
+                   metadata_value(meta, "data", sp).c_str());
+    } else {
+      o.data = metadata_value(meta, "data", sp);
+    }
     o.image_size = metadata_int(meta, "image_size", sp);
     std::fprintf(stderr, "resuming %s at step %s (data %s, batch %ld, seed %lu; saved settings win)\n",
                  model_path.c_str(), meta.at("step").c_str(), o.data.c_str(), long(o.train.batch),
@@ -161,8 +192,8 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   } else {
     // A step-0 checkpoint is only the untrained model a new run saves first: a retry with other
     // flags (a run that failed on its first step, say) may replace it.
-    DDPM_CHECK(!have_checkpoint || checkpoint_step(model_path) == 0, "train", model_path,
-               " exists: pass --resume to continue it, or choose another --out");
+    DDPM_CHECK(!have_checkpoint || (checkpoint_step(model_path) == 0 && checkpoint_step(state_path(model_path)) <= 0),
+               "train", model_path, " exists: pass --resume to continue it, or choose another --out");
     o.data = absolute_data_spec(o.data);
     data = load_dataset(o.data, o.image_size);
     UNetConfig mc;
@@ -177,6 +208,11 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   model->set_compute_dtype(o.dev.precision);
   Trainer trainer(*model, data, o.train);
   const std::map<std::string, std::string> meta{{"data", o.data}};
+  // From here on a stop signal saves (the step-0 save included), and a closed pipe on stderr
+  // (`ddpm train ... | head`) fails writes instead of killing the run.
+  g_interrupted = 0;
+  for (int s : kStopSignals) std::signal(s, on_interrupt);
+  std::signal(SIGPIPE, SIG_IGN);
   if (o.resume) {
     trainer.load_state(model_path);
     truncate_loss_log(log_path, trainer.steps_done());
@@ -209,9 +245,6 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     return;
   }
   std::ofstream log(log_path, std::ios::app);
-  g_interrupted = 0;
-  std::signal(SIGINT, on_interrupt);
-  std::signal(SIGTERM, on_interrupt);
   Progress progress("step", total, trainer.steps_done(), double(o.train.batch), "img", o.log_every);
   double loss_sum = 0;
   int64_t loss_count = 0;
@@ -277,16 +310,17 @@ void run(TrainOptions& o, const CLI::App& cmd) {
   log.flush();
   DDPM_CHECK(log.good(), "train", "cannot write ", log_path);
   save();  // a first signal during it is noted, not fatal
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
+  for (int s : kStopSignals) std::signal(s, SIG_DFL);
   if (g_interrupted && trainer.steps_done() < total) {
-    std::fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ddpm train --resume --out %s\n",
-                 model_path.c_str(), long(trainer.steps_done()), o.out.c_str());
+    std::fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ddpm train --resume --out %s --steps %ld\n",
+                 model_path.c_str(), long(trainer.steps_done()), o.out.c_str(), long(total));
     throw CLI::RuntimeError(130);
   }
   if (timed_out)
-    std::fprintf(stderr, "--max-minutes %g reached at step %ld of %ld; continue with: ddpm train --resume --out %s\n",
-                 o.max_minutes, long(trainer.steps_done()), long(total), o.out.c_str());
+    std::fprintf(stderr,
+                 "--max-minutes %g reached at step %ld of %ld; "
+                 "continue with: ddpm train --resume --out %s --steps %ld\n",
+                 o.max_minutes, long(trainer.steps_done()), long(total), o.out.c_str(), long(total));
   std::fprintf(stderr, "done: %s (step %ld), loss log %s\n", model_path.c_str(), long(trainer.steps_done()),
                log_path.c_str());
 }
@@ -318,7 +352,7 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--ema-decay", o->train.ema_decay, "EMA decay")->check(in_range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--ema-start", o->train.ema_start, "steps during which the EMA just copies the weights")
-      ->check(non_negative())
+      ->check(in_range(0, kMaxSteps))
       ->capture_default_str();
   cmd->add_option("--p-uncond", o->train.p_uncond, "probability of a label-free batch (for guidance)")
       ->check(in_range(0.0, 1.0))
@@ -354,7 +388,7 @@ void add_train(CLI::App& app) {
   cmd->callback([o, cmd] {
     if (!cmd->count("--steps") && !cmd->count("--epochs"))
       throw CLI::RequiredError("train: one of --steps or --epochs");
-    run(*o, *cmd);
+    run_removing_new_folder(*o, *cmd);
   });
 }
 

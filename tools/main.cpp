@@ -1,6 +1,6 @@
 // The `ddpm` command: a CLI11 app with one subcommand per tools/cmd_<name>.cpp.
 // Exit codes: 0 success, 1 a ddpm::Error (bad data, bad checkpoint, ...), 2 bad flags,
-// 130 training stopped by Ctrl-C or SIGTERM (after saving).
+// 130 training stopped by Ctrl-C, SIGTERM or SIGHUP (after saving).
 #include <cstdio>
 #include <exception>
 #include <new>
