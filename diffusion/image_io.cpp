@@ -34,7 +34,7 @@ Image image_grid(const Tensor& images, int64_t cols, int64_t pad) {
   const int64_t n = images.size(0), h = images.size(1), w = images.size(2), c = images.size(3);
   const int64_t rows = (n + cols - 1) / cols;
   std::vector<float> px = images.to_floats();
-  DDPM_CHECK(std::all_of(px.begin(), px.end(), [](float v) { return std::isfinite(v); }), "image_grid",
+  DDPM_CHECK(all_finite(px), "image_grid",
              "the images hold NaN or infinity (a diverged model?)");
   Image grid(pad + cols * (w + pad), pad + rows * (h + pad), c, 255);
   for (int64_t i = 0; i < n; ++i) {

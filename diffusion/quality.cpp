@@ -39,7 +39,7 @@ GaussianFit fit_gaussian(const Tensor& features) {
   const int64_t n = features.size(0), d = features.size(1);
   DDPM_CHECK(n >= 2 && d >= 1, "fit_gaussian", "needs at least 2 feature vectors, got ", features.desc());
   const std::vector<float> f = features.to_floats();
-  DDPM_CHECK(std::all_of(f.begin(), f.end(), [](float v) { return std::isfinite(v); }), "fit_gaussian",
+  DDPM_CHECK(all_finite(f), "fit_gaussian",
              "features hold NaN or infinity (a diverged classifier or generator?)");
   Matrix x = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(f.data(), n, d)
                  .cast<double>();

@@ -299,9 +299,13 @@ void Trainer::with_ema_weights(const std::function<void()>& fn) {
 }
 
 void Trainer::save(const std::string& model_path, const std::map<std::string, std::string>& metadata) const {
-  for (const std::vector<Tensor>* list : {&params_, &ema_.shadow()})
-    for (const Tensor& p : *list)
-      DDPM_CHECK(p.all_finite(), "train", "the weights hold NaN or infinity at step ", step_,
+  // Host copies of the weights and their EMA, checked before anything is written.
+  using Named = std::vector<std::pair<std::string, Tensor>>;
+  Named weights = to_pytorch_layout(model_, params_);
+  Named tensors = to_pytorch_layout(model_, ema_.shadow(), "ema.");
+  for (const Named* list : {&weights, &tensors})
+    for (const auto& [name, t] : *list)
+      DDPM_CHECK(t.all_finite(), "train", "the weights hold NaN or infinity at step ", step_,
                  " (training diverged): not saved to ", model_path, "; the previous checkpoint is intact");
   std::map<std::string, std::string> common = metadata;
   common["run"] = run_id_;
@@ -329,7 +333,6 @@ void Trainer::save(const std::string& model_path, const std::map<std::string, st
   state["p_uncond"] = str(config_.p_uncond);
   state["seed"] = str(config_.seed);
   state["data_count"] = str(data_.count());
-  auto tensors = to_pytorch_layout(model_, ema_.shadow(), "ema.");
   if (optimizer_.exp_avg().size() == params_.size()) {  // no moments before the first step
     for (auto& nt : to_pytorch_layout(model_, optimizer_.exp_avg(), "adamw.exp_avg.")) tensors.push_back(nt);
     for (auto& nt : to_pytorch_layout(model_, optimizer_.exp_avg_sq(), "adamw.exp_avg_sq.")) tensors.push_back(nt);
@@ -341,7 +344,7 @@ void Trainer::save(const std::string& model_path, const std::map<std::string, st
   const std::string state_file = state_path(model_path);
   try {
     save_safetensors(state_file, tensors, state, Commit::Later);
-    save_model(model_path, model_, common, Commit::Later);
+    save_safetensors(model_path, weights, model_metadata(model_.config(), common), Commit::Later);
     commit_safetensors(state_file);
   } catch (const Error& e) {  // e.g. a full disk: nothing of this save is in place
     std::remove((state_file + ".tmp").c_str());

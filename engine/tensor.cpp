@@ -226,10 +226,11 @@ std::vector<float> Tensor::to_floats() const {
   return std::vector<float>(p, p + h.numel());
 }
 
-bool Tensor::all_finite() const {
-  const std::vector<float> v = to_floats();
-  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+bool all_finite(const std::vector<float>& values) {
+  return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
 }
+
+bool Tensor::all_finite() const { return ddpm::all_finite(to_floats()); }
 
 std::vector<int64_t> Tensor::to_ints() const {
   Tensor h = to(Device::CPU);

@@ -28,6 +28,9 @@ struct Node;
 struct TensorImpl;
 class Generator;
 
+// No NaN or infinity among `values`.
+bool all_finite(const std::vector<float>& values);
+
 class Tensor {
  public:
   Tensor() = default;

@@ -126,11 +126,14 @@ void from_pytorch_layout(const UNet& model, const SafeTensors& file, std::vector
   }
 }
 
-void save_model(const std::string& path, const UNet& model, std::map<std::string, std::string> extra_metadata,
-                Commit commit) {
-  std::map<std::string, std::string> meta = config_metadata(model.config());
-  meta.insert(extra_metadata.begin(), extra_metadata.end());  // the config's own keys win
-  save_safetensors(path, to_pytorch_layout(model, model.parameters()), meta, commit);
+std::map<std::string, std::string> model_metadata(const UNetConfig& config, std::map<std::string, std::string> extra) {
+  std::map<std::string, std::string> meta = config_metadata(config);
+  meta.insert(extra.begin(), extra.end());  // the config's own keys win
+  return meta;
+}
+
+void save_model(const std::string& path, const UNet& model, std::map<std::string, std::string> extra_metadata) {
+  save_safetensors(path, to_pytorch_layout(model, model.parameters()), model_metadata(model.config(), extra_metadata));
 }
 
 std::unique_ptr<UNet> load_model(const std::string& path, Device device) {

@@ -28,8 +28,9 @@ std::vector<std::pair<std::string, Tensor>> to_pytorch_layout(const UNet& model,
 void from_pytorch_layout(const UNet& model, const SafeTensors& file, std::vector<Tensor>& values,
                          const std::string& prefix = "");
 
-void save_model(const std::string& path, const UNet& model, std::map<std::string, std::string> extra_metadata = {},
-                Commit commit = Commit::Now);
+// A model file's metadata: the config's keys, then `extra` (where both have a key, the config wins).
+std::map<std::string, std::string> model_metadata(const UNetConfig& config, std::map<std::string, std::string> extra);
+void save_model(const std::string& path, const UNet& model, std::map<std::string, std::string> extra_metadata = {});
 // Reads a ddpm-checkpoint file, or a bare PyTorch state_dict (no "format" metadata: the widths
 // are read off the weights' shapes, heads = 4). Every parameter must be present with its shape;
 // any other tensor must be a prefixed copy of a parameter ("ema.inc.double_conv.0.weight"), so a

@@ -246,19 +246,23 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     header[name] = {{"dtype", file_dtype_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  // JSON text is UTF-8: a data path or class folder with other bytes cannot be stored as they are.
-  for (const auto& [key, value] : metadata)
-    for (const std::string* s : {&key, &value}) {
-      try {
-        (void)json(*s).dump();
-      } catch (const json::exception&) {
-        detail::fail("save_safetensors", path, ": metadata '", key, "' is not valid UTF-8");
-      }
-    }
   std::string text;
   try {
     text = header.dump();
   } catch (const json::exception&) {
+    // JSON text is UTF-8: a data path or class folder with other bytes cannot be stored as they
+    // are. Name the entry that holds them.
+    const auto utf8 = [](const std::string& s) {
+      try {
+        (void)json(s).dump();
+        return true;
+      } catch (const json::exception&) {
+        return false;
+      }
+    };
+    for (const auto& [key, value] : metadata)
+      if (!utf8(key) || !utf8(value))
+        detail::fail("save_safetensors", path, ": metadata '", key, "' is not valid UTF-8");
     detail::fail("save_safetensors", path, ": a tensor name is not valid UTF-8");
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned

@@ -129,21 +129,6 @@ constexpr const char* kSavedSettings[] = {"--image-size", "--base-channels", "--
                                           "--ema-start",  "--p-uncond",      "--schedule",     "--T",
                                           "--seed"};
 
-void run(TrainOptions& o, const CLI::App& cmd);
-
-// A new run's folder, made by this call, goes again if the run fails before its first checkpoint:
-// a typo in --data should not leave a folder (and its lock) behind.
-void run_removing_new_folder(TrainOptions& o, const CLI::App& cmd) {
-  const bool made = !o.resume && !o.out.empty() && !std::filesystem::exists(o.out);
-  try {
-    run(o, cmd);
-  } catch (...) {
-    std::error_code ec;
-    if (made && !std::filesystem::exists(o.out + "/model.safetensors", ec)) std::filesystem::remove_all(o.out, ec);
-    throw;
-  }
-}
-
 void run(TrainOptions& o, const CLI::App& cmd) {
   const Device device = apply_device_options(o.dev);
   DDPM_CHECK(!o.out.empty(), "train", "--out is empty");
@@ -323,6 +308,19 @@ void run(TrainOptions& o, const CLI::App& cmd) {
                  o.max_minutes, long(trainer.steps_done()), long(total), o.out.c_str(), long(total));
   std::fprintf(stderr, "done: %s (step %ld), loss log %s\n", model_path.c_str(), long(trainer.steps_done()),
                log_path.c_str());
+}
+
+// A new run's folder, made by this call, goes again if the run fails before its first checkpoint:
+// a typo in --data should not leave a folder (and its lock) behind.
+void run_removing_new_folder(TrainOptions& o, const CLI::App& cmd) {
+  const bool made = !o.resume && !o.out.empty() && !std::filesystem::exists(o.out);
+  try {
+    run(o, cmd);
+  } catch (...) {
+    std::error_code ec;
+    if (made && !std::filesystem::exists(o.out + "/model.safetensors", ec)) std::filesystem::remove_all(o.out, ec);
+    throw;
+  }
 }
 
 }  // namespace
