@@ -17,16 +17,14 @@ struct UNet::Impl {
 };
 
 UNet::UNet(const UNetConfig& c, Generator& gen) : config_(c), impl_(std::make_shared<Impl>()) {
-  // The upper bounds are far past any model this engine trains (the seed: b = 64, time_dim 256)
-  // and keep a typo or a corrupt checkpoint from asking for terabytes of weights.
-  constexpr int64_t kMaxWidth = 4096, kMaxClasses = 1000000;
+  constexpr int64_t kMaxWidth = UNetConfig::kMaxWidth, kMaxClasses = UNetConfig::kMaxClasses;
   DDPM_CHECK(c.in_channels > 0 && c.out_channels > 0 && c.base_channels > 0 && c.num_classes >= 0 &&
                  c.in_channels <= kMaxWidth && c.out_channels <= kMaxWidth && c.base_channels <= kMaxWidth &&
                  c.num_classes <= kMaxClasses,
              "UNet", "bad config: in ", c.in_channels, ", out ", c.out_channels, ", base ", c.base_channels,
              ", classes ", c.num_classes, " (channels in [1, ", kMaxWidth, "], classes in [0, ", kMaxClasses, "])");
-  DDPM_CHECK(c.time_dim >= 2 && c.time_dim % 2 == 0 && c.time_dim <= 4 * kMaxWidth, "UNet",
-             "time_dim must be even and in [2, ", 4 * kMaxWidth, "], got ", c.time_dim);
+  DDPM_CHECK(c.time_dim >= 2 && c.time_dim % 2 == 0 && c.time_dim <= UNetConfig::kMaxTimeDim, "UNet",
+             "time_dim must be even and in [2, ", UNetConfig::kMaxTimeDim, "], got ", c.time_dim);
   DDPM_CHECK(c.heads > 0, "UNet", "heads must be positive, got ", c.heads);
   DDPM_CHECK(c.base_channels % c.heads == 0, "UNet", "base_channels ", c.base_channels, " is not a multiple of heads ",
              c.heads);

@@ -17,6 +17,9 @@ struct UNetConfig {
   int64_t time_dim = 256;
   int64_t num_classes = 10;    // 0 = unconditional (no label_emb)
   int64_t heads = 4;
+  // Far past any model this engine trains (the seed: b = 64, time_dim 256): they keep a typo or a
+  // corrupt checkpoint from asking for terabytes of weights.
+  static constexpr int64_t kMaxWidth = 4096, kMaxTimeDim = 4 * kMaxWidth, kMaxClasses = 1000000;
 };
 
 class UNet : public Module {

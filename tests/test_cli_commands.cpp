@@ -149,7 +149,8 @@ TEST_CASE("ddpm: errors exit 1 with 'error: ...'", "[cli]") {
   Run utf8 = ddpm_cli(dir, "train --data " + folder + " --image-size 8 --base-channels 4 --time-dim 8 --batch 2 "
                            "--device cpu --steps 1000000 --out " + (dir / "utf8"));
   CHECK(utf8.code == 1);
-  CHECK_THAT(utf8.output, Catch::Contains("not valid UTF-8") && !Catch::Contains("step 1/"));
+  CHECK_THAT(utf8.output, Catch::Contains("class 1's folder name \"b\xEF\xBF\xBD\" is not valid UTF-8") &&
+                              !Catch::Contains("step 1/"));
   Run clf_out = ddpm_cli(dir, "classifier train --out " + (dir / "none/c.safetensors"));
   CHECK(clf_out.code == 1);
   CHECK_THAT(clf_out.output, Catch::Contains("does not exist"));
@@ -335,4 +336,21 @@ TEST_CASE("ddpm train: Ctrl-C, SIGTERM or SIGHUP finishes the step, saves and ex
   const int64_t step = std::stoll(load_safetensors(run + "/model.safetensors").metadata.at("step"));
   CHECK(step > 0);
   CHECK(count_lines(run + "/loss.csv") == 1 + step);
+}
+
+TEST_CASE("ddpm train: Ctrl-C during a --sample-every grid stops the grid, not only the training", "[cli][model]") {
+  Generator gen = fresh_generator();
+  TempDir dir;
+  const std::string data = write_folder_data(dir, gen), run = dir / "run";
+  // A grid after every step, each 100 sampler steps of two forwards: the signal lands in one.
+  Run r = ddpm_cli(dir,
+                   "train --data " + data + " --image-size 16 --base-channels 8 --time-dim 8 --batch 2 "
+                   "--device cpu --steps 100000000 --sample-every 1 --out " + run,
+                   "timeout --foreground --preserve-status -s INT 4");
+  CHECK(r.code == 130);
+  CHECK_THAT(r.output, Catch::Contains("no sample grid at step") && Catch::Contains("stopped after step") &&
+                           Catch::Contains("--resume"));
+  const int64_t step = std::stoll(load_safetensors(run + "/model.safetensors").metadata.at("step"));
+  CHECK(step > 0);
+  CHECK_FALSE(fs::exists(run + "/samples_" + std::to_string(step) + ".png"));  // the grid cut short
 }

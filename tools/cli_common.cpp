@@ -243,7 +243,7 @@ std::vector<int64_t> parse_classes(const std::string& spec, int64_t num_classes)
 
 Tensor sample_classes(const UNet& model, const Schedule& schedule, const SamplerConfig& config,
                       const std::vector<int64_t>& classes, int64_t per_class, int64_t image_size, uint64_t seed,
-                      Device device, int64_t batch) {
+                      Device device, int64_t batch, const std::function<bool()>& stop) {
   std::vector<int64_t> labels;
   for (int64_t c : classes) labels.insert(labels.end(), size_t(per_class), c);
   const int64_t total = classes.empty() ? per_class : int64_t(labels.size());
@@ -260,7 +260,10 @@ Tensor sample_classes(const UNet& model, const Schedule& schedule, const Sampler
                                                                         labels.begin() + begin + n),
                                                    {n});
     SampleHooks hooks;
-    hooks.progress = [&](int64_t done, int64_t) { progress.update(k * steps + done); };
+    hooks.progress = [&](int64_t done, int64_t) {
+      progress.update(k * steps + done);
+      DDPM_CHECK(!stop || !stop(), "sample", "stopped after step ", done, " of ", steps);
+    };
     Tensor x = sample(model, schedule, config, y, n, image_size, gen, device, hooks);
     std::vector<float> v = x.to_floats();
     images.insert(images.end(), v.begin(), v.end());

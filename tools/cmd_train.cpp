@@ -95,7 +95,8 @@ void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data,
   const int64_t per_class = 8;
   Schedule schedule = make_schedule(trainer.config().schedule, trainer.config().T);
   trainer.with_ema_weights([&] {
-    Tensor x = sample_classes(model, schedule, sc, classes, per_class, data.size, 0, device, 80);
+    Tensor x = sample_classes(model, schedule, sc, classes, per_class, data.size, 0, device, 80,
+                              [] { return g_interrupted != 0; });
     write_png(path, image_grid(x, per_class));
   });
   std::fprintf(stderr, "wrote %s\n", path.c_str());
@@ -333,10 +334,10 @@ void add_train(CLI::App& app) {
       ->check(positive())
       ->capture_default_str();
   cmd->add_option("--base-channels", o->base_channels, "U-Net width b (64 = the seed)")
-      ->check(positive())
+      ->check(in_range(1, double(UNetConfig::kMaxWidth)))
       ->capture_default_str();
   cmd->add_option("--time-dim", o->time_dim, "timestep embedding size (even)")
-      ->check(positive())
+      ->check(in_range(2, double(UNetConfig::kMaxTimeDim)))
       ->capture_default_str();
   cmd->add_flag("--unconditional", o->unconditional, "ignore the labels (no classifier-free guidance)");
   cmd->add_option("--batch", o->train.batch, "images per step")->check(positive())->capture_default_str();
