@@ -84,7 +84,9 @@ void* cuda_allocate(size_t bytes) {
     cudaError_t e = cudaMalloc(&p, n);
     if (e == cudaErrorMemoryAllocation && !capturing) {
       // Give the cache back to the driver and try once more before reporting (not while a graph
-      // is being recorded: cudaFree waits for the device, which a recording cannot).
+      // is being recorded: cudaFree waits for the device, which a recording cannot). A live graph's
+      // pool stays: its replays write those blocks (so a `train --graph` run holds its step's
+      // memory for good, and a sample grid beside it has only the rest).
       (void)cudaGetLastError();
       while (!cuda_free.empty()) {
         auto [size, q] = *cuda_free.begin();

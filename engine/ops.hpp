@@ -47,7 +47,11 @@ Tensor cast(const Tensor& x, DType dtype);
 //   weight used once per backward that is the same number (the product that made it rounded it to
 //   bf16 already); gradients that meet on a copy (a weight used twice, or several backward passes
 //   without zero_grad) are summed in bf16. AdamW owns such a cache: it reads the gradients from
-//   the copies and writes the copies anew with the weights (engine/optim.hpp).
+//   the copies and writes the copies anew with the weights (engine/optim.hpp). So while it lives
+//   the weights change through AdamW only (its step, its load_state): a weight written any other
+//   way (copy_from, loading a checkpoint into the model) leaves its copy stale. The trainer's EMA
+//   swap for a sample grid is no exception: it samples under a plain cache of its own and puts
+//   the same bits back.
 // Uses nest; the innermost cache in use answers.
 class CastCache {
  public:

@@ -40,7 +40,8 @@
 //     (m16n8k16) for the bf16 functions, f32 accumulation. Forward y = patches(x) w^T, data
 //     gradient dx = patches(dy) x (w with flipped taps, in/out swapped), filter gradient
 //     dw^T = patches(x)^T dy (K = N*H*W); the patch operands are gathered tile by tile, never
-//     stored. Block tiles 128x128 or 128x64 (N <= 64), K tiles of 128 bytes, 3-stage cp.async
+//     stored. Block tiles 128x128 or 128x64 (N <= 64, or a GPU whose blocks have less than the
+//     108 KB of shared memory the wide tile needs: sm_86/89/120), K tiles of 128 bytes, 3-stage cp.async
 //     pipeline with zero-fill for padding taps and tails, padded shared memory (conflict-free
 //     fragment loads); channel counts that are not a multiple of 4 (f32) / 8 (bf16), e.g.
 //     Cin = 3, take an element-wise load path. Where the output tiles do not fill the GPU

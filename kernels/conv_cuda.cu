@@ -159,6 +159,7 @@ Plan& plan_for(const ConvShape& s, cudnnDataType_t type) {
 template <class Perf, int kCount, class Find>
 void choose(Plan& p, Algo& slot, const char* direction, Find find, const std::function<void(const Algo&)>& run) {
   if (slot.algo >= 0) return;
+  ddpm::cuda::refuse_while_capturing("cudnnFind");  // it runs and waits for every algorithm
   Perf perf[kCount];
   int count = 0;
   CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));

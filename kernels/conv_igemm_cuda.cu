@@ -50,6 +50,18 @@ int sm_count() {
   return n;
 }
 
+// The most dynamic shared memory one block may ask for: 227 KB on an H100/H200, 163 KB on an
+// A100, 99 KB on the sm_86/89/120 cards that run this build's sm_80 code.
+int max_block_smem() {
+  static const int n = [] {
+    int device = 0, bytes = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return bytes;
+  }();
+  return n;
+}
+
 // Blocks of `kernel` (with `threads` threads and `smem` bytes of shared memory) the GPU holds at
 // once; the first call per kernel also lifts its shared-memory limit.
 int64_t resident_blocks(const void* kernel, int threads, int smem) {
@@ -109,7 +121,8 @@ bool wgmma_device() {
 }
 
 // N of 64 or less (64 or fewer output channels, or the filter gradient of a 64-channel layer)
-// takes the 128 x 64 tile, so no half-empty 128 x 128 tiles. bf16 takes v6 where it can run.
+// takes the 128 x 64 tile, so no half-empty 128 x 128 tiles; so does every N on a GPU whose blocks
+// cannot have the 128 x 128 tile's shared memory. bf16 takes v6 where it can run.
 template <int BN, class T, class OpA, class OpB> void run_bn(const Problem<T, OpA, OpB>& pb) {
   if constexpr (std::is_same_v<T, bf16>) {
     if (g_wgmma && g_wgmma_allowed && wgmma_device()) {
@@ -121,7 +134,7 @@ template <int BN, class T, class OpA, class OpB> void run_bn(const Problem<T, Op
   launch<BN>(igemm_kernel<T, BN, OpA, OpB>, C::kThreads, C::kSmemBytes, pb);
 }
 template <class T, class OpA, class OpB> void run(const Problem<T, OpA, OpB>& pb) {
-  if (pb.n <= 64) run_bn<64>(pb);
+  if (pb.n <= 64 || Config<T, 128, OpA, OpB>::kSmemBytes > max_block_smem()) run_bn<64>(pb);
   else run_bn<128>(pb);
 }
 

@@ -75,7 +75,14 @@ struct EventPair {
 };
 }  // namespace
 
+void refuse_while_capturing(const char* call) {
+  if (capturing())
+    fail(call, "a library call's first use is being recorded into a graph; run it once before recording", __FILE__,
+         __LINE__);
+}
+
 float median_ms(const std::function<void()>& fn) {
+  refuse_while_capturing("median_ms");
   // A run of a few microseconds would be mostly launch delay timed alone: one run sizes a burst
   // of at least ~50 us (at most 32 runs), and each of the three timings is a burst's mean.
   EventPair events;
@@ -88,9 +95,7 @@ float median_ms(const std::function<void()>& fn) {
 
 int keep_fastest(int count, const std::function<bool(int)>& run) {
   if (count == 1) return 0;  // nothing to choose: the caller's own call says whether it is taken
-  if (capturing())           // nothing may run or wait now
-    fail("keep_fastest", "a library call's first use is being recorded into a graph; run it once before recording",
-         __FILE__, __LINE__);
+  refuse_while_capturing("keep_fastest");
   int keep = -1;
   float keep_ms = 0.0f;
   for (int i = 0; i < count; ++i) {

@@ -25,8 +25,12 @@ void set_allow_tf32(bool on);
 bool allow_tf32();
 // Whether the engine stream is recording a CUDA graph (engine/graph.hpp): nothing may wait then.
 bool capturing();
+// Throws, naming `call`, while a graph records: for the first-use work of a library call (timing,
+// cudnnFind) that waits for the GPU. A first use must come before recording (engine/graph.hpp runs
+// its function once for that).
+void refuse_while_capturing(const char* call);
 // Milliseconds per run of fn on the engine stream: the median of three timings by events, each of
-// a burst of runs long enough that launch delay does not dominate; waits (never while capturing).
+// a burst of runs long enough that launch delay does not dominate; waits, so refused while capturing.
 float median_ms(const std::function<void()>& fn);
 // Which of `count` candidate algorithms of a library call to keep, chosen on the call's first use:
 // run(i) makes the call with candidate i (on the caller's buffers: the call must overwrite its
@@ -34,8 +38,7 @@ float median_ms(const std::function<void()>& fn);
 // untimed (module loading, caches), then median_ms times it. The library's first taken candidate is
 // kept unless a later one is more than kKeepMargin faster: near-ties go to the library's own
 // ranking, so two processes rarely choose differently (the choice depends on timing). -1 when none
-// was taken; one candidate is kept without a run. Throws while a graph records: a first use must
-// come before (engine/graph.hpp runs its function once for that).
+// was taken; one candidate is kept without a run. Refused while a graph records.
 constexpr float kKeepMargin = 0.1f;
 int keep_fastest(int count, const std::function<bool(int)>& run);
 

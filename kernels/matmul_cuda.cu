@@ -185,8 +185,13 @@ template <class T> bool lt_matmul(const Gemm& g, const T* a, const T* b, const T
   const float alpha = 1.0f, beta = r ? 1.0f : 0.0f;
   const T* c_in = r ? r : c;
   const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
-    return cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c_in, p.c, c, p.c, &algo, nullptr, 0, stream()) ==
-           CUBLAS_STATUS_SUCCESS;
+    if (cublasLtMatmul(lt(), p.op, &alpha, b, p.a, a, p.b, &beta, c_in, p.c, c, p.c, &algo, nullptr, 0, stream()) ==
+        CUBLAS_STATUS_SUCCESS)
+      return true;
+    // A refusal may leave its launch error set, which the next kernel's launch check would report
+    // as its own; the refusal is handled here (a fault on the GPU stays: those errors are sticky).
+    (void)cudaGetLastError();
+    return false;
   };
   p.ok = !bias || cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
                       CUBLAS_STATUS_SUCCESS;

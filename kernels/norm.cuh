@@ -279,9 +279,10 @@ inline int lanes_per_row(int64_t C, int V) {
   while (L < 32 && L * V < C) L *= 2;
   return L;
 }
-// Blocks of kThreads threads for R rows, kBatch rows to each group of L lanes.
+// Blocks of kThreads threads for R rows, kBatch rows to each group of L lanes; at least one, as a
+// grid of 0 blocks is a launch error (R = 0: the kernels skip rows past R).
 inline unsigned row_blocks(int64_t R, int L) {
-  return unsigned(((R + kBatch - 1) / kBatch * L + kThreads - 1) / kThreads);
+  return unsigned(std::max<int64_t>(1, ((R + kBatch - 1) / kBatch * L + kThreads - 1) / kThreads));
 }
 
 template <int V, class T>

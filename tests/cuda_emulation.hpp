@@ -28,6 +28,7 @@
 #include <cstring>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -167,6 +168,11 @@ inline void start_block_thread();
 // gives the next block fresh (NaN-filled) shared memory.
 template <class Kernel>
 void launch(uint3 grid, unsigned threads, std::span<unsigned char> smem, size_t bytes, Kernel&& kernel) {
+  // What a GPU refuses as an invalid configuration, refused here too.
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || threads == 0 || threads > 1024)
+    throw std::invalid_argument("emulated launch: invalid configuration (grid " + std::to_string(grid.x) + "x" +
+                                std::to_string(grid.y) + "x" + std::to_string(grid.z) + ", " +
+                                std::to_string(threads) + " threads)");
   ASAN_POISON_MEMORY_REGION(smem.data() + bytes, smem.size() - bytes);
   smem_base = smem.data();
   gridDim = grid;

@@ -175,3 +175,18 @@ TEST_CASE("emulated: GPU group norm (f32) matches the CPU", "[emulated][norm]") 
 TEST_CASE("emulated: GPU group norm (bf16) matches the CPU", "[emulated][norm]") { check_group_norm<bf16>(4e-3); }
 TEST_CASE("emulated: GPU layer norm (f32) matches the CPU", "[emulated][norm]") { check_layer_norm<float>(1e-5); }
 TEST_CASE("emulated: GPU layer norm (bf16) matches the CPU", "[emulated][norm]") { check_layer_norm<bf16>(4e-3); }
+
+// No rows: nothing to normalise, and the weight gradients are sums over nothing (a grid of 0 blocks
+// would be a launch error on a GPU, which the emulated launch refuses too).
+TEST_CASE("emulated: GPU layer norm of zero rows writes zero weight gradients", "[emulated][norm]") {
+  const int64_t C = 36;
+  Generator gen = fresh_generator();
+  const std::vector<float> x, dy, w = rand_floats(C, gen), b = rand_floats(C, gen);
+  std::vector<float> y, dx, mean, rstd, dw(size_t(C), NAN), db(size_t(C), NAN);
+  std::vector<double> work(size_t(kernels::layer_norm_work(0, C)) + 1);
+  norm::layer_norm_fwd(launch, x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), 0, C, 1e-5f);
+  norm::layer_norm_bwd(launch, x.data(), w.data(), mean.data(), rstd.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                       0, C, work.data());
+  CHECK(dw == std::vector<float>(size_t(C), 0.0f));
+  CHECK(db == std::vector<float>(size_t(C), 0.0f));
+}
