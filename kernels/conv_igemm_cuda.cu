@@ -40,25 +40,23 @@ constexpr int64_t kMinTilesPerSplit = 4;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// An attribute of the current GPU (the engine uses one GPU per process, so callers cache it).
+int device_attribute(cudaDeviceAttr attr) {
+  int device = 0, value = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));
+  return value;
+}
+
 int sm_count() {
-  static const int n = [] {
-    int device = 0, count = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  }();
+  static const int n = device_attribute(cudaDevAttrMultiProcessorCount);
   return n;
 }
 
 // The most dynamic shared memory one block may ask for: 227 KB on an H100/H200, 163 KB on an
 // A100, 99 KB on the sm_86/89/120 cards that run this build's sm_80 code.
 int max_block_smem() {
-  static const int n = [] {
-    int device = 0, bytes = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    return bytes;
-  }();
+  static const int n = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   return n;
 }
 
@@ -107,13 +105,8 @@ const bool g_wgmma_allowed = [] {
 bool g_wgmma = true;
 bool wgmma_device() {
 #ifdef DDPM_WGMMA
-  static const bool hopper = [] {
-    int device = 0, major = 0, minor = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    return major == 9 && minor == 0;
-  }();
+  static const bool hopper = device_attribute(cudaDevAttrComputeCapabilityMajor) == 9 &&
+                             device_attribute(cudaDevAttrComputeCapabilityMinor) == 0;
   return hopper;
 #else
   return false;
