@@ -21,6 +21,7 @@
 #include "engine/rng.hpp"
 #include "engine/storage.hpp"
 #include "model/unet.hpp"
+#include "tools/checks.hpp"
 #ifdef DDPM_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -112,6 +113,10 @@ struct KernelBenchOptions {
   int runs = 20;
 };
 
+// The largest step, run, image or batch count a flag takes: far past any benchmark, and clear of
+// overflow in the products made from them.
+constexpr double kMaxCount = 1e6;
+
 // main() of a per-kernel GPU benchmark: parses --json, --commit (default $DDPM_COMMIT), --runs and,
 // where `filter_help` / `precision_help` are given, --filter / --precision and --tf32; then calls
 // `run` if a GPU is present. Without one, or without the CUDA backend (`run` null), it says so and
@@ -125,7 +130,7 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
   app.add_option("--json", o.json_path, "write the records here");
   app.add_option("--commit", o.commit, "commit to record")->capture_default_str();
   app.add_option("--runs", o.runs, "timed runs per case (the median is kept)")
-      ->check(CLI::PositiveNumber)
+      ->check(cli::in_range(1, kMaxCount))
       ->capture_default_str();
   if (filter_help) app.add_option("--filter", o.filter, filter_help);
   if (precision_help)
@@ -148,6 +153,7 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
     return 0;
   }
   try {
+    if (!o.json_path.empty()) cli::check_output_file(o.json_path, true);  // before minutes of timing
     return run(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", name, e.what());
@@ -181,9 +187,11 @@ struct E2EOptions {
   void add_to(CLI::App& app) {
     app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cuda", "cpu"}))->capture_default_str();
     app.add_option("--setups", setups, "SIZExCHANNELSxBATCH, comma-separated")->capture_default_str();
-    app.add_option("--steps", steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--base", base, "U-Net width b (64 = the seed)")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--steps", steps, "timed steps")->check(cli::in_range(1, kMaxCount))->capture_default_str();
+    app.add_option("--warmup", warmup, "untimed steps first")->check(cli::in_range(0, kMaxCount))->capture_default_str();
+    app.add_option("--base", base, "U-Net width b (64 = the seed)")
+        ->check(cli::in_range(1, double(UNetConfig::kMaxWidth)))
+        ->capture_default_str();
     app.add_flag("--tf32", tf32, "TF32 tensor cores for f32 convolutions, matrix products and attention");
     app.add_option("--conv", conv,
                    "cudnn, ours (f32 data needs --tf32), measured (per shape the one measured faster) or auto "
@@ -200,6 +208,7 @@ struct E2EOptions {
   // Applies the GPU settings and starts the record file `doc`; false (after saying so) when the
   // device is CUDA but none is present.
   bool start(const char* tool, Device& dev, nlohmann::json& doc) const {
+    if (!json.empty()) cli::check_output_file(json, true);  // before minutes of timing
     set_gpu_settings({tf32, parse_conv_impl(conv), precision == DType::BF16});
     dev = device == "cuda" ? Device::CUDA : Device::CPU;
     if (dev == Device::CUDA && !cuda_available()) {
@@ -211,6 +220,7 @@ struct E2EOptions {
     return true;
   }
 
+  // --setups, checked field by field (ddpm::Error names the item and what is wrong with it).
   std::vector<Setup> parsed_setups() const {
     std::vector<Setup> out;
     std::stringstream list(setups);
@@ -219,10 +229,17 @@ struct E2EOptions {
       char x1 = 0, x2 = 0;
       std::stringstream one(item);
       one >> s.size >> x1 >> s.channels >> x2 >> s.batch;
-      if (!one || x1 != 'x' || x2 != 'x' || s.size <= 0 || s.size % 8 || s.channels <= 0 || s.batch <= 0)
-        throw CLI::ValidationError("--setups", "'" + item + "' is not SIZExCHANNELSxBATCH with SIZE a multiple of 8");
+      DDPM_CHECK(one && x1 == 'x' && x2 == 'x' && (one >> std::ws).eof(), "--setups", "'", item,
+                 "' is not SIZExCHANNELSxBATCH, e.g. 64x3x64");
+      DDPM_CHECK(s.size > 0 && s.size % 8 == 0 && s.size <= 4096, "--setups", "'", item, "': SIZE ", s.size,
+                 " is not a multiple of 8 in [8, 4096]");
+      DDPM_CHECK(s.channels > 0 && s.channels <= UNetConfig::kMaxWidth, "--setups", "'", item, "': CHANNELS ",
+                 s.channels, " is not in [1, ", UNetConfig::kMaxWidth, "]");
+      DDPM_CHECK(s.batch > 0 && s.batch <= kMaxCount, "--setups", "'", item, "': BATCH ", s.batch, " is not in [1, ",
+                 kMaxCount, "]");
       out.push_back(s);
     }
+    DDPM_CHECK(!out.empty(), "--setups", "no setups given");
     return out;
   }
 
@@ -258,10 +275,35 @@ inline Dataset random_dataset(const Setup& s, int64_t count, Generator& gen) {
   return d;
 }
 
+// Replaces the record file whole (a run cut short while writing keeps the previous version).
 inline void write_json(const std::string& path, const nlohmann::json& doc) {
-  if (path.empty()) return;
-  std::ofstream(path) << doc.dump(1) << "\n";
-  std::printf("wrote %s\n", path.c_str());
+  if (!path.empty()) cli::write_text(path, doc.dump(1) + "\n");
+}
+
+// The body of bench_train's and bench_sample's main(), after parsing: checks --setups and --json,
+// starts the record file (`start` adds the tool's own settings to it and prints the header), then
+// `measure` returns each setup's record. The file is rewritten after every setup, so a later
+// failure or a timeout keeps what was measured, and an error names the setup it hit.
+inline int run_setups(const char* tool, const E2EOptions& o, const std::function<void(Device, nlohmann::json&)>& start,
+                      const std::function<nlohmann::json(const Setup&, Device)>& measure) {
+  std::string current;
+  try {
+    const std::vector<Setup> setups = o.parsed_setups();
+    Device dev;
+    nlohmann::json doc;
+    if (!o.start(tool, dev, doc)) return 0;
+    start(dev, doc);
+    for (const Setup& s : setups) {
+      current = s.name();
+      doc["records"].push_back(measure(s, dev));
+      write_json(o.json, doc);
+    }
+    if (!o.json.empty()) std::printf("wrote %s\n", o.json.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s%s\n", tool, current.empty() ? "" : ("setup " + current + ": ").c_str(), e.what());
+    return 1;
+  }
 }
 
 }  // namespace ddpm::bench

@@ -126,7 +126,7 @@ int run(const Options& opt) {
     nlohmann::json doc = {{"device", prop.name}, {"date", date},     {"commit", opt.commit},
                           {"runs", opt.runs},    {"peak_tf32", kPeakTF32}, {"peak_bf16", kPeakBF16},
                           {"ours_bf16", ours_bf16}, {"records", records},  {"totals", totals}};
-    std::ofstream(opt.json_path) << doc.dump(1) << "\n";
+    bench::write_json(opt.json_path, doc);
   };
 
   struct Setup {

@@ -439,7 +439,7 @@ int run(const Options& opt) {
                           {"runs", opt.runs},    {"l2_flush_bytes", kFlushBytes}, {"copy_gbps", copy},
                           {"precision", dtype_name(opt.precision)}, {"tf32", opt.tf32}, {"conv", opt.conv},
                           {"setups", setups},    {"records", records}};
-    std::ofstream(opt.json_path) << doc.dump(1) << "\n";
+    bench::write_json(opt.json_path, doc);
   };
   Generator gen(1234);
   auto report = [&](const std::string& setup, const Spec& spec, const char* pass, const Fn& fn, double bytes,

@@ -3,8 +3,12 @@
 #pragma once
 #include <zlib.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "diffusion/data.hpp"
@@ -26,6 +30,27 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
+
+// What a program run by run_program did: its exit code and its stdout and stderr together.
+struct Run {
+  int code;
+  std::string output;
+};
+
+// Runs `program args` (optionally under a prefix such as `timeout`) in the shell, its output kept
+// in dir; the output goes into the test's report.
+inline Run run_program(const TempDir& dir, const std::string& program, const std::string& args,
+                       const std::string& prefix = "") {
+  const std::string log = dir / "program_output.txt";
+  const std::string cmd = prefix + " " + program + " " + args + " > " + log + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  std::stringstream s;
+  s << in.rdbuf();
+  INFO(program << " " << args << "\n" << s.str());
+  REQUIRE(WIFEXITED(status));
+  return {WEXITSTATUS(status), s.str()};
+}
 
 // The smallest U-Net worth testing: 1 channel, b = 4, time_dim 8 (any image side multiple of 8).
 inline UNetConfig tiny_config(int64_t classes) {

@@ -24,22 +24,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code;
-  std::string output;  // stdout and stderr
-};
-
-// Runs `ddpm <args>` (optionally under a prefix such as `timeout`) in the shell.
+// Runs `ddpm <args>` (optionally under a prefix such as `timeout`).
 Run ddpm_cli(const TempDir& dir, const std::string& args, const std::string& prefix = "") {
-  const std::string log = dir / "cli_output.txt";
-  const std::string cmd = prefix + " " + DDPM_CLI + " " + args + " > " + log + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  INFO("ddpm " << args << "\n" << s.str());
-  REQUIRE(WIFEXITED(status));
-  return {WEXITSTATUS(status), s.str()};
+  return run_program(dir, DDPM_CLI, args, prefix);
 }
 
 int64_t count_lines(const std::string& path) {

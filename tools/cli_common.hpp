@@ -12,23 +12,13 @@
 #include "diffusion/sampler.hpp"
 #include "diffusion/schedule.hpp"
 #include "model/unet.hpp"
+#include "tools/checks.hpp"
 
 namespace ddpm::cli {
 
-// Numeric checks for flags: the value must be a finite number (CLI11's own range checks let NaN
-// through) within the bounds, and the message is short: "--lr: nan is not a finite number".
-CLI::Validator in_range(double lo, double hi);
-CLI::Validator positive();      // > 0
-CLI::Validator non_negative();  // >= 0
 constexpr double kMaxThreads = 1024;  // --threads: more only stalls (or crashes) the thread pool
 constexpr double kMaxSteps = 1e12;    // training steps: past any run, and clear of int64 overflow
-CLI::Validator seed_check();  // an unsigned 64-bit integer, checked exactly (not through a double)
 
-// Fails (ddpm::Error) unless `path` can be written: an existing file that takes writes, or a new
-// one in a folder that exists and takes writes (always the folder when the file is renamed into
-// place, as safetensors files are). Checked before long work, so that a typo in --out does not
-// cost the run.
-void check_output_file(const std::string& path, bool renamed_into_place = false);
 // Fails unless the two paths name different files (through ".", "..", links): one output would
 // silently replace the other, or an output its own input.
 void check_distinct(const std::string& a, const std::string& b);

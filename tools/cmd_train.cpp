@@ -54,17 +54,6 @@ struct TrainOptions {
   DeviceOptions dev;
 };
 
-// Written beside PATH, then renamed over it: a kill while writing leaves the old file whole.
-void write_text(const std::string& path, const std::string& text) {
-  DDPM_CHECK(!std::filesystem::exists(path) || std::filesystem::is_regular_file(path), "train", path,
-             " is not a regular file");
-  const std::string tmp = path + ".tmp";
-  std::ofstream f(tmp);
-  f << text;
-  f.close();
-  DDPM_CHECK(!f.fail() && std::rename(tmp.c_str(), path.c_str()) == 0, "train", "cannot write ", path);
-}
-
 // The step a checkpoint file was saved at; -1 when it has none or is missing.
 int64_t checkpoint_step(const std::string& path) {
   if (!std::filesystem::exists(path)) return -1;
