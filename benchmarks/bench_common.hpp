@@ -135,7 +135,7 @@ inline int kernel_bench_main(const char* name, int argc, char** argv, int defaul
   if (filter_help) app.add_option("--filter", o.filter, filter_help);
   if (precision_help)
     app.add_option("--precision", o.precision, precision_help)
-        ->transform(CLI::CheckedTransformer(precision_names()))
+        ->transform(cli::named(precision_names()))
         ->default_str("f32");
   if (precision_help) {
     app.add_flag("--tf32", o.tf32, "f32 data on TF32 tensor cores (GEMMs, convolutions, attention)");
@@ -199,7 +199,7 @@ struct E2EOptions {
         ->check(CLI::IsMember(conv_impl_names()))
         ->capture_default_str();
     app.add_option("--precision", precision, "f32, or bf16 mixed precision (UNet::set_compute_dtype)")
-        ->transform(CLI::CheckedTransformer(precision_names()))
+        ->transform(cli::named(precision_names()))
         ->default_str("f32");
     app.add_option("--json", json, "write the records here");
     app.add_option("--commit", commit, "commit to record")->capture_default_str();

@@ -78,6 +78,12 @@ TEST_CASE("ddpm: help exits 0, bad flags exit 2 with a message", "[cli]") {
   CHECK(ddpm_cli(dir, "forward --frames abc").code == 2);
   CHECK(ddpm_cli(dir, "sample --conv fast").code == 2);
   CHECK(ddpm_cli(dir, "sample --precision fp16").code == 2);
+  // Named values are taken by name only, not as the enum's numbers.
+  Run precision_number = ddpm_cli(dir, "sample --precision 1");
+  CHECK(precision_number.code == 2);
+  CHECK_THAT(precision_number.output, Catch::Contains("'1' is not one of bf16|f32"));
+  CHECK(ddpm_cli(dir, "train --steps 1 --schedule 1").code == 2);
+  CHECK_THAT(ddpm_cli(dir, "sample --help").output, Catch::Contains("--precision ENUM:bf16|f32=f32"));
   CHECK(ddpm_cli(dir, "classifier train --precision bf16").code == 2);  // the classifier runs in f32 only
   // Numbers: NaN, infinity and values past a flag's bounds are refused before any work.
   for (const char* flags : {"--steps 1 --lr nan", "--steps 1 --weight-decay inf", "--steps 1 --max-minutes nan",

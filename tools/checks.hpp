@@ -2,6 +2,7 @@
 // finite and in bounds, output paths tested before long work, and text files replaced whole.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <map>
 #include <string>
 
 namespace ddpm::cli {
@@ -12,6 +13,21 @@ CLI::Validator in_range(double lo, double hi);
 CLI::Validator positive();      // > 0
 CLI::Validator non_negative();  // >= 0
 CLI::Validator seed_check();  // an unsigned 64-bit integer, checked exactly (not through a double)
+
+// The values of a flag that picks an enum by name: checked and shown as names ("bf16|f32"), where
+// CLI::CheckedTransformer also takes the enum's numbers and shows its map in --help.
+template <class T> CLI::Validator named(const std::map<std::string, T>& names) {
+  std::string list;
+  for (const auto& [name, value] : names) list += (list.empty() ? "" : "|") + name;
+  return CLI::Validator(
+      [names, list](std::string& text) -> std::string {
+        const auto it = names.find(text);
+        if (it == names.end()) return "'" + text + "' is not one of " + list;
+        text = std::to_string(static_cast<long long>(it->second));  // what CLI11 converts to the enum
+        return std::string();
+      },
+      list);
+}
 
 // Fails (ddpm::Error) unless `path` can be written: an existing file that takes writes, or a new
 // one in a folder that exists and takes writes (always the folder when the file is renamed into

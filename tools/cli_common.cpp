@@ -60,7 +60,7 @@ void add_device_options(CLI::App* cmd, DeviceOptions& o, bool with_precision) {
     cmd->add_option("--precision", o.precision,
                     "f32, or bf16: mixed precision (bf16 activations and weight copies, f32 master weights, "
                     "optimizer and loss; pays on the GPU, slower on the CPU)")
-        ->transform(CLI::CheckedTransformer(precision_names()))
+        ->transform(named(precision_names()))
         ->default_str("f32");
 }
 

@@ -24,7 +24,7 @@ void add_check_reference(CLI::App& app) {
   cmd->add_option("files", o->files, "ddpm-reference v1 safetensors files")->required()->check(CLI::ExistingFile);
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--precision", o->precision, "f32, or bf16 (mixed precision, with bf16's tolerances)")
-      ->transform(CLI::CheckedTransformer(precision_names()))
+      ->transform(named(precision_names()))
       ->default_str("f32");
   cmd->callback([o] {
     const Device device = parse_device(o->device);

@@ -346,8 +346,8 @@ void add_train(CLI::App& app) {
       ->check(in_range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--schedule", o->train.schedule, "noise schedule")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, ScheduleKind>{{"linear", ScheduleKind::Linear}, {"cosine", ScheduleKind::Cosine}}))
+      ->transform(named(std::map<std::string, ScheduleKind>{{"linear", ScheduleKind::Linear},
+                                                             {"cosine", ScheduleKind::Cosine}}))
       ->default_str("linear");
   cmd->add_option("--T", o->train.T, "diffusion timesteps")->check(in_range(2, double(kMaxT)))->capture_default_str();
   cmd->add_option("--seed", o->train.seed, "random seed (weights, data order, noise)")
