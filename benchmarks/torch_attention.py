@@ -2,7 +2,7 @@
 """PyTorch's scaled_dot_product_attention at the seed model's attention shapes, timed the way
 bench_kernels times our attention kernel, for the side-by-side table of docs/kernels.md.
 
-  torch_attention.py [--device cuda] [--setups 64x3x64,32x1x128] [--dtypes fp32,bf16] [--runs 20]
+  torch_attention.py [--device cuda|cpu] [--setups 64x3x64,32x1x128] [--dtypes fp32,bf16] [--runs 20]
                      [--json FILE]
 
 For each setup (SIZExCHANNELSxBATCH) the six SelfAttention layers of the seed U-Net (b = 64, 4
@@ -19,8 +19,7 @@ import json
 import statistics
 import time
 
-import torch
-import torch.nn.functional as F
+from torch_twin import import_torch, int_at_least, names_arg, setups_arg
 
 HEADS = 4
 
@@ -50,27 +49,29 @@ def timed(fn, runs, device):
     return statistics.median(out)
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--setups", default="64x3x64,32x1x128")
-    ap.add_argument("--dtypes", default="fp32,bf16")
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--base", type=int, default=64)
+    ap.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when PyTorch sees one, else cpu")
+    ap.add_argument("--setups", type=setups_arg, default="64x3x64,32x1x128",
+                    help="SIZExCHANNELSxBATCH, comma-separated; SIZE a multiple of 8")
+    ap.add_argument("--dtypes", type=names_arg(("fp32", "bf16")), default="fp32,bf16")
+    ap.add_argument("--runs", type=int_at_least(1), default=20)
+    ap.add_argument("--base", type=int_at_least(1), default=64)
     ap.add_argument("--json")
-    args = ap.parse_args()
-    device = torch.device(args.device)
+    return ap.parse_args()
+
+
+def main(args, device):
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     records = []
     print("| setup | shape | dtype | fwd ms | fwd TFLOP/s | bwd ms | bwd TFLOP/s |")
     print("|---|---|---|---:|---:|---:|---:|")
-    for setup in args.setups.split(","):
-        size, channels, batch = (int(v) for v in setup.split("x"))
+    for size, channels, batch in args.setups:
         name = f"{size}px-{'rgb' if channels == 3 else 'gray'}-b{batch}"
         for side, c in dict.fromkeys(attention_layers(size, args.base)):
             L, D = side * side, c // HEADS
             flops = 4.0 * batch * L * L * c
-            for dname in args.dtypes.split(","):
+            for dname in args.dtypes:
                 dt = dtypes[dname]
                 q, k, v = (torch.randn(batch, HEADS, L, D, device=device, dtype=dt, requires_grad=True) for _ in range(3))
                 g = torch.randn(batch, HEADS, L, D, device=device, dtype=dt)
@@ -93,4 +94,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    args = parse_args()
+    torch, device = import_torch("torch_attention", args.device)
+    import torch.nn.functional as F
+    main(args, device)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch's speed on the seed model, measured the way bench_train and bench_sample measure ours.
 
-  torch_twin.py [--device cuda] [--setups 64x3x64,32x1x128] [--modes fp32,bf16,compile]
+  torch_twin.py [--device cuda|cpu] [--setups 64x3x64,32x1x128] [--modes fp32,bf16,compile]
                 [--steps 20] [--warmup 3] [--base 64] [--json FILE]
 
 A setup is SIZExCHANNELSxBATCH. Modes: fp32 (eager; PyTorch's default lets cuDNN use TF32 for
@@ -17,14 +17,63 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from torch_unet import UNet  # noqa: E402
+
+
+# Argument checks and the PyTorch import, shared with torch_attention.py. torch is imported after the
+# arguments are parsed, so --help and a bad flag answer without it.
+def int_at_least(low):
+    """An argparse type: an integer >= LOW."""
+    def parse(text):
+        if not re.fullmatch(r"[+-]?\d+", text.strip()) or int(text) < low:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer >= {low}")
+        return int(text)
+    return parse
+
+
+def setups_arg(text):
+    """An argparse type: SIZExCHANNELSxBATCH, comma-separated, as (size, channels, batch) tuples."""
+    setups = []
+    for item in text.split(","):
+        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)", item.strip(), re.ASCII)
+        if not m:
+            raise argparse.ArgumentTypeError(f"'{item}' is not SIZExCHANNELSxBATCH, e.g. 64x3x64")
+        size, channels, batch = (int(v) for v in m.groups())
+        if size == 0 or size % 8:  # the U-Net halves the image three times
+            raise argparse.ArgumentTypeError(f"'{item}': SIZE {size} is not a multiple of 8")
+        if channels == 0 or batch == 0:
+            raise argparse.ArgumentTypeError(f"'{item}': CHANNELS and BATCH must be at least 1")
+        setups.append((size, channels, batch))
+    return setups
+
+
+def names_arg(valid):
+    """An argparse type: a comma-separated list of names out of VALID."""
+    def parse(text):
+        names = text.split(",")
+        for name in names:
+            if name not in valid:
+                raise argparse.ArgumentTypeError(f"'{name}' is not one of {', '.join(valid)}")
+        return names
+    return parse
+
+
+def import_torch(tool, device):
+    """torch and the torch.device of --device DEVICE (default: cuda when PyTorch sees one, else cpu);
+    without PyTorch, or for cuda without a device, one line and exit status 1."""
+    try:
+        import torch
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        sys.exit(f"{tool}: PyTorch is not installed (pip install torch)")
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"{tool}: PyTorch sees no CUDA device (--device cpu times the CPU)")
+    return torch, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def schedule(device):
@@ -118,31 +167,29 @@ def run(setup, mode, args, device):
     }
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--setups", default="64x3x64,32x1x128", help="SIZExCHANNELSxBATCH, comma-separated")
-    ap.add_argument("--modes", default="fp32,bf16,compile")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--base", type=int, default=64, help="U-Net width b (64 = the seed)")
-    ap.add_argument("--time-dim", type=int, default=256)
+    ap.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when PyTorch sees one, else cpu")
+    ap.add_argument("--setups", type=setups_arg, default="64x3x64,32x1x128",
+                    help="SIZExCHANNELSxBATCH, comma-separated; SIZE a multiple of 8")
+    ap.add_argument("--modes", type=names_arg(("fp32", "bf16", "compile")), default="fp32,bf16,compile")
+    ap.add_argument("--steps", type=int_at_least(1), default=20)
+    ap.add_argument("--warmup", type=int_at_least(0), default=3)
+    ap.add_argument("--base", type=int_at_least(1), default=64, help="U-Net width b (64 = the seed)")
+    ap.add_argument("--time-dim", type=int_at_least(1), default=256)
     ap.add_argument("--json", help="write the results here")
-    args = ap.parse_args()
-    device = torch.device(args.device)
+    return ap.parse_args()
+
+
+def main(args, device):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    setups = [tuple(int(v) for v in s.split("x")) for s in args.setups.split(",")]
-    modes = args.modes.split(",")
-    for m in modes:
-        if m not in ("fp32", "bf16", "compile"):
-            sys.exit(f"torch_twin: unknown mode '{m}' (expected fp32, bf16 or compile)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     records = []
     print("| setup | mode | train img/s | reverse img-steps/s | peak GiB | first step s |")
     print("|---|---|---:|---:|---:|---:|")
-    for setup in setups:
-        for mode in modes:
+    for setup in args.setups:
+        for mode in args.modes:
             r = run(setup, mode, args, device)
             records.append(r)
             peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
@@ -157,4 +204,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    args = parse_args()
+    torch, device = import_torch("torch_twin", args.device)
+    import torch.nn.functional as F
+    from torch_unet import UNet
+    main(args, device)

@@ -29,6 +29,8 @@ git describe --always --dirty >gpu-bundle/COMMIT  # "-dirty": built from uncommi
 du -sh gpu-bundle
 size=$(du -sm gpu-bundle | cut -f1)
 [ "$size" -lt 64 ] || { echo "gpu-bundle: ${size} MiB, over the device tool's 64 MiB" >&2; exit 1; }
-# The tool counts the tracked files too.
-total=$(( size + $(git ls-files -z | du -cm --files0-from=- | tail -1 | cut -f1) ))
+# The tool carries the working tree's files too: tracked and untracked alike, unless ignored (a
+# tracked file deleted here travels not, and du would fail on it).
+total=$(( size + $(git ls-files -z --cached --others --exclude-standard |
+  while IFS= read -r -d '' f; do [ ! -e "$f" ] || printf '%s\0' "$f"; done | du -cm --files0-from=- | tail -1 | cut -f1) ))
 [ "$total" -lt 64 ] || { echo "gpu-bundle: ${total} MiB with the repository, over the device tool's 64 MiB (set BINS)" >&2; exit 1; }

@@ -16,7 +16,8 @@
 #            call (default 500)                                                     (~5 min)
 #   all      for a short loan: check without the kernel micro-benchmarks and CPU tests, PyTorch's
 #            eager twin beside our end-to-end numbers, then run for MINUTES (default 4, less if
-#            the check ran long), in bf16 if the bf16 checks passed, else tf32      (~7 min)
+#            the check ran long: what STAGE_LIMIT leaves after 130 s for the grid and the evals),
+#            in bf16 if the bf16 checks passed, else tf32                           (~7 min)
 #   more     what `all` leaves out: attention (f32, TF32, bf16) against PyTorch's SDPA, the kernels
 #            on bf16 data, compute-sanitizer memcheck on the bf16, broadcast and matmul GPU
 #            tests                                                                   (~1 min)
@@ -31,21 +32,29 @@
 #            bf16, cuDNN and backend Measured per shape and summed over a step, TF32 and bf16;
 #            benchmarks/report.py conv), then bench_train and bench_sample with --conv cudnn,
 #            measured and ours in bf16 and TF32; v4 only (DDPM_CONV_WGMMA=0) once v6 failed a
-#            test or ended bench_conv                                              (~5 min)
+#            test or ended or stalled bench_conv                                   (~5 min)
 #   profile  Nsight Compute (ncu) on the bf16 attention at 4096 tokens (forward, dK/dV, dQ) and
 #            the group norm + GELU at 64x64, forward and backward: stall reasons, occupancy,
-#            issue, the most sampled SASS                                           (~2 min)
+#            issue, the most sampled SASS                                         (~2.5 min)
 # The device tool returns at most 8 files, so each stage packs OUT_DIR into OUT_DIR/STAGE.tar.gz
-# and leaves beside it only the summary, the grid and the loss curve, also when it is stopped at
-# STAGE_LIMIT (default 540 s: run the call with timeout_s 600). With torch.compile (MODES=...,compile)
+# and leaves beside it only the summary (written step by step), the comparison table, the grid and
+# the loss curve, also when it is stopped at STAGE_LIMIT (default 540 s: run the call with
+# timeout_s 600). An OUT_DIR used before loses those four loose files at the start (the earlier
+# stage's tarball, packed into this one, holds them). With torch.compile (MODES=...,compile)
 # `compare` needs more than one call: its twin alone took ~7.5 minutes on the H200.
 # The run's checkpoints stay in runs/gpu-session (too big to fetch); OUT_DIR gets its loss log and
 # curve (tools/plot_loss.py), logs with the wall times, the grid, the worst-classified grid and
 # the eval JSON.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# Absolute paths before the cd: the child below runs this script again from the repository root.
+self=$(realpath "$0")
 stage=${1:?usage: tools/gpu-session.sh check|compare|run|all|more|quick|graphs|conv|profile [OUT_DIR]}
-out=${2:-${OUT:?give OUT_DIR or set OUT}}
+out=$(realpath -m "${2:-${OUT:?give OUT_DIR or set OUT}}")
+cd "$(dirname "$self")/.."
+# The packing below empties OUT_DIR: never the repository or a folder above it.
+case "$(pwd -P)/" in
+  "${out%/}/"*) echo "gpu-session: OUT_DIR $out holds the repository; give another folder" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
 
 # The device tool kills a call at its limit and returns only 8 files, so the stage runs in a child
@@ -53,82 +62,140 @@ mkdir -p "$out"
 # its own (setsid; it notes its id): each step's own `timeout` starts a process group that the outer
 # timeout's signal does not reach, so at the limit the whole session is killed before packing.
 if [ -z "${GPU_SESSION_CHILD:-}" ]; then
+  # kill_session SID: SIGKILL to every process left in session SID, said in the summary. Without
+  # pkill, the processes whose /proc/PID/stat names SID (the 4th field after the command's ')').
+  kill_session() {
+    local sid=$1 d stat s pids=()
+    if command -v pkill >/dev/null; then
+      if pkill -KILL -s "$sid"; then echo "gpu-session: killed what was left of session $sid"; fi
+    else
+      for d in /proc/[0-9]*; do
+        stat=$(cat "$d/stat" 2>/dev/null) || continue  # gone meanwhile
+        read -r _ _ _ s _ <<<"${stat##*) }"
+        [ "$s" != "$sid" ] || pids+=("${d#/proc/}")
+      done
+      [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" || true
+      echo "gpu-session: no pkill; killed session $sid's processes from /proc: ${pids[*]:-none}"
+    fi
+  }
+  rm -f "$out"/{summary.txt,compare.md,run-samples.png,run-loss.svg}
   rc=0
-  GPU_SESSION_CHILD=1 timeout -k 10 "${STAGE_LIMIT:-540}" setsid bash "$0" "$@" || rc=$?
+  GPU_SESSION_CHILD=1 timeout -k 10 "${STAGE_LIMIT:-540}" setsid bash "$self" "$stage" "$out" || rc=$?
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-    { [ -f "$out/.session" ] && pkill -KILL -s "$(cat "$out/.session")"; } 2>/dev/null || true
+    [ ! -f "$out/.session" ] || kill_session "$(cat "$out/.session")" | tee -a "$out/summary.txt"
     echo "gpu-session: $stage stopped at STAGE_LIMIT=${STAGE_LIMIT:-540} s; packing what it wrote" | tee -a "$out/summary.txt"
+    # gpu-check writes its summary as it goes; a stage cut inside it has not copied it yet.
+    if [ -f "$out/check/summary.txt" ] && ! grep -q '^result: ' "$out/check/summary.txt"; then
+      cat "$out/check/summary.txt" >>"$out/summary.txt"
+    fi
   fi
   rm -f "$out/.session"
-  tar --warning=no-file-changed -C "$out" -czf "/tmp/$stage.tar.gz" . || echo "gpu-session: tar said $?" >&2
-  find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name compare.md ! -name run-samples.png \
-    ! -name run-loss.svg -exec rm -rf {} +
-  mv "/tmp/$stage.tar.gz" "$out/"
+  trc=0
+  tar --warning=no-file-changed -C "$out" -czf "/tmp/$stage.tar.gz" . || trc=$?
+  if [ $trc -le 1 ]; then  # 1: a file changed while read; the archive is whole
+    find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name compare.md ! -name run-samples.png \
+      ! -name run-loss.svg -exec rm -rf {} +
+    mv "/tmp/$stage.tar.gz" "$out/"
+  else
+    echo "gpu-session: tar failed (exit $trc); OUT_DIR stays unpacked" | tee -a "$out/summary.txt"
+  fi
   exit $rc
 fi
 
 echo $$ >"$out/.session"  # setsid made this shell a session leader: its id is the session's
-if [ ! -x build/tools/ddpm ]; then
-  mkdir -p build
-  tar -C build -xJf gpu-bundle/bin.tar.xz
+if [ ! -f gpu-bundle/bin.tar.xz ]; then
+  echo "gpu-session: gpu-bundle/ was not carried (tools/gpu-bundle.sh here, then carry gpu-bundle)" |
+    tee -a "$out/summary.txt"
+  exit 1
 fi
 # The binaries' commit (the tree is copied to the GPU machine without .git).
 COMMIT=$(cat gpu-bundle/COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export COMMIT
+# A warm machine keeps build/ from the last call, whose bundle may be another commit's (or the
+# same commit rebuilt: a newer tarball): unpack unless build/ holds this very bundle.
+stamp=build/.bundle-commit
+if [ "$(cat "$stamp" 2>/dev/null)" != "$COMMIT" ] || [ gpu-bundle/bin.tar.xz -nt "$stamp" ]; then
+  mkdir -p build
+  tar -C build -xJf gpu-bundle/bin.tar.xz
+  echo "$COMMIT" >"$stamp"
+fi
 # Where and when, at the head of the summary (the JSON files record it too).
-echo "gpu-session $stage: $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $COMMIT, $(nvidia-smi -L 2>/dev/null | head -1)" |
+echo "gpu-session $stage: $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $COMMIT, $(timeout 20 nvidia-smi -L 2>/dev/null | head -1)" |
   tee -a "$out/summary.txt"
+# CUDA's and the system's libraries for every step: the binaries' RUNPATH is the build machine's.
 LIBS=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 # real_run PRECISION MINUTES: train the seed-size model, sample a grid, evaluate at each guidance
 # scale of GUIDANCES (default "3 1": the grid's, and a weaker one that trades accuracy for the
-# diversity FD measures).
+# diversity FD measures). One summary line a step; fails if any step did.
 real_run() {
-  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  local precision=$1 minutes=$2 start g
-  local flags=(--device cuda) run=runs/gpu-session
+  local precision=$1 minutes=$2 start g rc=0 failed=0
+  local flags=(--device cuda) run=runs/gpu-session sum=$out/summary.txt
+  echo "real run: $precision, $minutes min, batch ${BATCH:-128}" | tee -a "$sum"
+  if ! compgen -G 'gpu-bundle/fashion-mnist/*.gz' >/dev/null; then
+    echo "real run: no gpu-bundle/fashion-mnist/*.gz (a DATA=0 bundle): nothing to train on" | tee -a "$sum"
+    return 1
+  fi
   if [ "$precision" = tf32 ]; then flags+=(--tf32); else flags+=(--precision "$precision"); fi
   rm -rf "$run"
   start=$SECONDS
-  build/tools/ddpm train --data fashion-mnist:gpu-bundle/fashion-mnist --image-size 32 "${flags[@]}" \
+  # --max-minutes ends the training; the timeout only stops a hang (90 s for loading and saving).
+  timeout -k 5 "$(awk -v m="$minutes" 'BEGIN { print int(m * 60) + 90 }')" \
+    build/tools/ddpm train --data fashion-mnist:gpu-bundle/fashion-mnist --image-size 32 "${flags[@]}" \
     --base-channels 64 --time-dim 256 --batch "${BATCH:-128}" --steps 1000000 --max-minutes "$minutes" --ema-start 500 \
-    --save-every 0 --log-every 10 --out "$run" 2>&1 | tee "$out/run-train.log"
+    --save-every 0 --log-every 10 --out "$run" 2>&1 | tee "$out/run-train.log" || rc=${PIPESTATUS[0]}
   echo "train wall: $((SECONDS - start)) s" | tee -a "$out/run-train.log"
-  cp "$run/loss.csv" "$out/run-loss.csv"
-  python3 tools/plot_loss.py --title "seed-size model, $precision, on the GPU" --out "$out/run-loss.svg" \
-    "loss=$run/loss.csv" || echo "gpu-session: no loss picture"
-  start=$SECONDS
-  timeout 90 build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
-    --sampler ddpm --steps 100 --out "$out/run-samples.png" 2>&1 | tee "$out/run-sample.log"
+  echo "train: exit $rc, wall $((SECONDS - start)) s (run-train.log)" >>"$sum"
+  failed=$((failed || rc))
+  { cp "$run/loss.csv" "$out/run-loss.csv" &&
+    python3 tools/plot_loss.py --title "seed-size model, $precision, on the GPU" --out "$out/run-loss.svg" \
+      "loss=$run/loss.csv"; } || echo "gpu-session: no loss log or picture"
+  start=$SECONDS rc=0
+  timeout -k 5 90 build/tools/ddpm sample --checkpoint "$run" "${flags[@]}" --classes all --per-class 8 --guidance 3 \
+    --sampler ddpm --steps 100 --out "$out/run-samples.png" 2>&1 | tee "$out/run-sample.log" || rc=${PIPESTATUS[0]}
   echo "sample wall: $((SECONDS - start)) s" | tee -a "$out/run-sample.log"
+  echo "sample: exit $rc, wall $((SECONDS - start)) s, run-samples.png $([ -s "$out/run-samples.png" ] && echo written || echo MISSING)" >>"$sum"
+  failed=$((failed || rc))
   local sampler steps eta name s
   for g in ${GUIDANCES:-3 1}; do
     for s in ${EVAL_SAMPLERS:-ddpm:100}; do
       IFS=: read -r sampler steps eta <<<"$s"
-      start=$SECONDS
+      start=$SECONDS rc=0
       # run-eval-g3.json as before unless EVAL_SAMPLERS is set
       name=g$g${EVAL_SAMPLERS:+-$sampler$steps${eta:+-eta$eta}}
       mkdir -p "$out/eval-$name"
-      timeout "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance "$g" \
+      timeout -k 5 "${EVAL_LIMIT:-150}" build/tools/ddpm eval --checkpoint "$run" "${flags[@]}" --samples 1000 --guidance "$g" \
         --batch "${EVAL_BATCH:-500}" \
         --sampler "$sampler" --steps "$steps" ${eta:+--eta "$eta"} --data-dir gpu-bundle/fashion-mnist --out "$out/eval-$name" \
-        --json "$out/run-eval-$name.json" 2>&1 | tee "$out/run-eval-$name.log"
+        --json "$out/run-eval-$name.json" 2>&1 | tee "$out/run-eval-$name.log" || rc=${PIPESTATUS[0]}
       echo "eval wall (guidance $g, $sampler $steps steps): $((SECONDS - start)) s" | tee -a "$out/run-eval-$name.log"
+      { echo "eval $name (guidance $g, $sampler $steps steps${eta:+, eta $eta}): exit $rc, wall $((SECONDS - start)) s"
+        grep -A 3 '^set ' "$out/run-eval-$name.log" || echo "  (no result: see run-eval-$name.log)"; } >>"$sum"
+      failed=$((failed || rc))
     done
   done
+  return $failed
 }
 
-# gpu_tests NAME [SPEC]: test_gpu (the cases SPEC selects, or all) with its JUnit report in NAME.xml
-# and its output in NAME.log; its counts and failures in the summary. A crash leaves no report:
-# then the console reporter runs the same cases again (NAME.console.log) to show where it stopped.
-# Returns test_gpu's status.
+# timed_out STATUS JUNIT: whether a Catch2 run was stopped by its `timeout`. Catch2's own exit
+# status is its number of failed assertions, 124 included, but only a finished run writes JUnit.
+timed_out() { { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; } && [ ! -s "$2" ]; }
+
+# gpu_tests NAME [SPEC]: test_gpu (the cases SPEC selects, or all; -w NoTests: a spec that matches
+# nothing fails) with its JUnit report in NAME.xml and its output in NAME.log; its counts and
+# failures in the summary. A crash leaves no report: then the console reporter runs the same cases
+# again (NAME.console.log) to show where it stopped. Returns test_gpu's status.
 gpu_tests() {
-  local name=$1 rc=0
+  local name=$1 rc=0 why=""
   shift
-  timeout 120 build/tests/test_gpu "$@" -r junit -o "$out/$name.xml" >"$out/$name.log" 2>&1 || rc=$?
-  { echo "test_gpu${*:+ $*}: exit $rc"; python3 benchmarks/report.py junit "$out/$name.xml"; } | tee -a "$out/summary.txt"
-  if [ $rc -ne 124 ] && [ ! -s "$out/$name.xml" ]; then
-    timeout 60 build/tests/test_gpu "$@" -r console -d yes >"$out/$name.console.log" 2>&1 || true
+  timeout -k 5 120 build/tests/test_gpu "$@" -w NoTests -r junit -o "$out/$name.xml" >"$out/$name.log" 2>&1 || rc=$?
+  if timed_out $rc "$out/$name.xml"; then why=" (timed out after 120 s)"
+  elif grep -q 'test_gpu SKIPPED' "$out/$name.log"; then why=" (no GPU: test_gpu SKIPPED, see $name.log)"
+  fi
+  { echo "test_gpu${*:+ $*}: exit $rc$why"; python3 benchmarks/report.py junit "$out/$name.xml"; } | tee -a "$out/summary.txt"
+  if [ -z "$why" ] && [ ! -s "$out/$name.xml" ]; then
+    timeout -k 5 60 build/tests/test_gpu "$@" -w NoTests -r console -d yes >"$out/$name.console.log" 2>&1 || true
   fi
   return $rc
 }
@@ -138,10 +205,20 @@ gpu_tests() {
 memcheck() {
   local name=$1 spec=$2 rc=0
   shift 2
-  timeout 100 compute-sanitizer --tool memcheck "$@" --error-exitcode 99 build/tests/test_gpu "$spec" \
+  timeout -k 5 100 compute-sanitizer --tool memcheck "$@" --error-exitcode 99 build/tests/test_gpu "$spec" -w NoTests \
     >"$out/$name.log" 2>&1 || rc=$?
-  echo "memcheck $spec: exit $rc $(grep -m1 'ERROR SUMMARY' "$out/$name.log")" | tee -a "$out/summary.txt"
+  echo "memcheck $spec: exit $rc $(grep -E -m2 'ERROR SUMMARY|No test cases matched' "$out/$name.log" | paste -sd ' ')" |
+    tee -a "$out/summary.txt"
   return $rc
+}
+
+# have_json BASE: whether $out/BASE.json was written; if not, a line that says so.
+have_json() { [ -s "$out/$1.json" ] || { echo "$1: no JSON (see $1.txt)"; return 1; }; }
+
+# check_summary: gpu-check's summary into the stage's.
+check_summary() {
+  cat "$out/check/summary.txt" >>"$out/summary.txt" 2>/dev/null ||
+    echo "gpu-session: gpu-check wrote no summary" | tee -a "$out/summary.txt"
 }
 
 # bench_run LABEL LIMIT BENCH ARG...: one run of build/benchmarks/BENCH, stopped after LIMIT seconds,
@@ -163,11 +240,12 @@ twin_report() {
 }
 
 # more_stage: attention against SDPA, memcheck, the kernels on bf16 data (stage `more`).
+# Fails (after running everything) when memcheck did.
 more_stage() {
-  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  local rc=0
   echo "== attention: ours (f32 exact, f32 on TF32, bf16) and PyTorch's SDPA"
   for p in f32 tf32 bf16; do
-    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
+    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision "$p") ;; esac
     timeout 40 build/benchmarks/bench_kernels "${flags[@]}" --filter attention --commit "$COMMIT" \
       --json "$out/bench_attention_$p.json" >"$out/bench_attention_$p.txt" 2>&1 || echo "gpu-session: attention $p stopped"
   done
@@ -175,28 +253,31 @@ more_stage() {
     echo "gpu-session: torch_attention failed"
   for p in f32 tf32 bf16; do
     echo "ours, $p:"
-    python3 benchmarks/report.py attention "$out/bench_attention_$p.json" "$out/torch_attention.json" || true
+    if have_json "bench_attention_$p" && have_json torch_attention; then
+      python3 benchmarks/report.py attention "$out/bench_attention_$p.json" "$out/torch_attention.json" ||
+        echo "no attention table (report.py failed)"
+    fi
   done | tee -a "$out/summary.txt"
   # The kernels rewritten since the last sanitizer run: bf16 (attention v2), the broadcast and bias
   # reductions.
   local spec="[bf16],[elementwise],[matmul]"
   echo "== compute-sanitizer memcheck on test_gpu $spec"
-  memcheck sanitize-memcheck "$spec" || true
+  memcheck sanitize-memcheck "$spec" || rc=1
   echo "== bench_kernels --precision bf16"
   timeout "${KERNELS_LIMIT:-60}" build/benchmarks/bench_kernels --precision bf16 --commit "$COMMIT" \
     --json "$out/bench_kernels_bf16.json" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped"
+  return $rc
 }
 
 # graphs_stage: graph replay against op-by-op launches (stage `graphs`).
 # Fails (after running everything) when the tests or memcheck did.
 graphs_stage() {
-  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   local p g bench extra trc=0 mrc=0
   gpu_tests test_gpu || trc=$?
   # The refusal test provokes failing CUDA calls on purpose: memcheck would list them as API errors.
   memcheck sanitize-graph "[graph]" --report-api-errors no || mrc=$?
   for p in bf16 tf32; do
-    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
+    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision "$p") ;; esac
     for bench in bench_sample bench_train; do
       for g in graph no-graph; do
         extra=()
@@ -216,18 +297,22 @@ graphs_stage() {
 # conv_stage: our convolution kernels against cuDNN, alone and end to end (stage `conv`). Fails
 # (after running everything) when the tests or memcheck did.
 conv_stage() {
-  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  local trc=0 mrc=0 p conv bench
+  local arc=0 crc=0 mrc=0 p conv bench
   # All GPU tests (~30 s): since the last loan v4, v6 and v7 (thin layers), linear's cuBLASLt path,
   # the norms' version 2 and the 16-byte bf16 accesses all changed. If any fails, "[conv]" alone
   # says whether v6 is to blame.
   # A timeout of the whole run (a hang, perhaps in v6) is not spent again on "[conv]" alone.
-  gpu_tests test_gpu || { mrc=$?; [ $mrc -eq 124 ] && trc=124 || { gpu_tests test_gpu_conv "[conv]" || trc=$?; }; }
-  # v6 (wgmma) had not run on hardware before: if it fails its tests, or a trap ends bench_conv,
-  # the rest runs on v4 (DDPM_CONV_WGMMA=0, which no benchmark or test can switch back), so the
-  # loan still measures v4, cuDNN and Measured; and bench_kernels below, which runs convolutions
-  # too, already on v4.
-  [ $trc -eq 0 ] || { export DDPM_CONV_WGMMA=0; echo "gpu-session: conv tests failed; v4 only from here" | tee -a "$out/summary.txt"; }
+  gpu_tests test_gpu || arc=$?
+  crc=$arc
+  if [ $arc -ne 0 ] && ! timed_out $arc "$out/test_gpu.xml"; then
+    crc=0
+    gpu_tests test_gpu_conv "[conv]" || crc=$?
+  fi
+  # v6 (wgmma) had not run on hardware before: if it fails its tests, or a trap or a hang ends
+  # bench_conv, the rest runs on v4 (DDPM_CONV_WGMMA=0, which no benchmark or test can switch back),
+  # so the loan still measures v4, cuDNN and Measured; and bench_kernels below, which runs
+  # convolutions too, already on v4.
+  [ $crc -eq 0 ] || { export DDPM_CONV_WGMMA=0; echo "gpu-session: conv tests failed; v4 only from here" | tee -a "$out/summary.txt"; }
   memcheck sanitize-conv "[conv]" || mrc=$?
   # Every op on bf16 data (~60 s), to set beside fc776d5's bench_kernels_bf16.txt: the norms'
   # version 2, the fused embedding and residual adds, the 16-byte accesses, the thin convolutions.
@@ -235,89 +320,109 @@ conv_stage() {
     --commit "$COMMIT" >"$out/bench_kernels_bf16.txt" 2>&1 || echo "gpu-session: bench_kernels bf16 stopped" | tee -a "$out/summary.txt"
   # bench_conv times v4 beside v6 itself; a second run on v4 alone only pays after a failure that
   # was not the time limit, while v6 was still in use.
-  local crc=0
-  timeout 130 build/benchmarks/bench_conv --json "$out/bench_conv.json" --commit "$COMMIT" >"$out/bench_conv.txt" 2>&1 || crc=$?
-  if [ $crc -ne 0 ]; then
-    echo "gpu-session: bench_conv stopped (exit $crc)" | tee -a "$out/summary.txt"
-    if [ $crc -ne 124 ] && [ "${DDPM_CONV_WGMMA:-1}" != 0 ]; then
-      echo "gpu-session: bench_conv again on v4 only" | tee -a "$out/summary.txt"
+  local brc=0
+  timeout 130 build/benchmarks/bench_conv --json "$out/bench_conv.json" --commit "$COMMIT" >"$out/bench_conv.txt" 2>&1 || brc=$?
+  if [ $brc -ne 0 ]; then
+    echo "gpu-session: bench_conv stopped (exit $brc)" | tee -a "$out/summary.txt"
+    if [ "${DDPM_CONV_WGMMA:-1}" != 0 ]; then
       export DDPM_CONV_WGMMA=0
-      timeout 100 build/benchmarks/bench_conv --json "$out/bench_conv-v4.json" --commit "$COMMIT" >"$out/bench_conv-v4.txt" 2>&1 ||
-        echo "gpu-session: bench_conv on v4 stopped" | tee -a "$out/summary.txt"
+      echo "gpu-session: v4 only from here" | tee -a "$out/summary.txt"
+      if [ $brc -ne 124 ]; then
+        echo "gpu-session: bench_conv again on v4 only" | tee -a "$out/summary.txt"
+        timeout 100 build/benchmarks/bench_conv --json "$out/bench_conv-v4.json" --commit "$COMMIT" >"$out/bench_conv-v4.txt" 2>&1 ||
+          echo "gpu-session: bench_conv on v4 stopped" | tee -a "$out/summary.txt"
+      fi
     fi
   fi
-  for f in "$out"/bench_conv*.json; do
-    { python3 benchmarks/report.py conv "$f" | tee -a "$out/summary.txt"; } || echo "gpu-session: no conv table from $f"
-  done
+  for f in bench_conv bench_conv-v4; do
+    [ -f "$out/$f.txt" ] || continue  # the v4 run only after a failure
+    if have_json $f; then echo "$f:"; python3 benchmarks/report.py conv "$out/$f.json" || echo "no conv table from $f.json"; fi
+  done | tee -a "$out/summary.txt"
   # Within STAGE_LIMIT: about 10 s a run; the TF32 runs come last, so a slow card loses those first.
   for p in bf16 tf32; do
-    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision $p) ;; esac
+    case $p in tf32) flags=(--tf32) ;; *) flags=(--precision "$p") ;; esac
     for conv in cudnn measured ours; do
       for bench in bench_train bench_sample; do
         bench_run "$bench $p $conv" 25 $bench "${flags[@]}" --conv $conv --steps 30
       done
     done
   done
-  return $((trc != 0 || mrc != 0))
+  return $((arc != 0 || mrc != 0))
 }
 
 # profile_stage: Nsight Compute on the kernels whose distance from their napkin floor is not yet
 # understood (docs/kernels.md): the bf16 attention at 4096 tokens / D = 16 (the forward and both
 # backward kernels; 1.7x and 1.3x their floors at fc776d5, "limited by neither bound") and the
 # group norm + GELU at 64x64x64x64 (version 2's column sums and pass, forward and backward). The
-# first NCU_LAUNCHES launches of each kernel in a one-run bench_kernels, at the clocks the card
-# runs (--clock-control none); sections: speed of light, occupancy, launch, warp states (the stall
-# reasons), scheduler, instruction mix, source counters (the most sampled SASS). One text report a
-# kernel (ncu-NAME.txt, its headline numbers in the summary); the .ncu-rep files are dropped.
+# first NCU_LAUNCHES launches of each kernel after SKIP (below) in a one-run bench_kernels, at the
+# clocks the card runs (--clock-control none); sections: speed of light, occupancy, launch, warp
+# states (the stall reasons), scheduler, instruction mix, source counters (the most sampled SASS).
+# One text report a kernel (ncu-NAME.txt, its headline numbers in the summary); the .ncu-rep files
+# are dropped.
 profile_stage() {
-  local entry name filter kernel rc=0
-  for entry in "attn-fwd|attention 64x4096x192|attention_fwd_k" "attn-dkv|attention 64x4096x192|attention_dkv_k" \
-    "attn-dq|attention 64x4096x192|attention_dq_k" "gn-sums|group_norm+gelu 64x64x64x64|column_sums_k" \
-    "gn-pass|group_norm+gelu 64x64x64x64|gn_pass_k"; do
-    IFS='|' read -r name filter kernel <<<"$entry"
-    if ! timeout 100 ncu --clock-control none -k "regex:$kernel" -c "${NCU_LAUNCHES:-2}" --section SpeedOfLight \
-      --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+  local entry name filter kernel skip rc=0
+  # NAME|FILTER|KERNEL|SKIP. The attention's backward kernels have names of their own; the group
+  # norm's share theirs with the forward, and each runs (benchmarks/bench_kernels.cpp, op_spec and
+  # Timer) forward twice and backward once while bench_kernels prepares the op, then forward 4
+  # times (3 warm-ups and --runs 1), then backward: skipping 7 launches leaves the backward ones.
+  for entry in "attn-fwd|attention 64x4096x192|attention_fwd_k|0" "attn-dkv|attention 64x4096x192|attention_dkv_k|0" \
+    "attn-dq|attention 64x4096x192|attention_dq_k|0" "gn-sums|group_norm+gelu 64x64x64x64|column_sums_k|0" \
+    "gn-pass|group_norm+gelu 64x64x64x64|gn_pass_k|0" "gn-sums-bwd|group_norm+gelu 64x64x64x64|column_sums_k|7" \
+    "gn-pass-bwd|group_norm+gelu 64x64x64x64|gn_pass_k|7"; do
+    IFS='|' read -r name filter kernel skip <<<"$entry"
+    if ! timeout -k 5 100 ncu --clock-control none -k "regex:$kernel" --launch-skip "$skip" -c "${NCU_LAUNCHES:-2}" \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
       --section InstructionStats --section SourceCounters -f -o "$out/ncu-$name" \
       build/benchmarks/bench_kernels --precision bf16 --runs 1 --filter "$filter" >"$out/ncu-$name.log" 2>&1; then
       rc=1
       echo "gpu-session: ncu $name failed (ncu-$name.log)" | tee -a "$out/summary.txt"
-      continue
+    elif [ ! -f "$out/ncu-$name.ncu-rep" ]; then
+      rc=1
+      echo "gpu-session: ncu $name: no kernel profiled (ncu-$name.log)" | tee -a "$out/summary.txt"
+    else
+      ncu --import "$out/ncu-$name.ncu-rep" --page details >"$out/ncu-$name.txt" 2>&1 || rc=1
+      { echo "ncu $name:"
+        grep -E "^  [^ ].*\(|Duration|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Issued Warp|No Eligible|Memory Throughput|Compute \(SM\) Throughput" \
+          "$out/ncu-$name.txt" | head -40; } | tee -a "$out/summary.txt"
     fi
-    ncu --import "$out/ncu-$name.ncu-rep" --page details >"$out/ncu-$name.txt" 2>&1 || rc=1
-    rm -f "$out/ncu-$name.ncu-rep"
-    { echo "ncu $name:"
-      grep -E "^  [^ ].*\(|Duration|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Issued Warp|No Eligible|Memory Throughput|Compute \(SM\) Throughput" \
-        "$out/ncu-$name.txt" | head -40; } | tee -a "$out/summary.txt"
+    rm -f "$out/ncu-$name.ncu-rep"  # also a partial one
   done
   return $rc
 }
 
 rc=0
 case $stage in
-  check) bash tools/gpu-check.sh "$out/check" || rc=$? ;;
+  check)
+    bash tools/gpu-check.sh "$out/check" || rc=$?
+    check_summary
+    ;;
   compare)  # the configurations most worth their time; CONFIGS= (empty) runs all nine
     CONFIGS=${CONFIGS-"f32 tf32 tf32-auto bf16 bf16-auto"} MODES=${MODES:-fp32,bf16} \
-      bash benchmarks/compare.sh "$out/compare" || rc=$? ;;
+      bash benchmarks/compare.sh "$out/compare" || rc=$?
+    echo "compare.sh: exit $rc" >>"$out/summary.txt"
+    cp "$out/compare/compare.md" "$out/" 2>/dev/null ||
+      echo "gpu-session: compare.sh wrote no compare.md" | tee -a "$out/summary.txt"
+    ;;
   run) real_run "${PRECISION:-bf16}" "${MINUTES:-3}" || rc=$? ;;
   all)
     BENCH=0 CPU_TESTS=0 BUDGET=${CHECK_BUDGET:-230} bash tools/gpu-check.sh "$out/check" || rc=$?
+    check_summary
     twin_report "$out/check"
     precision=tf32  # bf16 only once its checks passed on this card
     grep -q '^check-reference bf16 *PASS' "$out/check/summary.txt" && grep -q '^test_gpu *PASS' "$out/check/summary.txt" &&
       precision=bf16
-    # Of STAGE_LIMIT's 540 s, training gets what is left after ~130 s for sampling and the evals
-    # (17 s each on the H200), at most MINUTES.
-    minutes=$(python3 -c "print(round(max(0.5, min(${MINUTES:-4}, (410 - $SECONDS) / 60)), 2))")
-    EVAL_LIMIT=${EVAL_LIMIT:-60} real_run "$precision" "$minutes" || { rc=1; echo "gpu-session: the real run failed"; }
-    { cat "$out/check/summary.txt"; echo "real run: $precision, $minutes min"; grep -h 'wall' "$out"/run-*.log
-      for f in "$out"/run-eval-g*.log; do echo "$f:"; grep -A 4 '^set ' "$f"; done; } >"$out/summary.txt" 2>&1
+    # Of STAGE_LIMIT, training gets what is left after ~130 s for sampling and the evals (17 s each
+    # on the H200), at most MINUTES.
+    minutes=$(python3 -c "print(round(max(0.5, min(${MINUTES:-4}, (${STAGE_LIMIT:-540} - 130 - $SECONDS) / 60)), 2))")
+    EVAL_LIMIT=${EVAL_LIMIT:-60} real_run "$precision" "$minutes" ||
+      { rc=1; echo "gpu-session: the real run failed" | tee -a "$out/summary.txt"; }
     ;;
-  more) more_stage ;;
+  more) more_stage || rc=$? ;;
   quick)  # gpu-check without the micro-benchmarks, the eager twin, then `more`: no real run
     BENCH=0 CPU_TESTS=0 BUDGET=${CHECK_BUDGET:-150} bash tools/gpu-check.sh "$out/check" || rc=$?
+    check_summary
     twin_report "$out/check"
-    cp "$out/check/summary.txt" "$out/summary.txt"
-    more_stage
+    more_stage || rc=1
     ;;
   graphs) graphs_stage || rc=$? ;;
   conv) conv_stage || rc=$? ;;

@@ -10,7 +10,9 @@
 #   there: tools/gpu-variants.sh run 'BENCH_ARGS' ['TEST_SPEC'] [OUT_DIR]
 #          Times `bench_kernels BENCH_ARGS` for every variant in ROUNDS rounds (default 2, the order
 #          reversed every other round, so drift does not favour one), runs `test_gpu TEST_SPEC` for
-#          each if given, and packs OUT_DIR (default $OUT) into variants-out.tar.gz.
+#          each if given, and packs OUT_DIR (default $OUT) into variants-out.tar.gz. All within
+#          STAGE_LIMIT seconds (default 540, so the packing happens inside a 600 s call): a step
+#          that would not fit is skipped, and says so.
 # Each variant's JSON carries `--commit var-NAME`. Take the lowest median of the rounds per shape.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +57,15 @@ elif [ "$mode" = run ]; then
   bench=${1:?bench_kernels arguments, e.g. '--precision bf16 --filter attention'}
   spec=${2:-} out=${3:-${OUT:?give OUT_DIR or set OUT}}
   export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
+  deadline=$((SECONDS + ${STAGE_LIMIT:-540}))
+  # step_limit MAX: seconds for the next step, at most MAX, within STAGE_LIMIT; false when 5 or less.
+  step_limit() {
+    t=$((deadline - SECONDS))
+    t=$((t < $1 ? t : $1))
+    [ $t -gt 5 ]
+  }
   vdir=$(mktemp -d)
+  trap 'rm -rf "$vdir"' EXIT
   tar -C "$vdir" -xJf gpu-bundle/variants.tar.xz
   mkdir -p "$out"
   mapfile -t names < <(ls "$vdir")
@@ -63,16 +73,19 @@ elif [ "$mode" = run ]; then
     order=("${names[@]}")
     if ((round % 2 == 0)); then mapfile -t order < <(printf '%s\n' "${names[@]}" | tac); fi
     for n in "${order[@]}"; do
+      step_limit 60 || { echo "gpu-variants: bench $n round $round: skipped, STAGE_LIMIT reached"; continue; }
       # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
-      timeout 60 "$vdir/$n/bench_kernels" $bench --commit "var-$n" --json "$out/bench${round}_$n.json" \
+      timeout -k 5 "$t" "$vdir/$n/bench_kernels" $bench --commit "var-$n" --json "$out/bench${round}_$n.json" \
         >"$out/bench${round}_$n.txt" 2>&1 || echo "gpu-variants: bench $n round $round: exit $?"
     done
   done
   if [ -n "$spec" ]; then
     for n in "${names[@]}"; do
+      step_limit 120 || { echo "gpu-variants: test $n: skipped, STAGE_LIMIT reached"; continue; }
       rc=0
-      timeout 120 "$vdir/$n/test_gpu" "$spec" >"$out/test_$n.txt" 2>&1 || rc=$?
-      echo "gpu-variants: test $n: exit $rc, $(grep -E 'passed|failed' "$out/test_$n.txt" | tail -1)"
+      # -w NoTests: a spec that matches nothing fails
+      timeout -k 5 "$t" "$vdir/$n/test_gpu" "$spec" -w NoTests >"$out/test_$n.txt" 2>&1 || rc=$?
+      echo "gpu-variants: test $n: exit $rc, $(grep -E 'passed|failed|SKIPPED|No test cases matched' "$out/test_$n.txt" | tail -1)"
     done
   fi
   for n in "${names[@]}"; do cp "$vdir/$n/FLAGS" "$out/FLAGS_$n"; done
