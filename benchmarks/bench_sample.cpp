@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
   const Schedule schedule = make_schedule(ScheduleKind::Linear, 1000);
   // The longest chain timed is warmup + steps steps: checked before anything runs.
   if (o.warmup + o.steps > schedule.T - 1) {
-    std::fprintf(stderr, "bench_sample: --warmup + --steps must be at most %ld (a chain of that many steps is timed), got %ld\n",
+    std::fprintf(stderr,
+                 "bench_sample: --warmup + --steps must be at most %ld (a chain of that many steps is timed), "
+                 "got %ld\n",
                  long(schedule.T - 1), long(o.warmup + o.steps));
     return 2;
   }

@@ -420,6 +420,9 @@ void Trainer::load_state(const std::string& model_path) {
   if (adam_steps > 0) {
     from_pytorch_layout(model_, file, mom, "adamw.exp_avg.");
     from_pytorch_layout(model_, file, var, "adamw.exp_avg_sq.");
+    for (const Tensor& v : var)  // a mean of squares: a negative one is a corrupt file, not a divergence
+      for (float x : v.to_floats())
+        DDPM_CHECK(x >= 0.0f, "checkpoint", path, ": adamw.exp_avg_sq holds negative values (a corrupt file)");
   }
   optimizer_.load_state(mom, var, adam_steps);  // also makes the weight copies again from the loaded weights
   step_ = metadata_int(m, "step", path);

@@ -201,6 +201,22 @@ TEST_CASE("training checkpoints reject mismatched files", "[diffusion][trainer][
   state.metadata["position"] = "1e30";
   save_safetensors(state_path(path), state.tensors, state.metadata);
   CHECK_THROWS_WITH(fresh.load_state(path), Catch::Contains("not an integer in range"));
+  // A second moment below zero cannot come from training (a corrupt file): refused, not trained on
+  // (its square root would be NaN, and the run would report a divergence).
+  SafeTensors negative = state;
+  negative.metadata["position"] = "0";
+  bool edited = false;
+  for (auto& [name, t] : negative.tensors)
+    if (!edited && name.rfind("adamw.exp_avg_sq.", 0) == 0) {
+      std::vector<float> v = t.to_floats();
+      v[v.size() / 2] = -1e-3f;
+      t = Tensor::from_floats(v, t.shape());
+      edited = true;
+    }
+  REQUIRE(edited);
+  save_safetensors(state_path(path), negative.tensors, negative.metadata);
+  CHECK_THROWS_WITH(fresh.load_state(path), Catch::Contains("adamw.exp_avg_sq holds negative values"));
+  save_safetensors(state_path(path), state.tensors, state.metadata);
   CHECK_THROWS_WITH(fresh.load_state(dir / "missing.safetensors"), Catch::Contains("not found"));
   TrainConfig other = cfg;
   other.seed = 8;
