@@ -188,14 +188,14 @@ std::vector<int64_t> parse_classes(const std::string& spec, int64_t num_classes)
 
 Tensor sample_classes(const UNet& model, const Schedule& schedule, const SamplerConfig& config,
                       const std::vector<int64_t>& classes, int64_t per_class, int64_t image_size, uint64_t seed,
-                      Device device, int64_t batch, const std::function<bool()>& stop) {
+                      Device device, int64_t batch, const std::function<bool()>& stop, double progress_every) {
   std::vector<int64_t> labels;
   for (int64_t c : classes) labels.insert(labels.end(), size_t(per_class), c);
   const int64_t total = classes.empty() ? per_class : int64_t(labels.size());
   const int64_t steps = int64_t(sampler_plan(schedule, config).size());
   const int64_t chunks = (total + batch - 1) / batch;
   Generator gen(seed);
-  Progress progress("sample", chunks * steps, 0, 1.0, "", 5.0);
+  Progress progress("sample", chunks * steps, 0, 1.0, "", progress_every);
   std::vector<float> images;
   Shape shape;
   for (int64_t k = 0; k < chunks; ++k) {

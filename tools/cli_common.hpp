@@ -89,11 +89,13 @@ Schedule sampling_schedule(const SamplingOptions& o, const LoadedModel& m);
 std::vector<int64_t> parse_classes(const std::string& spec, int64_t num_classes);
 
 // Samples per_class images of each class (or per_class unconditional images when `classes` is
-// empty), `batch` at a time, in class order; [N, H, W, C] on the CPU. Reports progress. When
-// `stop` says so after a step, throws Error (a stop signal need not wait for the whole chain).
+// empty), `batch` at a time, in class order; [N, H, W, C] on the CPU. Reports progress, a line
+// at most every `progress_every` seconds. When `stop` says so after a step, throws Error (a stop
+// signal need not wait for the whole chain).
 Tensor sample_classes(const UNet& model, const Schedule& schedule, const SamplerConfig& config,
                       const std::vector<int64_t>& classes, int64_t per_class, int64_t image_size, uint64_t seed,
-                      Device device, int64_t batch, const std::function<bool()>& stop = {});
+                      Device device, int64_t batch, const std::function<bool()>& stop = {},
+                      double progress_every = 5.0);
 
 // A status line on stderr at most every `interval` seconds (and at the end):
 // "<what> done/total  <extra>  <rate>  ETA 3m20s".

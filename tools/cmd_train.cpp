@@ -73,8 +73,9 @@ void truncate_loss_log(const std::string& path, int64_t step) {
   write_text(path, kept.empty() ? "step,loss\n" : kept);
 }
 
+// The grid's progress lines come every `log_every` seconds, like training's.
 void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data, Device device,
-                       const std::string& path) {
+                       const std::string& path, double log_every) {
   SamplerConfig sc;
   sc.kind = SamplerKind::DDPM;  // respaced, x0 clipped: robust early in training (docs/diffusion.md)
   sc.steps = std::min<int64_t>(100, trainer.config().T - 1);
@@ -85,7 +86,7 @@ void write_sample_grid(Trainer& trainer, const UNet& model, const Dataset& data,
   Schedule schedule = make_schedule(trainer.config().schedule, trainer.config().T);
   trainer.with_ema_weights([&] {
     Tensor x = sample_classes(model, schedule, sc, classes, per_class, data.size, 0, device, 80,
-                              [] { return g_interrupted != 0; });
+                              [] { return g_interrupted != 0; }, log_every);
     write_png(path, image_grid(x, per_class));
   });
   std::fprintf(stderr, "wrote %s\n", path.c_str());
@@ -269,7 +270,8 @@ void run(TrainOptions& o, const CLI::App& cmd) {
     });
     if (o.sample_every > 0 && step % o.sample_every == 0) {
       try {
-        write_sample_grid(trainer, *model, data, device, o.out + "/samples_" + std::to_string(step) + ".png");
+        write_sample_grid(trainer, *model, data, device, o.out + "/samples_" + std::to_string(step) + ".png",
+                          o.log_every);
       } catch (const Error& e) {  // a picture is not worth the run: say so and go on
         std::fprintf(stderr, "warning: no sample grid at step %ld: %s\n", long(step), e.what());
       }

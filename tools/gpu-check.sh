@@ -61,8 +61,11 @@ fail() {
   FAILED=1
 }
 # timed_out STATUS JUNIT: whether a Catch2 run was stopped by its `timeout`. Catch2's own exit
-# status is its number of failed assertions, 124 included, but only a finished run writes JUnit.
-timed_out() { { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; } && [ ! -s "$2" ]; }
+# status is its number of failed assertions, 124 included; stopped, it leaves no JUnit (SIGKILL) or
+# one that reports the SIGTERM as the running test's failure.
+timed_out() {
+  { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; } && { [ ! -s "$2" ] || grep -q 'SIGTERM - Termination request signal' "$2"; }
+}
 
 # junit_result FILE: "P passed, F failed of N test cases" (+ the failures' first lines) from Catch2 JUnit.
 junit_result() { python3 benchmarks/report.py junit "$1"; }

@@ -179,8 +179,11 @@ real_run() {
 }
 
 # timed_out STATUS JUNIT: whether a Catch2 run was stopped by its `timeout`. Catch2's own exit
-# status is its number of failed assertions, 124 included, but only a finished run writes JUnit.
-timed_out() { { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; } && [ ! -s "$2" ]; }
+# status is its number of failed assertions, 124 included; stopped, it leaves no JUnit (SIGKILL) or
+# one that reports the SIGTERM as the running test's failure.
+timed_out() {
+  { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; } && { [ ! -s "$2" ] || grep -q 'SIGTERM - Termination request signal' "$2"; }
+}
 
 # gpu_tests NAME [SPEC]: test_gpu (the cases SPEC selects, or all; -w NoTests: a spec that matches
 # nothing fails) with its JUnit report in NAME.xml and its output in NAME.log; its counts and
