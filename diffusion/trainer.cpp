@@ -102,22 +102,15 @@ int64_t metadata_int(const std::map<std::string, std::string>& metadata, const s
 }
 
 std::string join_names(const std::vector<std::string>& names) {
-  try {
-    return nlohmann::json(names).dump();
-  } catch (const nlohmann::json::exception&) {  // JSON text is UTF-8: name the first offender
-    for (size_t i = 0; i < names.size(); ++i) {
-      try {
-        (void)nlohmann::json(names[i]).dump();
-      } catch (const nlohmann::json::exception&) {
-        // Bad bytes shown as U+FFFD: enough to find the folder.
-        const std::string shown = nlohmann::json(names[i]).dump(-1, ' ', false,
-                                                                nlohmann::json::error_handler_t::replace);
-        detail::fail("checkpoint", "class ", i, "'s folder name ", shown,
-                     " is not valid UTF-8 (a folder data set's folder names become the class names): rename it");
-      }
+  for (size_t i = 0; i < names.size(); ++i)
+    if (!valid_utf8(names[i])) {
+      // Bad bytes shown as U+FFFD: enough to find the folder.
+      const std::string shown =
+          nlohmann::json(names[i]).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      detail::fail("checkpoint", "class ", i, "'s folder name ", shown,
+                   " is not valid UTF-8 (a folder data set's folder names become the class names): rename it");
     }
-    throw;
-  }
+  return nlohmann::json(names).dump();
 }
 
 std::vector<std::string> split_names(const std::string& json, const std::string& path) {

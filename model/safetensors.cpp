@@ -231,6 +231,15 @@ SafeTensors load_safetensors(const std::string& path) {
   return out;
 }
 
+bool valid_utf8(const std::string& text) {
+  try {
+    (void)json(text).dump();
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata, Commit commit) {
   json header = json::object();
@@ -250,18 +259,9 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   try {
     text = header.dump();
   } catch (const json::exception&) {
-    // JSON text is UTF-8: a data path or class folder with other bytes cannot be stored as they
-    // are. Name the entry that holds them.
-    const auto utf8 = [](const std::string& s) {
-      try {
-        (void)json(s).dump();
-        return true;
-      } catch (const json::exception&) {
-        return false;
-      }
-    };
+    // A data path or class folder with bytes that are not UTF-8: name the entry that holds them.
     for (const auto& [key, value] : metadata)
-      if (!utf8(key) || !utf8(value))
+      if (!valid_utf8(key) || !valid_utf8(value))
         detail::fail("save_safetensors", path, ": metadata '", key, "' is not valid UTF-8");
     detail::fail("save_safetensors", path, ": a tensor name is not valid UTF-8");
   }

@@ -27,6 +27,10 @@ struct SafeTensors {
 SafeTensors load_safetensors(const std::string& path);
 // The same from a whole file held in memory; `name` labels the errors (the fuzz target's entry).
 SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& name);
+// Whether `text` can go into a header (JSON text is UTF-8): a metadata value made from a path or
+// a folder name may hold other bytes.
+bool valid_utf8(const std::string& text);
+
 // Atomic: the file is written in full to PATH.tmp and flushed to disk, then renamed over PATH, so
 // PATH holds the old file or the new one, never part of one. Commit::Later stops before the rename:
 // files that must change together (a training run's model and state) are all written first, then
